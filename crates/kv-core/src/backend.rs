@@ -1,0 +1,412 @@
+//! Everything that differs between SQLite and PostgreSQL lives here: URLs, connecting
+//! (pragmas), the pool, migrations, how a write transaction starts, the version counter,
+//! row locks and the sweeper's batch delete. The rest of kv-core is written once and runs
+//! on either backend through [`with_conn!`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::StoreError;
+use crate::model::KeyValue;
+use crate::schema::{kv_meta, kv_store};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// Held while migrations run, so servers and sweepers starting together on one PostgreSQL
+/// database migrate it once.
+const MIGRATION_LOCK_ID: i64 = 0x6b76_7374_6f72;
+
+/// A connection to either backend.
+pub enum DbConnection {
+    Sqlite(SqliteConnection),
+    Postgres(PgConnection),
+}
+
+/// Runs `$body` with `$c` bound to the backend's own connection: the same diesel code,
+/// compiled once per backend.
+macro_rules! with_conn {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::backend::DbConnection::Sqlite($c) => $body,
+            $crate::backend::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+pub(crate) use with_conn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+impl DbConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            DbConnection::Sqlite(_) => Backend::Sqlite,
+            DbConnection::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
+/// `postgres://…` / `postgresql://…` selects PostgreSQL; anything else is a SQLite file path
+/// (an optional `sqlite://` or `sqlite:` prefix is removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    target: String,
+}
+
+impl DatabaseUrl {
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The URL with any password replaced by `***`, for logs.
+    pub fn redacted(&self) -> String {
+        if self.backend == Backend::Sqlite {
+            return self.target.clone();
+        }
+        let Some((scheme, rest)) = self.target.split_once("://") else {
+            return self.target.clone();
+        };
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(authority_end);
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or_default();
+                let hidden = if userinfo.contains(':') { ":***" } else { "" };
+                format!("{scheme}://{user}{hidden}@{host}{path}")
+            }
+            None => self.target.clone(),
+        }
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let raw = raw.trim();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl {
+                backend: Backend::Postgres,
+                target: raw.to_owned(),
+            });
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        if path.is_empty() {
+            return Err("the database URL is empty: give a SQLite file path or a postgres:// URL".into());
+        }
+        if path == ":memory:" || path.contains("mode=memory") {
+            return Err("an in-memory SQLite database is not supported: give a file path".into());
+        }
+        Ok(DatabaseUrl {
+            backend: Backend::Sqlite,
+            target: path.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.backend.name(), self.redacted())
+    }
+}
+
+/// SQLite's `synchronous` setting: `normal` survives a process crash (kill -9); `full` also
+/// survives a power loss, at the cost of an fsync per commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    #[default]
+    Normal,
+    Full,
+}
+
+impl FromStr for SyncMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "normal" => Ok(SyncMode::Normal),
+            "full" => Ok(SyncMode::Full),
+            _ => Err(format!("unknown sync mode {s:?}: use normal or full")),
+        }
+    }
+}
+
+impl fmt::Display for SyncMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SyncMode::Normal => "normal",
+            SyncMode::Full => "full",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionOptions {
+    pub sync: SyncMode,
+    /// How long a SQLite writer waits for the write lock before answering "busy".
+    pub busy_timeout: Duration,
+}
+
+impl Default for ConnectionOptions {
+    fn default() -> Self {
+        ConnectionOptions {
+            sync: SyncMode::Normal,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A connection or migration failure, with the driver's own message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DbSetupError(String);
+
+/// Opens one configured connection (WAL, synchronous, busy timeout on SQLite).
+pub fn connect(url: &DatabaseUrl, options: &ConnectionOptions) -> Result<DbConnection, DbSetupError> {
+    let fail = |e: &dyn fmt::Display| DbSetupError(format!("cannot open {url}: {e}"));
+    match url.backend {
+        Backend::Sqlite => {
+            let mut conn = SqliteConnection::establish(&url.target).map_err(|e| fail(&e))?;
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; PRAGMA synchronous = {};",
+                options.busy_timeout.as_millis(),
+                options.sync
+            ))
+            .map_err(|e| fail(&e))?;
+            Ok(DbConnection::Sqlite(conn))
+        }
+        Backend::Postgres => PgConnection::establish(&url.target)
+            .map(DbConnection::Postgres)
+            .map_err(|e| fail(&e)),
+    }
+}
+
+/// Runs pending migrations (under a lock, so concurrent starters migrate once). Returns how
+/// many ran.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<usize, DbSetupError> {
+    let failed = |e: &dyn fmt::Display| DbSetupError(format!("migrations failed: {e}"));
+    match conn {
+        DbConnection::Sqlite(c) => c
+            .immediate_transaction(|c| {
+                c.run_pending_migrations(SQLITE_MIGRATIONS)
+                    .map(|done| done.len())
+                    .map_err(|e| MigrationError(e.to_string()))
+            })
+            .map_err(|e| failed(&e.0)),
+        DbConnection::Postgres(c) => {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+                .map_err(|e| failed(&e))?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|done| done.len())
+                .map_err(|e| failed(&e));
+            let unlocked = c
+                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+                .map_err(|e| failed(&e));
+            result.and_then(|n| unlocked.map(|()| n))
+        }
+    }
+}
+
+struct MigrationError(String);
+
+impl From<diesel::result::Error> for MigrationError {
+    fn from(e: diesel::result::Error) -> Self {
+        MigrationError(e.to_string())
+    }
+}
+
+/// The r2d2 connection manager: picks the backend from the URL and keeps the driver's error.
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+    options: ConnectionOptions,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = DbSetupError;
+
+    fn connect(&self) -> Result<DbConnection, DbSetupError> {
+        connect(&self.url, &self.options)
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbSetupError> {
+        with_conn!(conn, c => c.batch_execute("SELECT 1")).map_err(|e| DbSetupError(e.to_string()))
+    }
+
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        with_conn!(conn, c => AnsiTransactionManager::is_broken_transaction_manager(c))
+    }
+}
+
+pub type DbPool = r2d2::Pool<ConnectionManager>;
+
+/// A pool of `max_size` connections. Checkout waits at most `checkout_timeout` (then the
+/// request gets 503). PostgreSQL connections are tested on checkout so a restarted server is
+/// noticed; SQLite files do not go away.
+pub fn build_pool(
+    url: &DatabaseUrl,
+    options: &ConnectionOptions,
+    max_size: u32,
+    checkout_timeout: Duration,
+) -> DbPool {
+    r2d2::Pool::builder()
+        .max_size(max_size.max(1))
+        .connection_timeout(checkout_timeout)
+        .test_on_check_out(url.backend == Backend::Postgres)
+        .build_unchecked(ConnectionManager {
+            url: url.clone(),
+            options: options.clone(),
+        })
+}
+
+/// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front,
+/// so two processes on one file wait for each other instead of failing), an ordinary
+/// transaction with row locks on PostgreSQL. Commits on `Ok`, rolls back on `Err`.
+pub(crate) fn write_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    match f(conn) {
+        Ok(value) => {
+            with_conn!(conn, c => AnsiTransactionManager::commit_transaction(c))?;
+            Ok(value)
+        }
+        Err(err) => {
+            if let Err(rollback) = with_conn!(conn, c => AnsiTransactionManager::rollback_transaction(c)) {
+                log::warn!("rollback failed: {rollback}");
+            }
+            Err(err)
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct VersionRow {
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+/// Takes the next store-wide version (inside the caller's write transaction).
+pub(crate) fn next_version(conn: &mut DbConnection) -> QueryResult<i64> {
+    match conn {
+        DbConnection::Sqlite(c) => diesel::update(kv_meta::table.find(1))
+            .set(kv_meta::version.eq(kv_meta::version + 1))
+            .returning(kv_meta::version)
+            .get_result(c),
+        DbConnection::Postgres(c) => diesel::sql_query("SELECT nextval('kv_version') AS version")
+            .get_result::<VersionRow>(c)
+            .map(|row| row.version),
+    }
+}
+
+/// The latest version handed out (0 before the first write).
+pub(crate) fn current_version(conn: &mut DbConnection) -> QueryResult<i64> {
+    match conn {
+        DbConnection::Sqlite(c) => kv_meta::table
+            .find(1)
+            .select(kv_meta::version)
+            .get_result(c),
+        DbConnection::Postgres(c) => diesel::sql_query(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS version FROM kv_version",
+        )
+        .get_result::<VersionRow>(c)
+        .map(|row| row.version),
+    }
+}
+
+/// Reads a row and locks it until the write transaction ends (SQLite's `BEGIN IMMEDIATE`
+/// already holds the database's write lock).
+pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult<Option<KeyValue>> {
+    match conn {
+        DbConnection::Sqlite(c) => kv_store::table
+            .find(key)
+            .select(KeyValue::as_select())
+            .get_result(c)
+            .optional(),
+        DbConnection::Postgres(c) => kv_store::table
+            .find(key)
+            .select(KeyValue::as_select())
+            .for_update()
+            .get_result(c)
+            .optional(),
+    }
+}
+
+/// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
+/// locked are skipped, so sweepers never wait on each other or count a row twice.
+pub(crate) fn delete_expired_batch(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<usize> {
+    match conn {
+        DbConnection::Sqlite(c) => diesel::sql_query(
+            "DELETE FROM kv_store WHERE key IN \
+             (SELECT key FROM kv_store WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2) \
+             AND expires_at <= ?1",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(limit)
+        .execute(c),
+        DbConnection::Postgres(c) => diesel::sql_query(
+            "DELETE FROM kv_store WHERE key IN \
+             (SELECT key FROM kv_store WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 \
+              FOR UPDATE SKIP LOCKED) \
+             AND expires_at <= $1",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<BigInt, _>(limit)
+        .execute(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<DatabaseUrl, String> {
+        s.parse()
+    }
+
+    #[test]
+    fn urls_select_the_backend() {
+        assert_eq!(parse("kv.sqlite3").map(|u| u.backend()), Ok(Backend::Sqlite));
+        assert_eq!(parse("sqlite://./data/kv.db").map(|u| u.target), Ok("./data/kv.db".into()));
+        assert_eq!(parse("postgres://u@h/db").map(|u| u.backend()), Ok(Backend::Postgres));
+        assert_eq!(parse("postgresql://u@h/db").map(|u| u.backend()), Ok(Backend::Postgres));
+        assert!(parse("").is_err() && parse(":memory:").is_err() && parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let url = parse("postgres://kv:s3cret@db:5432/kv?sslmode=disable").expect("url");
+        assert_eq!(url.redacted(), "postgres://kv:***@db:5432/kv?sslmode=disable");
+        assert_eq!(parse("postgres://kv@db/kv").expect("url").redacted(), "postgres://kv@db/kv");
+    }
+}

@@ -1,0 +1,176 @@
+//! The one error type of the store. The HTTP layer maps each kind to a status in one place.
+
+/// What went wrong, in terms a client can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The request itself is wrong (400). `code` is stable snake_case for programs.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The key does not exist (404); `expired` when a row was there but had expired.
+    #[error("{}", if *expired { "Key not found (expired)" } else { "Key not found" })]
+    NotFound { expired: bool },
+    /// A condition (nx, xx, if_version, If-Match, check) does not hold (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
+    /// INCR/DECR on a value that is not a JSON integer (409).
+    #[error("value is not an integer")]
+    NotAnInteger,
+    /// INCR/DECR would leave the 64-bit signed range (409).
+    #[error("increment or decrement would overflow a 64-bit integer")]
+    Overflow,
+    /// A write raced another one and lost after retries (503, try again).
+    #[error("write conflict with a concurrent request; retry")]
+    Conflict,
+    /// The database is busy, read-only, full or unreachable (503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a corrupt row (500). The detail is logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+    /// An error in operation `index` of a transaction.
+    #[error("{source}")]
+    InOp {
+        index: usize,
+        key: Option<String>,
+        source: Box<StoreError>,
+    },
+}
+
+/// The broad class of an error: what the HTTP layer turns into a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Invalid,
+    NotFound,
+    PreconditionFailed,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+impl StoreError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps this error as the failure of transaction operation `index` on `key`.
+    pub fn in_op(self, index: usize, key: Option<&str>) -> Self {
+        match self {
+            already @ StoreError::InOp { .. } => already,
+            source => StoreError::InOp {
+                index,
+                key: key.map(str::to_owned),
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// The error itself, without the transaction operation it happened in.
+    pub fn root(&self) -> &StoreError {
+        match self {
+            StoreError::InOp { source, .. } => source.root(),
+            other => other,
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self.root() {
+            StoreError::Invalid { .. } => ErrorKind::Invalid,
+            StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
+            StoreError::NotAnInteger | StoreError::Overflow => ErrorKind::Conflict,
+            StoreError::Conflict | StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Internal(_) | StoreError::InOp { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Stable snake_case code for programs.
+    pub fn code(&self) -> &'static str {
+        match self.root() {
+            StoreError::Invalid { code, .. } => code,
+            StoreError::NotFound { expired: false } => "not_found",
+            StoreError::NotFound { expired: true } => "expired",
+            StoreError::PreconditionFailed(_) => "precondition_failed",
+            StoreError::NotAnInteger => "not_an_integer",
+            StoreError::Overflow => "overflow",
+            StoreError::Conflict => "write_conflict",
+            StoreError::Unavailable(_) => "database_unavailable",
+            StoreError::Internal(_) | StoreError::InOp { .. } => "internal_error",
+        }
+    }
+
+    /// Worth running the whole write transaction again (a lost race on PostgreSQL).
+    pub(crate) fn is_retryable(&self) -> bool {
+        matches!(self.root(), StoreError::Conflict)
+    }
+}
+
+impl From<diesel::result::Error> for StoreError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as E};
+        match &err {
+            E::DatabaseError(K::UniqueViolation | K::SerializationFailure, _) => {
+                StoreError::Conflict
+            }
+            E::DatabaseError(K::ClosedConnection, _) | E::BrokenTransactionManager => {
+                StoreError::Unavailable("connection lost".into())
+            }
+            E::DatabaseError(_, info) => match unavailable_reason(info.message()) {
+                Some(reason) => StoreError::Unavailable(reason.into()),
+                None => StoreError::Internal(err.to_string()),
+            },
+            _ => StoreError::Internal(err.to_string()),
+        }
+    }
+}
+
+impl From<r2d2::Error> for StoreError {
+    fn from(err: r2d2::Error) -> Self {
+        StoreError::Unavailable(format!("no database connection: {err}"))
+    }
+}
+
+/// Database faults a client should retry later rather than treat as a bug.
+fn unavailable_reason(message: &str) -> Option<&'static str> {
+    let message = message.to_ascii_lowercase();
+    [
+        ("locked", "database is busy"),
+        ("busy", "database is busy"),
+        ("readonly", "database is read-only"),
+        ("read-only", "database is read-only"),
+        ("disk is full", "disk is full"),
+        ("disk i/o", "disk I/O error"),
+        ("unable to open", "cannot open the database file"),
+        ("terminating connection", "database is shutting down"),
+        ("server closed the connection", "connection lost"),
+        ("could not connect", "cannot connect to the database"),
+        ("no connection to the server", "connection lost"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| message.contains(needle))
+    .map(|(_, reason)| reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_messages_match_the_seed() {
+        assert_eq!(StoreError::NotFound { expired: false }.to_string(), "Key not found");
+        assert_eq!(
+            StoreError::NotFound { expired: true }.to_string(),
+            "Key not found (expired)"
+        );
+    }
+
+    #[test]
+    fn op_errors_keep_their_kind_and_code() {
+        let err = StoreError::NotAnInteger.in_op(3, Some("k"));
+        assert_eq!(err.kind(), ErrorKind::Conflict);
+        assert_eq!(err.code(), "not_an_integer");
+        assert_eq!(err.to_string(), "value is not an integer");
+    }
+}

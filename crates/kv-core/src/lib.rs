@@ -1,0 +1,23 @@
+//! kvstore's storage layer, shared by `kv-server` and `kv-sweeper`.
+//!
+//! Store operations are functions over a database connection with "now" (unix milliseconds)
+//! passed in, so the expiry rules are pure and a transaction is the same operations run in
+//! one database transaction. Nothing here knows about HTTP.
+
+pub mod backend;
+pub mod cursor;
+pub mod error;
+pub mod expiry;
+pub mod glob;
+pub mod key;
+pub mod model;
+pub mod precondition;
+pub mod request;
+pub mod schema;
+pub mod store;
+pub mod tx;
+pub mod view;
+
+pub use backend::{Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, SyncMode};
+pub use error::StoreError;
+pub use expiry::now_ms;

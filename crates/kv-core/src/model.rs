@@ -1,0 +1,26 @@
+//! The `KeyValue` row.
+
+use diesel::prelude::*;
+
+use crate::expiry;
+use crate::schema::kv_store;
+
+/// One stored key. `value` is JSON text (validated before it is written); times are unix ms.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = kv_store)]
+#[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: String,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl KeyValue {
+    /// Whether this row is expired at `now` (and so absent for every operation).
+    pub fn is_expired(&self, now: i64) -> bool {
+        expiry::is_expired(self.expires_at, now)
+    }
+}

@@ -1,0 +1,20 @@
+// The tables created by migrations/sqlite and migrations/postgres.
+
+diesel::table! {
+    kv_store (key) {
+        key -> Text,
+        value -> Text,
+        version -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+    }
+}
+
+// SQLite only: the store-wide version counter (PostgreSQL uses the sequence `kv_version`).
+diesel::table! {
+    kv_meta (id) {
+        id -> Integer,
+        version -> BigInt,
+    }
+}

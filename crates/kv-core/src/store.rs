@@ -1,0 +1,471 @@
+//! The store operations both binaries share. Single-key writes and `/_tx` transactions run
+//! the same [`Tx`] methods; only how many of them share one database transaction differs.
+
+use diesel::prelude::*;
+
+use crate::backend::{self, DbConnection, with_conn};
+use crate::error::StoreError;
+use crate::glob::Glob;
+use crate::key::{validate_key, validate_writable_key};
+use crate::model::KeyValue;
+use crate::precondition::Precondition;
+use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
+use crate::schema::kv_store;
+
+/// A write that lost a race (PostgreSQL) is run again this many times before giving up.
+const MAX_WRITE_RETRIES: usize = 8;
+
+/// What a lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<T> {
+    Live(T),
+    Missing,
+    /// A row was there but had expired: absent, like `Missing`, but reported as such.
+    Expired,
+}
+
+impl<T> Lookup<T> {
+    pub fn live(self) -> Result<T, StoreError> {
+        match self {
+            Lookup::Live(v) => Ok(v),
+            Lookup::Missing => Err(StoreError::NotFound { expired: false }),
+            Lookup::Expired => Err(StoreError::NotFound { expired: true }),
+        }
+    }
+}
+
+/// The result of a set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOutcome {
+    /// The key was absent (or expired) before.
+    pub created: bool,
+    pub row: KeyValue,
+}
+
+#[diesel::dsl::auto_type]
+fn live_at(now: i64) -> _ {
+    kv_store::expires_at.is_null().or(kv_store::expires_at.gt(now))
+}
+
+/// `GET`: the live row, or why there is none. An expired row is deleted on the way (lazy
+/// expiry) — only if it is still the expired row, so a key set again meanwhile survives.
+pub fn get(conn: &mut DbConnection, now: i64, key: &str) -> Result<Lookup<KeyValue>, StoreError> {
+    validate_key(key)?;
+    let row: Option<KeyValue> = with_conn!(conn, c => kv_store::table
+        .find(key)
+        .select(KeyValue::as_select())
+        .get_result(c)
+        .optional())?;
+    match row {
+        None => Ok(Lookup::Missing),
+        Some(row) if !row.is_expired(now) => Ok(Lookup::Live(row)),
+        Some(_) => {
+            let deleted = with_conn!(conn, c => diesel::delete(
+                kv_store::table
+                    .filter(kv_store::key.eq(key))
+                    .filter(kv_store::expires_at.le(now)),
+            )
+            .execute(c));
+            if let Err(err) = deleted {
+                // The sweeper removes it later; the key is absent either way.
+                log::warn!("lazy expiry of a key failed: {err}");
+            }
+            Ok(Lookup::Expired)
+        }
+    }
+}
+
+/// Runs `f` as one write transaction, run again from the start when it loses a race with
+/// another server (PostgreSQL unique violation or serialization failure).
+pub fn write<T>(
+    conn: &mut DbConnection,
+    now: i64,
+    mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut attempt = 0;
+    loop {
+        let result = backend::write_transaction(conn, |conn| {
+            f(&mut Tx {
+                conn,
+                now,
+                version: None,
+            })
+        });
+        match result {
+            Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+/// Store operations inside one write transaction. Every write in it carries the same new
+/// version, taken from the store-wide counter on the first write.
+pub struct Tx<'c> {
+    conn: &'c mut DbConnection,
+    now: i64,
+    version: Option<i64>,
+}
+
+impl Tx<'_> {
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// The version of this transaction's writes, or `None` if it wrote nothing yet.
+    pub fn written_version(&self) -> Option<i64> {
+        self.version
+    }
+
+    /// The store's current version (this transaction's, if it wrote).
+    pub fn store_version(&mut self) -> Result<i64, StoreError> {
+        match self.version {
+            Some(v) => Ok(v),
+            None => Ok(backend::current_version(self.conn)?),
+        }
+    }
+
+    fn write_version(&mut self) -> Result<i64, StoreError> {
+        if let Some(v) = self.version {
+            return Ok(v);
+        }
+        let v = backend::next_version(self.conn)?;
+        self.version = Some(v);
+        Ok(v)
+    }
+
+    /// The row (live or expired), locked until the transaction ends.
+    fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        Ok(backend::find_for_update(self.conn, key)?)
+    }
+
+    fn lookup(&self, row: Option<KeyValue>) -> Lookup<KeyValue> {
+        match row {
+            None => Lookup::Missing,
+            Some(row) if row.is_expired(self.now) => Lookup::Expired,
+            Some(row) => Lookup::Live(row),
+        }
+    }
+
+    /// Writes `row`, inserting or replacing whatever row (live or expired) held the key.
+    fn put(&mut self, row: &KeyValue, replaces_row: bool) -> Result<(), StoreError> {
+        with_conn!(self.conn, c => if replaces_row {
+            diesel::update(kv_store::table.find(&row.key)).set(row).execute(c)
+        } else {
+            diesel::insert_into(kv_store::table).values(row).execute(c)
+        })?;
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) -> Result<(), StoreError> {
+        with_conn!(self.conn, c => diesel::delete(kv_store::table.find(key)).execute(c))?;
+        Ok(())
+    }
+
+    /// The live row of `key`, if any.
+    pub fn get(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        validate_key(key)?;
+        let row = self.locked_row(key)?;
+        Ok(match self.lookup(row) {
+            Lookup::Live(row) => Some(row),
+            Lookup::Missing | Lookup::Expired => None,
+        })
+    }
+
+    /// SET with its options (nx, xx, if_version, ttl, keep_ttl) and header conditions.
+    pub fn set(&mut self, key: &str, args: &SetArgs) -> Result<SetOutcome, StoreError> {
+        validate_writable_key(key)?;
+        let row = self.locked_row(key)?;
+        let exists = row.is_some();
+        let live = match self.lookup(row) {
+            Lookup::Live(row) => Some(row),
+            Lookup::Missing | Lookup::Expired => None,
+        };
+        args.precondition.check(live.as_ref().map(|r| r.version))?;
+        let version = self.write_version()?;
+        let row = KeyValue {
+            key: key.to_owned(),
+            value: args.value.clone(),
+            version,
+            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
+            updated_at: self.now,
+            expires_at: match args.expiry {
+                SetExpiry::Persist => None,
+                SetExpiry::Keep => live.as_ref().and_then(|r| r.expires_at),
+                SetExpiry::At(at) => Some(at),
+            },
+        };
+        self.put(&row, exists)?;
+        Ok(SetOutcome {
+            created: live.is_none(),
+            row,
+        })
+    }
+
+    /// DEL. Returns the deleting version, or why nothing was deleted. An expired row is
+    /// removed too, but that is not a client write and takes no version.
+    pub fn delete(&mut self, key: &str, precondition: &Precondition) -> Result<Lookup<i64>, StoreError> {
+        validate_writable_key(key)?;
+        let row = self.locked_row(key)?;
+        let found = self.lookup(row);
+        precondition.check(match &found {
+            Lookup::Live(row) => Some(row.version),
+            _ => None,
+        })?;
+        match found {
+            Lookup::Live(_) => {
+                self.remove(key)?;
+                Ok(Lookup::Live(self.write_version()?))
+            }
+            Lookup::Expired => {
+                self.remove(key)?;
+                Ok(Lookup::Expired)
+            }
+            Lookup::Missing => Ok(Lookup::Missing),
+        }
+    }
+
+    /// EXPIRE / PERSIST: sets (`Some`) or removes (`None`) the expiry, value untouched.
+    pub fn expire(
+        &mut self,
+        key: &str,
+        expires_at: Option<i64>,
+        precondition: &Precondition,
+    ) -> Result<KeyValue, StoreError> {
+        validate_writable_key(key)?;
+        let row = self.locked_row(key)?;
+        let found = self.lookup(row);
+        precondition.check(match &found {
+            Lookup::Live(row) => Some(row.version),
+            _ => None,
+        })?;
+        let mut row = found.live()?;
+        row.version = self.write_version()?;
+        row.updated_at = self.now;
+        row.expires_at = expires_at;
+        self.put(&row, true)?;
+        Ok(row)
+    }
+
+    /// INCR / DECR: a missing or expired key starts at 0 and gets the ttl, if any; an existing
+    /// key keeps its expiry.
+    pub fn incr(
+        &mut self,
+        key: &str,
+        args: &IncrArgs,
+        precondition: &Precondition,
+    ) -> Result<KeyValue, StoreError> {
+        validate_writable_key(key)?;
+        let row = self.locked_row(key)?;
+        let exists = row.is_some();
+        let live = match self.lookup(row) {
+            Lookup::Live(row) => Some(row),
+            Lookup::Missing | Lookup::Expired => None,
+        };
+        precondition.check(live.as_ref().map(|r| r.version))?;
+        let current = live.as_ref().map(|r| counter_value(&r.value)).transpose()?;
+        let next = args.apply(current.unwrap_or(0))?;
+        let row = KeyValue {
+            key: key.to_owned(),
+            value: next.to_string(),
+            version: self.write_version()?,
+            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
+            updated_at: self.now,
+            expires_at: match &live {
+                Some(row) => row.expires_at,
+                None => args.expires_at_if_created,
+            },
+        };
+        self.put(&row, exists)?;
+        Ok(row)
+    }
+
+    /// A transaction's `check`: the key is at `version` (`None`: the key is absent).
+    pub fn check(&mut self, key: &str, version: Option<i64>) -> Result<(), StoreError> {
+        let current = self.get(key)?.map(|row| row.version);
+        if current == version {
+            return Ok(());
+        }
+        let state = match current {
+            Some(v) => format!("is at version {v}"),
+            None => "does not exist".to_owned(),
+        };
+        Err(StoreError::PreconditionFailed(format!("check failed: key {key:?} {state}")))
+    }
+
+    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count.
+    pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
+        let now = self.now;
+        let (lower, upper) = scope.key_range();
+        let live = with_conn!(self.conn, c => {
+            let mut live = kv_store::table
+                .into_boxed()
+                .filter(kv_store::key.ge(lower.clone()))
+                .filter(live_at(now));
+            if let Some(upper) = &upper {
+                live = live.filter(kv_store::key.lt(upper.clone()));
+            }
+            let live = live.count().get_result::<i64>(c)?;
+            let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
+            match &upper {
+                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper))).execute(c)?,
+                None => diesel::delete(in_range).execute(c)?,
+            };
+            Ok::<_, diesel::result::Error>(live)
+        })?;
+        if live > 0 {
+            self.write_version()?;
+        }
+        Ok(live)
+    }
+}
+
+/// A set of keys for bulk operations: those starting with a prefix, or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyScope {
+    Prefix(String),
+    All,
+}
+
+impl KeyScope {
+    /// The scope as a primary-key range `lower <= key < upper` (no upper bound: to the end).
+    fn key_range(&self) -> (String, Option<String>) {
+        match self {
+            KeyScope::All => (String::new(), None),
+            KeyScope::Prefix(prefix) => (prefix.clone(), prefix_upper_bound(prefix)),
+        }
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` (byte order), if any.
+pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// A page request of `GET /_keys`.
+#[derive(Debug, Clone)]
+pub struct ScanArgs {
+    pub prefix: String,
+    pub pattern: Option<Glob>,
+    pub limit: usize,
+    /// Continue after this key (decoded cursor).
+    pub after: Option<String>,
+}
+
+/// One page of keys in byte order; `next_after` is where the next page starts (`None`: done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub rows: Vec<KeyValue>,
+    pub next_after: Option<String>,
+}
+
+/// Pages through live keys along the primary-key index. With a `match` pattern, at most
+/// `10 × limit` keys are examined per page, so a page may hold fewer than `limit` keys.
+pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPage, StoreError> {
+    let limit = args.limit.max(1);
+    let max_examined = limit.saturating_mul(10);
+    let upper = prefix_upper_bound(&args.prefix);
+    let mut after = args.after.clone().filter(|a| *a >= args.prefix);
+    let mut rows = Vec::new();
+    let mut examined = 0;
+    loop {
+        let chunk = i64::try_from(limit).unwrap_or(i64::MAX);
+        let start = after.clone();
+        let batch: Vec<KeyValue> = with_conn!(conn, c => {
+            let mut query = kv_store::table.into_boxed();
+            query = match &start {
+                Some(after) => query.filter(kv_store::key.gt(after.clone())),
+                None => query.filter(kv_store::key.ge(args.prefix.clone())),
+            };
+            if let Some(upper) = &upper {
+                query = query.filter(kv_store::key.lt(upper.clone()));
+            }
+            query
+                .filter(live_at(now))
+                .order(kv_store::key.asc())
+                .limit(chunk)
+                .select(KeyValue::as_select())
+                .load(c)
+        })?;
+        let exhausted = batch.len() < limit;
+        for row in batch {
+            examined += 1;
+            after = Some(row.key.clone());
+            if args.pattern.as_ref().is_none_or(|p| p.matches(&row.key)) {
+                rows.push(row);
+                if rows.len() == limit {
+                    return Ok(ScanPage { rows, next_after: after });
+                }
+            }
+        }
+        if exhausted {
+            return Ok(ScanPage { rows, next_after: None });
+        }
+        if examined >= max_examined {
+            return Ok(ScanPage { rows, next_after: after });
+        }
+    }
+}
+
+/// Figures for `GET /_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub keys: i64,
+    pub expiring: i64,
+    pub version: i64,
+}
+
+pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
+    let (keys, expiring) = with_conn!(conn, c => {
+        let keys = kv_store::table.filter(live_at(now)).count().get_result::<i64>(c)?;
+        let expiring = kv_store::table
+            .filter(kv_store::expires_at.gt(now))
+            .count()
+            .get_result::<i64>(c)?;
+        Ok::<_, diesel::result::Error>((keys, expiring))
+    })?;
+    let version = backend::current_version(conn)?;
+    Ok(Stats { keys, expiring, version })
+}
+
+/// Deletes rows expired at `now` in transactions of at most `batch_size` rows, so the write
+/// lock is never held for long. Stops early when `stop()` says so (between batches).
+pub fn sweep_expired(
+    conn: &mut DbConnection,
+    now: i64,
+    batch_size: u32,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, StoreError> {
+    let batch_size = batch_size.max(1);
+    let mut total = 0u64;
+    loop {
+        let deleted = backend::write_transaction(conn, |c| {
+            Ok(backend::delete_expired_batch(c, now, i64::from(batch_size))?)
+        })?;
+        total += deleted as u64;
+        if deleted < batch_size as usize || stop() {
+            return Ok(total);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn prefix_bounds_in_byte_order() {
+        assert_eq!(prefix_upper_bound("user:"), Some("user;".into()));
+        assert_eq!(prefix_upper_bound("a\u{10FFFF}"), Some("b".into()));
+        assert_eq!(prefix_upper_bound("\u{D7FF}"), Some("\u{E000}".into()));
+        assert_eq!(prefix_upper_bound(""), None);
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    }
+}

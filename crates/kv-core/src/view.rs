@@ -1,0 +1,210 @@
+//! The JSON bodies of responses, built from rows. Stored values are JSON text and are
+//! spliced into responses as raw JSON, never parsed into a tree and serialized again.
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::error::StoreError;
+use crate::expiry::{format_rfc3339_ms, ttl_remaining_ms, ttl_remaining_secs};
+use crate::model::KeyValue;
+use crate::store::{SetOutcome, Stats};
+
+const OK: &str = "ok";
+
+/// A key with its value: `GET /<key>/`, scan items, a transaction's `get`.
+#[derive(Debug, Serialize)]
+pub struct KeyView {
+    pub key: String,
+    pub value: Box<RawValue>,
+    pub ttl_remaining: i64,
+    pub ttl_remaining_ms: i64,
+    pub expires_at: Option<String>,
+    pub version: i64,
+}
+
+impl KeyView {
+    pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
+        let value = RawValue::from_string(row.value)
+            .map_err(|e| StoreError::Internal(format!("stored value of {:?} is not JSON: {e}", row.key)))?;
+        Ok(KeyView {
+            ttl_remaining: ttl_remaining_secs(row.expires_at, now),
+            ttl_remaining_ms: ttl_remaining_ms(row.expires_at, now),
+            expires_at: row.expires_at.map(format_rfc3339_ms),
+            version: row.version,
+            key: row.key,
+            value,
+        })
+    }
+}
+
+/// `POST`/`PUT /<key>/` and a transaction's `set`.
+#[derive(Debug, Serialize)]
+pub struct SetView {
+    pub status: &'static str,
+    pub action: &'static str,
+    pub key: String,
+    pub expires_at: Option<String>,
+    pub version: i64,
+}
+
+impl From<SetOutcome> for SetView {
+    fn from(outcome: SetOutcome) -> Self {
+        SetView {
+            status: OK,
+            action: if outcome.created { "created" } else { "updated" },
+            expires_at: outcome.row.expires_at.map(format_rfc3339_ms),
+            version: outcome.row.version,
+            key: outcome.row.key,
+        }
+    }
+}
+
+/// `DELETE /<key>/` and a transaction's `delete` (where `deleted` may be false).
+#[derive(Debug, Serialize)]
+pub struct DeleteView {
+    pub status: &'static str,
+    pub key: String,
+    pub deleted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+}
+
+impl DeleteView {
+    pub fn new(key: &str, version: Option<i64>) -> Self {
+        DeleteView {
+            status: OK,
+            key: key.to_owned(),
+            deleted: version.is_some(),
+            version,
+        }
+    }
+}
+
+/// `PATCH /<key>/` (EXPIRE / PERSIST).
+#[derive(Debug, Serialize)]
+pub struct ExpireView {
+    pub status: &'static str,
+    pub key: String,
+    pub expires_at: Option<String>,
+    pub ttl_remaining: i64,
+    pub ttl_remaining_ms: i64,
+    pub version: i64,
+}
+
+impl ExpireView {
+    pub fn new(row: KeyValue, now: i64) -> Self {
+        ExpireView {
+            status: OK,
+            expires_at: row.expires_at.map(format_rfc3339_ms),
+            ttl_remaining: ttl_remaining_secs(row.expires_at, now),
+            ttl_remaining_ms: ttl_remaining_ms(row.expires_at, now),
+            version: row.version,
+            key: row.key,
+        }
+    }
+}
+
+/// `POST /<key>/incr` / `decr` and a transaction's `incr`.
+#[derive(Debug, Serialize)]
+pub struct IncrView {
+    pub key: String,
+    pub value: i64,
+    pub version: i64,
+    pub expires_at: Option<String>,
+    pub ttl_remaining: i64,
+}
+
+impl IncrView {
+    pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
+        Ok(IncrView {
+            value: crate::request::counter_value(&row.value)?,
+            expires_at: row.expires_at.map(format_rfc3339_ms),
+            ttl_remaining: ttl_remaining_secs(row.expires_at, now),
+            version: row.version,
+            key: row.key,
+        })
+    }
+}
+
+/// A transaction's `check`.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    pub key: String,
+    pub ok: bool,
+}
+
+/// `GET /_keys` without values.
+#[derive(Debug, Serialize)]
+pub struct KeysPage {
+    pub keys: Vec<String>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /_keys?values=true`.
+#[derive(Debug, Serialize)]
+pub struct ItemsPage {
+    pub items: Vec<KeyView>,
+    pub cursor: Option<String>,
+}
+
+/// `DELETE /_keys`.
+#[derive(Debug, Serialize)]
+pub struct BulkDeleteView {
+    pub status: &'static str,
+    pub deleted: i64,
+}
+
+impl BulkDeleteView {
+    pub fn new(deleted: i64) -> Self {
+        BulkDeleteView { status: OK, deleted }
+    }
+}
+
+/// `GET /_stats`.
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    pub keys: i64,
+    pub expiring: i64,
+    pub version: i64,
+    pub database: &'static str,
+}
+
+impl StatsView {
+    pub fn new(stats: Stats, database: &'static str) -> Self {
+        StatsView {
+            keys: stats.keys,
+            expiring: stats.expiring,
+            version: stats.version,
+            database,
+        }
+    }
+}
+
+/// One result of a transaction, in op order.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum TxResult {
+    Get(Option<KeyView>),
+    Set(SetView),
+    Delete(DeleteView),
+    Incr(IncrView),
+    Check(CheckView),
+}
+
+/// `POST /_tx`.
+#[derive(Debug, Serialize)]
+pub struct TxView {
+    pub status: &'static str,
+    pub version: i64,
+    pub results: Vec<TxResult>,
+}
+
+impl TxView {
+    pub fn new(version: i64, results: Vec<TxResult>) -> Self {
+        TxView {
+            status: OK,
+            version,
+            results,
+        }
+    }
+}

@@ -1,0 +1,2 @@
+DROP SEQUENCE kv_version;
+DROP TABLE kv_store;

@@ -1,0 +1,2 @@
+DROP TABLE kv_meta;
+DROP TABLE kv_store;

@@ -117,7 +117,9 @@ impl FromStr for DatabaseUrl {
             .or_else(|| raw.strip_prefix("sqlite:"))
             .unwrap_or(raw);
         if path.is_empty() {
-            return Err("the database URL is empty: give a SQLite file path or a postgres:// URL".into());
+            return Err(
+                "the database URL is empty: give a SQLite file path or a postgres:// URL".into(),
+            );
         }
         if path == ":memory:" || path.contains("mode=memory") {
             return Err("an in-memory SQLite database is not supported: give a file path".into());
@@ -186,8 +188,17 @@ impl Default for ConnectionOptions {
 #[error("{0}")]
 pub struct DbSetupError(String);
 
+impl From<String> for DbSetupError {
+    fn from(message: String) -> Self {
+        DbSetupError(message)
+    }
+}
+
 /// Opens one configured connection (WAL, synchronous, busy timeout on SQLite).
-pub fn connect(url: &DatabaseUrl, options: &ConnectionOptions) -> Result<DbConnection, DbSetupError> {
+pub fn connect(
+    url: &DatabaseUrl,
+    options: &ConnectionOptions,
+) -> Result<DbConnection, DbSetupError> {
     let fail = |e: &dyn fmt::Display| DbSetupError(format!("cannot open {url}: {e}"));
     match url.backend {
         Backend::Sqlite => {
@@ -293,7 +304,9 @@ pub(crate) fn write_transaction<T>(
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
         DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     match f(conn) {
@@ -302,7 +315,9 @@ pub(crate) fn write_transaction<T>(
             Ok(value)
         }
         Err(err) => {
-            if let Err(rollback) = with_conn!(conn, c => AnsiTransactionManager::rollback_transaction(c)) {
+            if let Err(rollback) =
+                with_conn!(conn, c => AnsiTransactionManager::rollback_transaction(c))
+            {
                 log::warn!("rollback failed: {rollback}");
             }
             Err(err)
@@ -364,7 +379,11 @@ pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult
 
 /// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
 /// locked are skipped, so sweepers never wait on each other or count a row twice.
-pub(crate) fn delete_expired_batch(conn: &mut DbConnection, now: i64, limit: i64) -> QueryResult<usize> {
+pub(crate) fn delete_expired_batch(
+    conn: &mut DbConnection,
+    now: i64,
+    limit: i64,
+) -> QueryResult<usize> {
     match conn {
         DbConnection::Sqlite(c) => diesel::sql_query(
             "DELETE FROM kv_store WHERE key IN \
@@ -396,17 +415,35 @@ mod tests {
 
     #[test]
     fn urls_select_the_backend() {
-        assert_eq!(parse("kv.sqlite3").map(|u| u.backend()), Ok(Backend::Sqlite));
-        assert_eq!(parse("sqlite://./data/kv.db").map(|u| u.target), Ok("./data/kv.db".into()));
-        assert_eq!(parse("postgres://u@h/db").map(|u| u.backend()), Ok(Backend::Postgres));
-        assert_eq!(parse("postgresql://u@h/db").map(|u| u.backend()), Ok(Backend::Postgres));
+        assert_eq!(
+            parse("kv.sqlite3").map(|u| u.backend()),
+            Ok(Backend::Sqlite)
+        );
+        assert_eq!(
+            parse("sqlite://./data/kv.db").map(|u| u.target),
+            Ok("./data/kv.db".into())
+        );
+        assert_eq!(
+            parse("postgres://u@h/db").map(|u| u.backend()),
+            Ok(Backend::Postgres)
+        );
+        assert_eq!(
+            parse("postgresql://u@h/db").map(|u| u.backend()),
+            Ok(Backend::Postgres)
+        );
         assert!(parse("").is_err() && parse(":memory:").is_err() && parse("sqlite://").is_err());
     }
 
     #[test]
     fn passwords_are_redacted() {
         let url = parse("postgres://kv:s3cret@db:5432/kv?sslmode=disable").expect("url");
-        assert_eq!(url.redacted(), "postgres://kv:***@db:5432/kv?sslmode=disable");
-        assert_eq!(parse("postgres://kv@db/kv").expect("url").redacted(), "postgres://kv@db/kv");
+        assert_eq!(
+            url.redacted(),
+            "postgres://kv:***@db:5432/kv?sslmode=disable"
+        );
+        assert_eq!(
+            parse("postgres://kv@db/kv").expect("url").redacted(),
+            "postgres://kv@db/kv"
+        );
     }
 }

@@ -159,7 +159,10 @@ mod tests {
 
     #[test]
     fn not_found_messages_match_the_seed() {
-        assert_eq!(StoreError::NotFound { expired: false }.to_string(), "Key not found");
+        assert_eq!(
+            StoreError::NotFound { expired: false }.to_string(),
+            "Key not found"
+        );
         assert_eq!(
             StoreError::NotFound { expired: true }.to_string(),
             "Key not found (expired)"

@@ -95,14 +95,26 @@ mod tests {
 
     #[test]
     fn zero_ttl_is_rejected() {
-        assert_eq!(expires_at_after(NOW, Ttl::Seconds(0)), Err(TtlError::NotPositive));
-        assert_eq!(expires_at_after(NOW, Ttl::Millis(0)), Err(TtlError::NotPositive));
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Seconds(0)),
+            Err(TtlError::NotPositive)
+        );
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Millis(0)),
+            Err(TtlError::NotPositive)
+        );
     }
 
     #[test]
     fn ttl_overflow_is_an_error_not_a_wrap() {
-        assert_eq!(expires_at_after(NOW, Ttl::Seconds(u64::MAX)), Err(TtlError::TooLarge));
-        assert_eq!(expires_at_after(NOW, Ttl::Millis(u64::MAX)), Err(TtlError::TooLarge));
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Seconds(u64::MAX)),
+            Err(TtlError::TooLarge)
+        );
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Millis(u64::MAX)),
+            Err(TtlError::TooLarge)
+        );
         assert_eq!(
             expires_at_after(NOW, Ttl::Millis(i64::MAX as u64)),
             Err(TtlError::TooLarge)
@@ -112,8 +124,14 @@ mod tests {
     #[test]
     fn expiry_may_land_exactly_on_the_last_representable_millisecond() {
         let ms = (MAX_EXPIRES_AT_MS - NOW) as u64;
-        assert_eq!(expires_at_after(NOW, Ttl::Millis(ms)), Ok(MAX_EXPIRES_AT_MS));
-        assert_eq!(expires_at_after(NOW, Ttl::Millis(ms + 1)), Err(TtlError::TooLarge));
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Millis(ms)),
+            Ok(MAX_EXPIRES_AT_MS)
+        );
+        assert_eq!(
+            expires_at_after(NOW, Ttl::Millis(ms + 1)),
+            Err(TtlError::TooLarge)
+        );
         assert_eq!(
             format_rfc3339_ms(MAX_EXPIRES_AT_MS),
             "9999-12-31T23:59:59.999Z"
@@ -135,6 +153,9 @@ mod tests {
     #[test]
     fn times_format_as_rfc3339_utc_with_millis() {
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_rfc3339_ms(1_795_305_540_123), "2026-11-21T23:59:00.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_795_305_540_123),
+            "2026-11-21T23:59:00.123Z"
+        );
     }
 }

@@ -7,7 +7,10 @@ enum Token {
     Star,
     AnyChar,
     Literal(char),
-    Class { negated: bool, items: Vec<ClassItem> },
+    Class {
+        negated: bool,
+        items: Vec<ClassItem>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,7 +95,10 @@ fn parse_class(chars: &[char], start: usize) -> (Token, usize) {
     loop {
         let remaining = chars.len().saturating_sub(i);
         if remaining == 0 {
-            return (Token::Class { negated, items }, chars.len().saturating_sub(1));
+            return (
+                Token::Class { negated, items },
+                chars.len().saturating_sub(1),
+            );
         }
         match chars[i] {
             '\\' if remaining >= 2 => {

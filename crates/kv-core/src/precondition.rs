@@ -102,21 +102,39 @@ mod tests {
 
     #[test]
     fn nx_xx_and_versions() {
-        let nx = Precondition { nx: true, ..Default::default() };
+        let nx = Precondition {
+            nx: true,
+            ..Default::default()
+        };
         assert!(nx.check(None).is_ok() && nx.check(Some(1)).is_err());
-        let xx = Precondition { xx: true, ..Default::default() };
+        let xx = Precondition {
+            xx: true,
+            ..Default::default()
+        };
         assert!(xx.check(Some(1)).is_ok() && xx.check(None).is_err());
-        let v = Precondition { if_version: Some(4), ..Default::default() };
+        let v = Precondition {
+            if_version: Some(4),
+            ..Default::default()
+        };
         assert!(v.check(Some(4)).is_ok() && v.check(Some(5)).is_err() && v.check(None).is_err());
     }
 
     #[test]
     fn headers_behave_as_http_says() {
-        let any = Precondition { if_match: Some(EtagSet::Any), ..Default::default() };
+        let any = Precondition {
+            if_match: Some(EtagSet::Any),
+            ..Default::default()
+        };
         assert!(any.check(Some(9)).is_ok() && any.check(None).is_err());
-        let star_none = Precondition { if_none_match: Some(EtagSet::Any), ..Default::default() };
+        let star_none = Precondition {
+            if_none_match: Some(EtagSet::Any),
+            ..Default::default()
+        };
         assert!(star_none.check(None).is_ok() && star_none.check(Some(1)).is_err());
-        let list = Precondition { if_match: Some(EtagSet::parse(r#""1","2""#)), ..Default::default() };
+        let list = Precondition {
+            if_match: Some(EtagSet::parse(r#""1","2""#)),
+            ..Default::default()
+        };
         assert!(list.check(Some(2)).is_ok() && list.check(Some(3)).is_err());
     }
 }

@@ -3,9 +3,17 @@
 
 use serde_json::{Map, Value};
 
+use crate::cursor;
 use crate::error::StoreError;
 use crate::expiry::{self, Ttl};
+use crate::glob::Glob;
 use crate::precondition::Precondition;
+use crate::store::ScanArgs;
+
+/// `GET /_keys` returns this many keys unless `limit` says otherwise.
+pub const DEFAULT_SCAN_LIMIT: usize = 100;
+/// The largest `limit` of `GET /_keys`.
+pub const MAX_SCAN_LIMIT: usize = 1000;
 
 /// JSON nested deeper than this many levels is refused.
 pub const MAX_JSON_DEPTH: usize = 128;
@@ -92,11 +100,19 @@ impl SetArgs {
     pub fn from_json(mut body: Map<String, Value>, now: i64) -> Result<Self, StoreError> {
         reject_unknown(
             &body,
-            &["value", "ttl", "ttl_ms", "nx", "xx", "keep_ttl", "if_version"],
+            &[
+                "value",
+                "ttl",
+                "ttl_ms",
+                "nx",
+                "xx",
+                "keep_ttl",
+                "if_version",
+            ],
         )?;
-        let value = body.remove("value").ok_or_else(|| {
-            StoreError::invalid("missing_value", "Missing value in payload")
-        })?;
+        let value = body
+            .remove("value")
+            .ok_or_else(|| StoreError::invalid("missing_value", "Missing value in payload"))?;
         let ttl = take_ttl(&mut body)?;
         let keep_ttl = take_bool(&mut body, "keep_ttl")?;
         let nx = take_bool(&mut body, "nx")?;
@@ -204,11 +220,53 @@ pub fn counter_value(stored: &str) -> Result<i64, StoreError> {
     }
 }
 
+/// The query of `GET /_keys`: `prefix`, `match`, `limit` (1–1000, default 100), `cursor`.
+pub fn scan_args(
+    prefix: Option<&str>,
+    pattern: Option<&str>,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<ScanArgs, StoreError> {
+    let limit = match limit {
+        None => DEFAULT_SCAN_LIMIT,
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_SCAN_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(StoreError::invalid(
+                    "invalid_limit",
+                    format!("limit must be an integer from 1 to {MAX_SCAN_LIMIT}"),
+                ));
+            }
+        },
+    };
+    Ok(ScanArgs {
+        prefix: prefix.unwrap_or_default().to_owned(),
+        pattern: pattern.map(Glob::new),
+        limit,
+        after: cursor.map(cursor::decode).transpose()?.flatten(),
+    })
+}
+
+/// A boolean query parameter: `true`/`1` or `false`/`0`.
+pub fn query_flag(name: &str, raw: Option<&str>) -> Result<bool, StoreError> {
+    match raw {
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
+        Some(_) => Err(StoreError::invalid(
+            "invalid_parameter",
+            format!("{name} must be true, false, 1 or 0"),
+        )),
+    }
+}
+
 fn reject_unknown(body: &Map<String, Value>, known: &[&str]) -> Result<(), StoreError> {
     match body.keys().find(|k| !known.contains(&k.as_str())) {
         Some(field) => Err(StoreError::invalid(
             "unknown_field",
-            format!("unknown field \"{field}\"; expected one of: {}", known.join(", ")),
+            format!(
+                "unknown field \"{field}\"; expected one of: {}",
+                known.join(", ")
+            ),
         )),
         None => Ok(()),
     }
@@ -230,7 +288,8 @@ fn take_ttl(body: &mut Map<String, Value>) -> Result<Option<Ttl>, StoreError> {
 }
 
 fn expires_at(now: i64, ttl: Ttl) -> Result<i64, StoreError> {
-    expiry::expires_at_after(now, ttl).map_err(|e| StoreError::invalid("invalid_ttl", e.to_string()))
+    expiry::expires_at_after(now, ttl)
+        .map_err(|e| StoreError::invalid("invalid_ttl", e.to_string()))
 }
 
 fn non_null(v: Option<Value>) -> Option<Value> {
@@ -252,7 +311,11 @@ fn positive_u64(v: &Value, field: &str) -> Result<u64, StoreError> {
     match v.as_u64() {
         Some(n) if n > 0 => Ok(n),
         _ => Err(StoreError::invalid(
-            if field.starts_with("ttl") { "invalid_ttl" } else { "invalid_option" },
+            if field.starts_with("ttl") {
+                "invalid_ttl"
+            } else {
+                "invalid_option"
+            },
             format!("{field} must be a positive integer"),
         )),
     }
@@ -260,9 +323,8 @@ fn positive_u64(v: &Value, field: &str) -> Result<u64, StoreError> {
 
 fn positive_i64(v: &Value, field: &str) -> Result<i64, StoreError> {
     let n = positive_u64(v, field)?;
-    i64::try_from(n).map_err(|_| {
-        StoreError::invalid("invalid_option", format!("{field} is out of range"))
-    })
+    i64::try_from(n)
+        .map_err(|_| StoreError::invalid("invalid_option", format!("{field} is out of range")))
 }
 
 #[cfg(test)]
@@ -307,11 +369,28 @@ mod tests {
         let args = set(json!({"value": {"a": [1, 2]}})).expect("valid");
         assert_eq!(args.value, r#"{"a":[1,2]}"#);
         assert_eq!(args.expiry, SetExpiry::Persist);
-        assert_eq!(set(json!({"value": null})).map(|a| a.value).ok().as_deref(), Some("null"));
-        assert_eq!(set(json!({"value": 1, "ttl": 60})).map(|a| a.expiry).ok(), Some(SetExpiry::At(NOW + 60_000)));
-        assert_eq!(set(json!({"value": 1, "ttl_ms": 5})).map(|a| a.expiry).ok(), Some(SetExpiry::At(NOW + 5)));
-        assert_eq!(set(json!({"value": 1, "ttl": null})).map(|a| a.expiry).ok(), Some(SetExpiry::Persist));
-        assert_eq!(set(json!({"value": 1, "keep_ttl": true})).map(|a| a.expiry).ok(), Some(SetExpiry::Keep));
+        assert_eq!(
+            set(json!({"value": null})).map(|a| a.value).ok().as_deref(),
+            Some("null")
+        );
+        assert_eq!(
+            set(json!({"value": 1, "ttl": 60})).map(|a| a.expiry).ok(),
+            Some(SetExpiry::At(NOW + 60_000))
+        );
+        assert_eq!(
+            set(json!({"value": 1, "ttl_ms": 5})).map(|a| a.expiry).ok(),
+            Some(SetExpiry::At(NOW + 5))
+        );
+        assert_eq!(
+            set(json!({"value": 1, "ttl": null})).map(|a| a.expiry).ok(),
+            Some(SetExpiry::Persist)
+        );
+        assert_eq!(
+            set(json!({"value": 1, "keep_ttl": true}))
+                .map(|a| a.expiry)
+                .ok(),
+            Some(SetExpiry::Keep)
+        );
     }
 
     #[test]
@@ -324,10 +403,19 @@ mod tests {
             (json!({"value": 1, "ttl": 1.5}), "invalid_ttl"),
             (json!({"value": 1, "ttl": "60"}), "invalid_ttl"),
             (json!({"value": 1, "ttl": 1, "ttl_ms": 1}), "invalid_ttl"),
-            (json!({"value": 1, "ttl": 1, "keep_ttl": true}), "invalid_ttl"),
+            (
+                json!({"value": 1, "ttl": 1, "keep_ttl": true}),
+                "invalid_ttl",
+            ),
             (json!({"value": 1, "ttl": u64::MAX}), "invalid_ttl"),
-            (json!({"value": 1, "ttl": 300_000_000_000u64}), "invalid_ttl"),
-            (json!({"value": 1, "nx": true, "xx": true}), "invalid_option"),
+            (
+                json!({"value": 1, "ttl": 300_000_000_000u64}),
+                "invalid_ttl",
+            ),
+            (
+                json!({"value": 1, "nx": true, "xx": true}),
+                "invalid_option",
+            ),
             (json!({"value": 1, "nx": "yes"}), "invalid_option"),
             (json!({"value": 1, "if_version": 0}), "invalid_option"),
         ] {
@@ -352,21 +440,56 @@ mod tests {
         let by_one = incr(json!({}), false).expect("valid");
         assert_eq!((by_one.by, by_one.expires_at_if_created), (1, None));
         assert_eq!(by_one.apply(41), Ok(42));
-        assert_eq!(incr(json!({"by": 5}), true).and_then(|a| a.apply(0)), Ok(-5));
-        assert_eq!(incr(json!({"by": -5}), false).and_then(|a| a.apply(0)), Ok(-5));
+        assert_eq!(
+            incr(json!({"by": 5}), true).and_then(|a| a.apply(0)),
+            Ok(-5)
+        );
+        assert_eq!(
+            incr(json!({"by": -5}), false).and_then(|a| a.apply(0)),
+            Ok(-5)
+        );
         assert_eq!(by_one.apply(i64::MAX), Err(StoreError::Overflow));
-        assert_eq!(incr(json!({"by": 1}), true).and_then(|a| a.apply(i64::MIN)), Err(StoreError::Overflow));
-        assert_eq!(incr(json!({"ttl": 2}), false).map(|a| a.expires_at_if_created), Ok(Some(NOW + 2000)));
+        assert_eq!(
+            incr(json!({"by": 1}), true).and_then(|a| a.apply(i64::MIN)),
+            Err(StoreError::Overflow)
+        );
+        assert_eq!(
+            incr(json!({"ttl": 2}), false).map(|a| a.expires_at_if_created),
+            Ok(Some(NOW + 2000))
+        );
         assert!(incr(json!({"by": 1.5}), false).is_err());
         assert!(incr(json!({"by": u64::MAX}), false).is_err());
         assert!(incr(json!({"by": "1"}), false).is_err());
     }
 
     #[test]
+    fn scan_query_parameters() {
+        let args = scan_args(Some("u:"), Some("u:*"), None, None).expect("valid");
+        assert_eq!(
+            (args.prefix.as_str(), args.limit, args.after),
+            ("u:", 100, None)
+        );
+        assert_eq!(
+            scan_args(None, None, Some("1000"), None).map(|a| a.limit),
+            Ok(1000)
+        );
+        for bad in ["0", "1001", "-1", "ten", ""] {
+            assert!(scan_args(None, None, Some(bad), None).is_err(), "{bad}");
+        }
+        assert!(scan_args(None, None, None, Some("zz")).is_err());
+        assert_eq!(query_flag("values", Some("1")), Ok(true));
+        assert_eq!(query_flag("values", None), Ok(false));
+        assert!(query_flag("values", Some("yes")).is_err());
+    }
+
+    #[test]
     fn counters_are_json_integers_only() {
         assert_eq!(counter_value("5"), Ok(5));
         assert_eq!(counter_value("-9223372036854775808"), Ok(i64::MIN));
-        assert_eq!(counter_value("18446744073709551615"), Err(StoreError::Overflow));
+        assert_eq!(
+            counter_value("18446744073709551615"),
+            Err(StoreError::Overflow)
+        );
         for v in ["5.0", "\"5\"", "null", "[1]", "{}", "true"] {
             assert_eq!(counter_value(v), Err(StoreError::NotAnInteger), "{v}");
         }

@@ -44,7 +44,9 @@ pub struct SetOutcome {
 
 #[diesel::dsl::auto_type]
 fn live_at(now: i64) -> _ {
-    kv_store::expires_at.is_null().or(kv_store::expires_at.gt(now))
+    kv_store::expires_at
+        .is_null()
+        .or(kv_store::expires_at.gt(now))
 }
 
 /// `GET`: the live row, or why there is none. An expired row is deleted on the way (lazy
@@ -203,7 +205,11 @@ impl Tx<'_> {
 
     /// DEL. Returns the deleting version, or why nothing was deleted. An expired row is
     /// removed too, but that is not a client write and takes no version.
-    pub fn delete(&mut self, key: &str, precondition: &Precondition) -> Result<Lookup<i64>, StoreError> {
+    pub fn delete(
+        &mut self,
+        key: &str,
+        precondition: &Precondition,
+    ) -> Result<Lookup<i64>, StoreError> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
         let found = self.lookup(row);
@@ -289,7 +295,9 @@ impl Tx<'_> {
             Some(v) => format!("is at version {v}"),
             None => "does not exist".to_owned(),
         };
-        Err(StoreError::PreconditionFailed(format!("check failed: key {key:?} {state}")))
+        Err(StoreError::PreconditionFailed(format!(
+            "check failed: key {key:?} {state}"
+        )))
     }
 
     /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count.
@@ -401,17 +409,33 @@ pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPa
             if args.pattern.as_ref().is_none_or(|p| p.matches(&row.key)) {
                 rows.push(row);
                 if rows.len() == limit {
-                    return Ok(ScanPage { rows, next_after: after });
+                    return Ok(ScanPage {
+                        rows,
+                        next_after: after,
+                    });
                 }
             }
         }
         if exhausted {
-            return Ok(ScanPage { rows, next_after: None });
+            return Ok(ScanPage {
+                rows,
+                next_after: None,
+            });
         }
         if examined >= max_examined {
-            return Ok(ScanPage { rows, next_after: after });
+            return Ok(ScanPage {
+                rows,
+                next_after: after,
+            });
         }
     }
+}
+
+/// Whether the database answers (`GET /_health`).
+pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
+    use diesel::connection::SimpleConnection;
+    with_conn!(conn, c => c.batch_execute("SELECT 1"))?;
+    Ok(())
 }
 
 /// Figures for `GET /_stats`.
@@ -432,7 +456,11 @@ pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
         Ok::<_, diesel::result::Error>((keys, expiring))
     })?;
     let version = backend::current_version(conn)?;
-    Ok(Stats { keys, expiring, version })
+    Ok(Stats {
+        keys,
+        expiring,
+        version,
+    })
 }
 
 /// Deletes rows expired at `now` in transactions of at most `batch_size` rows, so the write
@@ -447,7 +475,11 @@ pub fn sweep_expired(
     let mut total = 0u64;
     loop {
         let deleted = backend::write_transaction(conn, |c| {
-            Ok(backend::delete_expired_batch(c, now, i64::from(batch_size))?)
+            Ok(backend::delete_expired_batch(
+                c,
+                now,
+                i64::from(batch_size),
+            )?)
         })?;
         total += deleted as u64;
         if deleted < batch_size as usize || stop() {

@@ -35,7 +35,10 @@ impl TxOp {
 
     /// Whether the op writes (a read-only API key may run only get and check).
     pub fn is_write(&self) -> bool {
-        matches!(self, TxOp::Set { .. } | TxOp::Delete { .. } | TxOp::Incr { .. })
+        matches!(
+            self,
+            TxOp::Set { .. } | TxOp::Delete { .. } | TxOp::Incr { .. }
+        )
     }
 }
 
@@ -60,7 +63,10 @@ pub fn parse_ops(body: Option<Value>, now: i64) -> Result<Vec<TxOp>, StoreError>
     if ops.len() > MAX_TX_OPS {
         return Err(StoreError::invalid(
             "too_many_ops",
-            format!("a transaction holds at most {MAX_TX_OPS} ops; this one has {}", ops.len()),
+            format!(
+                "a transaction holds at most {MAX_TX_OPS} ops; this one has {}",
+                ops.len()
+            ),
         ));
     }
     ops.into_iter()
@@ -74,7 +80,10 @@ pub fn parse_ops(body: Option<Value>, now: i64) -> Result<Vec<TxOp>, StoreError>
 
 fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
     let Value::Object(mut op) = op else {
-        return Err(StoreError::invalid("invalid_op", "an op must be a JSON object"));
+        return Err(StoreError::invalid(
+            "invalid_op",
+            "an op must be a JSON object",
+        ));
     };
     let kind = match op.remove("op") {
         Some(Value::String(kind)) => kind,
@@ -87,7 +96,12 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
     };
     let key = match op.remove("key") {
         Some(Value::String(key)) => key,
-        _ => return Err(StoreError::invalid("invalid_op", "an op needs \"key\": a string")),
+        _ => {
+            return Err(StoreError::invalid(
+                "invalid_op",
+                "an op needs \"key\": a string",
+            ));
+        }
     };
     let only = |op: &Map<String, Value>, allowed: &[&str]| match op
         .keys()
@@ -109,7 +123,10 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
             let version = match op.get("version") {
                 Some(Value::Null) => None,
                 Some(v) => Some(v.as_i64().filter(|v| *v > 0).ok_or_else(|| {
-                    StoreError::invalid("invalid_op", "check's version must be a positive integer or null")
+                    StoreError::invalid(
+                        "invalid_op",
+                        "check's version must be a positive integer or null",
+                    )
                 })?),
                 None => {
                     return Err(StoreError::invalid(
@@ -143,7 +160,9 @@ pub fn run(conn: &mut DbConnection, now: i64, ops: &[TxOp]) -> Result<TxView, St
 fn run_op(tx: &mut Tx<'_>, op: &TxOp) -> Result<TxResult, StoreError> {
     let now = tx.now();
     Ok(match op {
-        TxOp::Get { key } => TxResult::Get(tx.get(key)?.map(|row| KeyView::new(row, now)).transpose()?),
+        TxOp::Get { key } => {
+            TxResult::Get(tx.get(key)?.map(|row| KeyView::new(row, now)).transpose()?)
+        }
         TxOp::Set { key, args } => TxResult::Set(SetView::from(tx.set(key, args)?)),
         TxOp::Delete { key } => {
             let version = match tx.delete(key, &Precondition::default())? {
@@ -152,12 +171,16 @@ fn run_op(tx: &mut Tx<'_>, op: &TxOp) -> Result<TxResult, StoreError> {
             };
             TxResult::Delete(DeleteView::new(key, version))
         }
-        TxOp::Incr { key, args } => {
-            TxResult::Incr(IncrView::new(tx.incr(key, args, &Precondition::default())?, now)?)
-        }
+        TxOp::Incr { key, args } => TxResult::Incr(IncrView::new(
+            tx.incr(key, args, &Precondition::default())?,
+            now,
+        )?),
         TxOp::Check { key, version } => {
             tx.check(key, *version)?;
-            TxResult::Check(CheckView { key: key.clone(), ok: true })
+            TxResult::Check(CheckView {
+                key: key.clone(),
+                ok: true,
+            })
         }
     })
 }

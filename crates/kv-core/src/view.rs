@@ -24,8 +24,9 @@ pub struct KeyView {
 
 impl KeyView {
     pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
-        let value = RawValue::from_string(row.value)
-            .map_err(|e| StoreError::Internal(format!("stored value of {:?} is not JSON: {e}", row.key)))?;
+        let value = RawValue::from_string(row.value).map_err(|e| {
+            StoreError::Internal(format!("stored value of {:?} is not JSON: {e}", row.key))
+        })?;
         Ok(KeyView {
             ttl_remaining: ttl_remaining_secs(row.expires_at, now),
             ttl_remaining_ms: ttl_remaining_ms(row.expires_at, now),
@@ -51,7 +52,11 @@ impl From<SetOutcome> for SetView {
     fn from(outcome: SetOutcome) -> Self {
         SetView {
             status: OK,
-            action: if outcome.created { "created" } else { "updated" },
+            action: if outcome.created {
+                "created"
+            } else {
+                "updated"
+            },
             expires_at: outcome.row.expires_at.map(format_rfc3339_ms),
             version: outcome.row.version,
             key: outcome.row.key,
@@ -147,6 +152,14 @@ pub struct ItemsPage {
     pub cursor: Option<String>,
 }
 
+/// A page of `GET /_keys`: keys only, or items with values.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ScanView {
+    Keys(KeysPage),
+    Items(ItemsPage),
+}
+
 /// `DELETE /_keys`.
 #[derive(Debug, Serialize)]
 pub struct BulkDeleteView {
@@ -156,7 +169,10 @@ pub struct BulkDeleteView {
 
 impl BulkDeleteView {
     pub fn new(deleted: i64) -> Self {
-        BulkDeleteView { status: OK, deleted }
+        BulkDeleteView {
+            status: OK,
+            deleted,
+        }
     }
 }
 

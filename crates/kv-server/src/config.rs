@@ -1,0 +1,69 @@
+//! Command-line flags, each with an environment variable. Parsed once in `main`.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use kv_core::{DatabaseUrl, SyncMode};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kv-server",
+    version,
+    about = "kvstore: a key-value store over HTTP + JSON (SQLite or PostgreSQL)"
+)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "KV_BIND", default_value = "127.0.0.1:8000")]
+    pub bind: String,
+
+    /// A SQLite file path (created if missing), or a postgres:// URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "./kv.sqlite3")]
+    pub database_url: DatabaseUrl,
+
+    /// HTTP worker threads [default: one per CPU core].
+    #[arg(long, env = "KV_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "KV_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "KV_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// SQLite durability: `normal` survives a crash of the process, `full` also a power loss.
+    #[arg(long, env = "KV_SYNC", default_value = "normal")]
+    pub sync: SyncMode,
+
+    /// How long a request waits for a busy database (SQLite write lock, pool checkout)
+    /// before answering 503.
+    #[arg(long, env = "KV_BUSY_TIMEOUT_MS", default_value_t = 5000)]
+    pub busy_timeout_ms: u64,
+
+    /// A read-write API key (repeatable). With no keys configured, no authentication.
+    #[arg(
+        long = "api-key",
+        env = "KV_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// A read-only API key (repeatable).
+    #[arg(
+        long = "read-only-key",
+        env = "KV_READ_ONLY_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_only_keys: Vec<String>,
+
+    /// A file of API keys, one `rw:<key>` or `ro:<key>` a line (keeps keys out of `ps`).
+    #[arg(long, env = "KV_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Allow browser requests from this origin (repeatable, or `*` for any).
+    #[arg(long = "cors-origin", env = "KV_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+}

@@ -1,0 +1,158 @@
+//! The one error type of the HTTP layer, mapped to a status and a JSON body in one place:
+//! `{"error": "<message>", "code": "<snake_case>"}` (+ `op` and `key` for transactions).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use kv_core::StoreError;
+use kv_core::error::ErrorKind;
+use serde::Serialize;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no such route: {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed; allowed: {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("payload too large (the limit is {0} bytes)")]
+    PayloadTooLarge(usize),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("this API key is read-only")]
+    Forbidden,
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize)]
+pub(crate) struct ErrorBody<'a> {
+    pub error: String,
+    pub code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<&'a str>,
+}
+
+impl<'a> ErrorBody<'a> {
+    pub fn new(error: String, code: &'a str) -> Self {
+        ErrorBody {
+            error,
+            code,
+            op: None,
+            key: None,
+        }
+    }
+}
+
+impl ApiError {
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Store(err) => err.code(),
+            ApiError::RouteNotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Store(err) => match err.kind() {
+                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (op, key) = match self {
+            ApiError::Store(StoreError::InOp { index, key, .. }) => (Some(*index), key.as_deref()),
+            _ => (None, None),
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            // The detail is for the operator, not the client.
+            log::error!("internal error: {self}");
+            "internal server error".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut response = HttpResponse::build(status);
+        match self {
+            ApiError::MethodNotAllowed(allow) => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            ApiError::Unauthorized => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kvstore\""));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error: message,
+            code: self.code(),
+            op,
+            key,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn body_of(err: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = err.error_response();
+        let status = response.status();
+        let bytes = to_bytes(response.into_body()).await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[actix_web::test]
+    async fn error_shape_is_pinned() {
+        let (status, body) = body_of(StoreError::NotFound { expired: true }.into()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "Key not found (expired)", "code": "expired"})
+        );
+        let err = StoreError::PreconditionFailed("nope".into()).in_op(2, Some("k"));
+        let (status, body) = body_of(err.into()).await;
+        assert_eq!(status, StatusCode::PRECONDITION_FAILED);
+        assert_eq!(
+            body,
+            serde_json::json!({"error": "nope", "code": "precondition_failed", "op": 2, "key": "k"})
+        );
+    }
+
+    #[actix_web::test]
+    async fn internal_details_are_not_sent() {
+        let (status, body) = body_of(StoreError::Internal("secret path /x".into()).into()).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"], "internal server error");
+    }
+}

@@ -1,0 +1,154 @@
+//! `/<key>/`: GET, HEAD, POST/PUT (SET), PATCH (EXPIRE/PERSIST), DELETE, and
+//! `/<key>/incr`, `/<key>/decr`.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use kv_core::key::is_reserved;
+use kv_core::now_ms;
+use kv_core::request::{IncrArgs, SetArgs, expiry_from_json};
+use kv_core::store;
+use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
+
+use crate::error::ApiError;
+use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_etag, not_modified};
+use crate::state::AppState;
+
+/// Reads go through here: `_`-keys are the server's routes, so an unknown one is a 404 route.
+fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
+    if is_reserved(&key) {
+        return Err(ApiError::RouteNotFound(req.path().to_owned()));
+    }
+    Ok(key)
+}
+
+async fn lookup(state: &AppState, key: String) -> Result<KeyView, ApiError> {
+    let now = now_ms();
+    state
+        .db(move |conn| KeyView::new(store::get(conn, now, &key)?.live()?, now))
+        .await
+}
+
+pub async fn get(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = readable_key(&req, key)?;
+    let view = lookup(&state, key).await?;
+    if not_modified(req.headers(), view.version)? {
+        return Ok(HttpResponse::NotModified()
+            .insert_header(etag(view.version))
+            .finish());
+    }
+    Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
+}
+
+pub async fn head(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let key = readable_key(&req, key)?;
+    let view = lookup(&state, key).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(view.version))
+        .finish())
+}
+
+/// SET (`POST` and `PUT` alike).
+pub async fn set(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let mut args = SetArgs::from_json(json_object(&body)?, now)?;
+    let headers = header_precondition(req.headers())?;
+    args.precondition.if_match = headers.if_match;
+    args.precondition.if_none_match = headers.if_none_match;
+    let outcome = state
+        .db(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
+        .await?;
+    let response = if outcome.created {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Ok()
+    };
+    Ok(json_with_etag(
+        response,
+        outcome.row.version,
+        SetView::from(outcome),
+    ))
+}
+
+pub async fn delete(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let precondition = header_precondition(req.headers())?;
+    let view = state
+        .db(move |conn| {
+            let deleted = store::write(conn, now_ms(), |tx| tx.delete(&key, &precondition))?;
+            Ok(DeleteView::new(&key, Some(deleted.live()?)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+/// EXPIRE / PERSIST.
+pub async fn patch(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let expires_at = expiry_from_json(json_object(&body)?, now)?;
+    let precondition = header_precondition(req.headers())?;
+    let row = state
+        .db(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
+        .await?;
+    Ok(json_with_etag(
+        HttpResponse::Ok(),
+        row.version,
+        ExpireView::new(row, now),
+    ))
+}
+
+pub async fn incr(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    counter(req, key, body, state, false).await
+}
+
+pub async fn decr(
+    req: HttpRequest,
+    KeyPath(key): KeyPath,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    counter(req, key, body, state, true).await
+}
+
+async fn counter(
+    req: HttpRequest,
+    key: String,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    decrement: bool,
+) -> Result<HttpResponse, ApiError> {
+    let now = now_ms();
+    let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
+    let precondition = header_precondition(req.headers())?;
+    let view = state
+        .db(move |conn| {
+            let row = store::write(conn, now, |tx| tx.incr(&key, &args, &precondition))?;
+            IncrView::new(row, now)
+        })
+        .await?;
+    Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
+}

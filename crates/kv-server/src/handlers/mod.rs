@@ -1,0 +1,5 @@
+//! Thin handlers: parse the request, call kv-core in one database call, shape the response.
+
+pub mod collection;
+pub mod keys;
+pub mod server;

@@ -1,0 +1,73 @@
+//! kv-server: the HTTP + JSON API of kvstore. Handlers are thin; the store logic is kv-core.
+
+pub mod config;
+pub mod error;
+mod handlers;
+mod http;
+mod json_errors;
+pub mod routes;
+pub mod state;
+
+use std::io;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+use kv_core::backend::{self, ConnectionOptions};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Opens and migrates the database, then serves until SIGINT / SIGTERM (after which in-flight
+/// requests finish and this returns `Ok`).
+pub async fn run(config: Config) -> io::Result<()> {
+    let url = config.database_url.clone();
+    let options = ConnectionOptions {
+        sync: config.sync,
+        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+    };
+    let setup = |e: backend::DbSetupError| io::Error::other(e.to_string());
+    let mut conn = backend::connect(&url, &options).map_err(setup)?;
+    let migrated = backend::run_migrations(&mut conn).map_err(setup)?;
+    drop(conn);
+    if migrated > 0 {
+        log::info!("applied {migrated} database migration(s)");
+    }
+    let pool = backend::build_pool(
+        &url,
+        &options,
+        config.pool_size,
+        Duration::from_millis(config.busy_timeout_ms),
+    );
+    let state = web::Data::new(AppState {
+        pool,
+        backend: url.backend(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let max_body = config.max_body_bytes;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                ApiError::BadRequest(format!("invalid query string: {err}")).into()
+            }))
+            .configure(routes::configure)
+            .wrap(json_errors::middleware(max_body))
+            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .bind(&config.bind)?;
+    for addr in server.addrs() {
+        log::info!(
+            "kv-server listening on http://{addr} (database: {url}, {workers} workers, pool {})",
+            config.pool_size
+        );
+    }
+    server.run().await
+}

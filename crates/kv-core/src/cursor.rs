@@ -13,7 +13,7 @@ pub fn decode(cursor: &str) -> Result<Option<String>, StoreError> {
         return Ok(None);
     }
     let invalid = || StoreError::invalid("invalid_cursor", "malformed cursor");
-    if cursor.len() % 2 != 0 {
+    if !cursor.len().is_multiple_of(2) {
         return Err(invalid());
     }
     let bytes = (0..cursor.len())

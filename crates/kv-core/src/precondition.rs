@@ -64,23 +64,27 @@ impl Precondition {
         if self.xx && current.is_none() {
             return fail("key does not exist (xx)".into());
         }
-        if let Some(expected) = self.if_version {
-            if current != Some(expected) {
-                return fail(match current {
-                    Some(v) => format!("version mismatch: expected {expected}, current is {v}"),
-                    None => format!("version mismatch: expected {expected}, key does not exist"),
-                });
-            }
+        if let Some(expected) = self.if_version
+            && current != Some(expected)
+        {
+            return fail(match current {
+                Some(v) => format!("version mismatch: expected {expected}, current is {v}"),
+                None => format!("version mismatch: expected {expected}, key does not exist"),
+            });
         }
-        if let Some(tags) = &self.if_match {
-            if !tags.matches(current) {
-                return fail("If-Match precondition failed".into());
-            }
+        if self
+            .if_match
+            .as_ref()
+            .is_some_and(|tags| !tags.matches(current))
+        {
+            return fail("If-Match precondition failed".into());
         }
-        if let Some(tags) = &self.if_none_match {
-            if tags.matches(current) {
-                return fail("If-None-Match precondition failed".into());
-            }
+        if self
+            .if_none_match
+            .as_ref()
+            .is_some_and(|tags| tags.matches(current))
+        {
+            return fail("If-None-Match precondition failed".into());
         }
         Ok(())
     }

@@ -1,0 +1,334 @@
+//! Test harness: starts the real `kv-server` / `kv-sweeper` binaries on an ephemeral port over
+//! a fresh database and speaks HTTP to them.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A fresh, empty database for one test (a SQLite file in `dir`).
+pub struct TestDatabase {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDatabase {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = dir.path().join("kv.sqlite3").display().to_string();
+        TestDatabase { url, _dir: dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+pub fn server_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kv-server"))
+}
+
+/// kv-sweeper is built beside kv-server by `cargo test --workspace`.
+pub fn sweeper_bin() -> PathBuf {
+    let path = server_bin().with_file_name(format!("kv-sweeper{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// A running kv-server.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub database_url: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(db: &TestDatabase) -> Server {
+        Server::start_with(&db.url, &[], &[])
+    }
+
+    pub fn start_with(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Server::spawn(database_url.to_owned(), args, env)
+    }
+
+    fn spawn(database_url: String, args: Vec<String>, env: Vec<(String, String)>) -> Server {
+        let mut command = Command::new(server_bin());
+        command
+            .args(["--bind", "127.0.0.1:0", "--database-url", &database_url])
+            .args(&args)
+            .env_remove("DATABASE_URL")
+            .env_remove("KV_API_KEYS")
+            .env_remove("KV_READ_ONLY_KEYS")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in &env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start kv-server");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (found, address) = mpsc::channel();
+        {
+            let log = Arc::clone(&log);
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Some(rest) = line.split("listening on http://").nth(1) {
+                        let addr = rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
+                        let _ = found.send(addr);
+                    }
+                    let mut log = log.lock().expect("log");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let addr = match address.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "kv-server did not start; log:\n{}",
+                    log.lock().expect("log")
+                );
+            }
+        };
+        Server {
+            child,
+            base: format!("http://{addr}"),
+            database_url,
+            args,
+            env,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+
+    /// Starts the server again over the same database (on a new port).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let next = Server::spawn(
+            self.database_url.clone(),
+            self.args.clone(),
+            self.env.clone(),
+        );
+        *self = next;
+    }
+
+    pub fn get(&self, path: &str) -> Resp {
+        request("GET", &self.url(path), &[], None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> Resp {
+        request("POST", &self.url(path), &[], Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> Resp {
+        request("PUT", &self.url(path), &[], Some(body))
+    }
+
+    pub fn patch(&self, path: &str, body: &str) -> Resp {
+        request("PATCH", &self.url(path), &[], Some(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Resp {
+        request("DELETE", &self.url(path), &[], None)
+    }
+
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Resp {
+        request(method, &self.url(path), headers, body)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs `kv-sweeper --once` (plus `args`) to completion.
+pub fn sweep_once(database_url: &str, args: &[&str]) -> Output {
+    Command::new(sweeper_bin())
+        .args(["--once", "--database-url", database_url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run kv-sweeper")
+}
+
+/// An HTTP response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?} (status {})",
+                self.body, self.status
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        if self.body.is_empty() {
+            Value::Null
+        } else {
+            self.json()
+        }
+    }
+
+    /// Asserts an error response: the status, the JSON shape and the code.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> Value {
+        let body = self.expect(status);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "error without JSON content type"
+        );
+        assert!(body["error"].is_string(), "error message missing: {body}");
+        assert_eq!(body["code"], code, "wrong code: {body}");
+        body
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .allow_non_standard_methods(true)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Resp {
+    thread_local! {
+        static AGENT: ureq::Agent = agent();
+    }
+    let mut builder = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let result = AGENT.with(|agent| match body {
+        Some(body) => agent.run(builder.body(body.as_bytes().to_vec()).expect("request")),
+        None => agent.run(builder.body(()).expect("request")),
+    });
+    let mut response = result.unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                v.to_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}

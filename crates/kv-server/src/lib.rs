@@ -5,7 +5,9 @@ pub mod error;
 mod handlers;
 mod http;
 mod json_errors;
+pub mod metrics;
 pub mod routes;
+mod startup;
 pub mod state;
 
 use std::io;
@@ -16,6 +18,7 @@ use kv_core::backend::{self, ConnectionOptions};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Opens and migrates the database, then serves until SIGINT / SIGTERM (after which in-flight
@@ -44,6 +47,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         backend: url.backend(),
         max_body_bytes: config.max_body_bytes,
     });
+    let metrics = web::Data::new(
+        Metrics::new(Duration::from_secs(config.key_count_interval)).map_err(io::Error::other)?,
+    );
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -52,22 +58,19 @@ pub async fn run(config: Config) -> io::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(metrics.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
             }))
             .configure(routes::configure)
             .wrap(json_errors::middleware(max_body))
+            .wrap(middleware::from_fn(metrics::middleware::track))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
     })
     .workers(workers)
     .shutdown_timeout(10)
     .bind(&config.bind)?;
-    for addr in server.addrs() {
-        log::info!(
-            "kv-server listening on http://{addr} (database: {url}, {workers} workers, pool {})",
-            config.pool_size
-        );
-    }
+    startup::log_configuration(&config, &server.addrs(), workers);
     server.run().await
 }

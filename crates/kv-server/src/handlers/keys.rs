@@ -5,11 +5,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::key::is_reserved;
 use kv_core::now_ms;
 use kv_core::request::{IncrArgs, SetArgs, expiry_from_json};
-use kv_core::store;
+use kv_core::store::{self, Lookup};
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
 use crate::error::ApiError;
 use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_etag, not_modified};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Reads go through here: `_`-keys are the server's routes, so an unknown one is a 404 route.
@@ -20,10 +21,19 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     Ok(key)
 }
 
-async fn lookup(state: &AppState, key: String) -> Result<KeyView, ApiError> {
+/// GET / HEAD: the live key; an expired row found on the way is deleted (lazy expiry) and
+/// counted in `kv_keys_expired_lazily_total`.
+async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyView, ApiError> {
     let now = now_ms();
+    let lazily_expired = metrics.lazily_expired.clone();
     state
-        .db(move |conn| KeyView::new(store::get(conn, now, &key)?.live()?, now))
+        .db(move |conn| {
+            let found = store::get(conn, now, &key)?;
+            if matches!(found, Lookup::Expired) {
+                lazily_expired.inc();
+            }
+            KeyView::new(found.live()?, now)
+        })
         .await
 }
 
@@ -31,9 +41,10 @@ pub async fn get(
     req: HttpRequest,
     KeyPath(key): KeyPath,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(&req, key)?;
-    let view = lookup(&state, key).await?;
+    let view = lookup(&state, &metrics, key).await?;
     if not_modified(req.headers(), view.version)? {
         return Ok(HttpResponse::NotModified()
             .insert_header(etag(view.version))
@@ -46,9 +57,10 @@ pub async fn head(
     req: HttpRequest,
     KeyPath(key): KeyPath,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(&req, key)?;
-    let view = lookup(&state, key).await?;
+    let view = lookup(&state, &metrics, key).await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(view.version))
         .finish())

@@ -2,4 +2,5 @@
 
 pub mod collection;
 pub mod keys;
+pub mod metrics;
 pub mod server;

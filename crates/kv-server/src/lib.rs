@@ -7,6 +7,7 @@ mod http;
 mod json_errors;
 pub mod metrics;
 pub mod routes;
+mod shutdown;
 mod startup;
 pub mod state;
 
@@ -21,8 +22,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
-/// Opens and migrates the database, then serves until SIGINT / SIGTERM (after which in-flight
-/// requests finish and this returns `Ok`).
+/// Opens and migrates the database, then serves until SIGINT (Ctrl+C) or SIGTERM, after which
+/// in-flight requests finish (for at most 10 s) and this returns `Ok`.
 pub async fn run(config: Config) -> io::Result<()> {
     let url = config.database_url.clone();
     let options = ConnectionOptions {
@@ -70,6 +71,7 @@ pub async fn run(config: Config) -> io::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(10)
+    .shutdown_signal(shutdown::signal()?)
     .bind(&config.bind)?;
     startup::log_configuration(&config, &server.addrs(), workers);
     server.run().await

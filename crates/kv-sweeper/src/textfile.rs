@@ -84,6 +84,7 @@ pub fn read_last_success(path: &Path) -> Option<f64> {
 pub fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
     let temp = temp_path(path)?;
     let written = fs::File::create(&temp).and_then(|mut file| {
+        readable_by_all(&file)?;
         file.write_all(contents.as_bytes())?;
         file.sync_all()
     });
@@ -92,6 +93,18 @@ pub fn write_atomically(path: &Path, contents: &str) -> io::Result<()> {
         let _ = fs::remove_file(&temp);
     }
     renamed
+}
+
+/// node_exporter usually runs as another user: the file is 0644 whatever the umask.
+#[cfg(unix)]
+fn readable_by_all(file: &fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn readable_by_all(_file: &fs::File) -> io::Result<()> {
+    Ok(())
 }
 
 /// `.<name>.<pid>.tmp` beside `path`: hidden and without the `.prom` ending, so the textfile
@@ -153,6 +166,12 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, ["kv_sweeper.prom"], "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
         let missing_dir = dir.path().join("nope").join("kv.prom");
         assert!(write_atomically(&missing_dir, "x").is_err());
     }

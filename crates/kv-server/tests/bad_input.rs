@@ -3,7 +3,6 @@
 mod common;
 
 use common::{Server, TestDatabase};
-use serde_json::json;
 
 #[test]
 fn bad_set_bodies_are_400_and_store_nothing() {

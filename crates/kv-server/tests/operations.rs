@@ -208,13 +208,17 @@ fn sigterm_or_sigint_drains_an_in_flight_request(signal_name: &str) {
         .write_all(b"GET /_health/live HTTP/1.1\r\nHost: kv\r\n\r\n")
         .expect("write");
     assert!(read_until(&mut stream, r#"{"status":"ok"}"#).starts_with("HTTP/1.1 200"));
-    // The second is in flight: the server has its head and waits for the rest of its body.
+    // The second is in flight: its `100 Continue` proves the server has read its head and
+    // is handling it (a connection between requests counts as idle and is closed at once).
     let body = r#"{"value": "drained"}"#;
     let head = format!(
-        "POST /inflight HTTP/1.1\r\nHost: kv\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /inflight HTTP/1.1\r\nHost: kv\r\nContent-Length: {}\r\n\
+         Expect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).expect("write head");
+    let continued = read_until(&mut stream, "\r\n\r\n");
+    assert!(continued.starts_with("HTTP/1.1 100"), "{continued}");
     stream.write_all(&body.as_bytes()[..5]).expect("write");
     stream.flush().expect("flush");
 
@@ -228,9 +232,15 @@ fn sigterm_or_sigint_drains_an_in_flight_request(signal_name: &str) {
         assert!(Instant::now() < deadline, "still accepting connections");
         thread::sleep(Duration::from_millis(10));
     }
-    stream.write_all(&body.as_bytes()[5..]).expect("write rest");
+    if let Err(err) = stream.write_all(&body.as_bytes()[5..]) {
+        panic!("write rest: {err}\n{}", server.log());
+    }
     let response = read_until(&mut stream, "\"version\"");
-    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(
+        response.starts_with("HTTP/1.1 201"),
+        "{response}\n{}",
+        server.log()
+    );
     assert!(response.contains(r#""action":"created""#), "{response}");
 
     let status = server.terminate();

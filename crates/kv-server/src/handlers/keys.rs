@@ -21,20 +21,19 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     Ok(key)
 }
 
-/// GET / HEAD: the live key; an expired row found on the way is deleted (lazy expiry) and
-/// counted in `kv_keys_expired_lazily_total`.
+/// The live key, or its 404. An expired row is deleted before answering (lazy expiry) and,
+/// when this request is the one that deleted it, counted in `kv_keys_expired_lazily_total`.
 async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyView, ApiError> {
     let now = now_ms();
-    let lazily_expired = metrics.lazily_expired.clone();
-    state
-        .db(move |conn| {
-            let found = store::get(conn, now, &key)?;
-            if matches!(found, Lookup::Expired) {
-                lazily_expired.inc();
-            }
-            KeyView::new(found.live()?, now)
-        })
-        .await
+    let (found, key) = state
+        .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
+        .await?;
+    if let Lookup::Expired = found
+        && state.write(now, move |tx| tx.purge_expired(&key)).await?
+    {
+        metrics.lazily_expired.inc();
+    }
+    Ok(KeyView::new(found.live()?, now)?)
 }
 
 pub async fn get(
@@ -78,9 +77,7 @@ pub async fn set(
     let headers = header_precondition(req.headers())?;
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
-    let outcome = state
-        .db(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
-        .await?;
+    let outcome = state.write(now, move |tx| tx.set(&key, &args)).await?;
     let response = if outcome.created {
         HttpResponse::Created()
     } else {
@@ -99,13 +96,11 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .db(move |conn| {
-            let deleted = store::write(conn, now_ms(), |tx| tx.delete(&key, &precondition))?;
-            Ok(DeleteView::new(&key, Some(deleted.live()?)))
-        })
+    let deleting = key.clone();
+    let found = state
+        .write(now_ms(), move |tx| tx.delete(&deleting, &precondition))
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(DeleteView::new(&key, Some(found.live()?))))
 }
 
 /// EXPIRE / PERSIST.
@@ -119,7 +114,7 @@ pub async fn patch(
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
     let row = state
-        .db(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
+        .write(now, move |tx| tx.expire(&key, expires_at, &precondition))
         .await?;
     Ok(json_with_etag(
         HttpResponse::Ok(),
@@ -156,11 +151,9 @@ async fn counter(
     let now = now_ms();
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .db(move |conn| {
-            let row = store::write(conn, now, |tx| tx.incr(&key, &args, &precondition))?;
-            IncrView::new(row, now)
-        })
+    let row = state
+        .write(now, move |tx| tx.incr(&key, &args, &precondition))
         .await?;
+    let view = IncrView::new(row, now)?;
     Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
 }

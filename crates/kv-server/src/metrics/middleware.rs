@@ -22,14 +22,16 @@ pub async fn track(
         return next.call(req).await;
     };
     let started = Instant::now();
-    // Taken before the call: the router needs the request unshared (it fills in the path
-    // parameters), so it must not be cloned.
     let method = method_label(req.method());
-    let route = route_label(req.request());
     let result = next.call(req).await;
-    let status = match &result {
-        Ok(res) => res.status(),
-        Err(err) => err.as_response_error().status_code(),
+    // The route is read after routing: actix then knows the matched resource and need not
+    // match the path again. (An `Err` here comes from no route: handler errors are responses.)
+    let (route, status) = match &result {
+        Ok(res) => (route_label(res.request()), res.status()),
+        Err(err) => (
+            UNMATCHED_ROUTE.to_owned(),
+            err.as_response_error().status_code(),
+        ),
     };
     metrics
         .http_requests

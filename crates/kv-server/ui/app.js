@@ -765,6 +765,12 @@ function onListKey(event) {
 
 function init() {
   storeKey(state.apiKey);
+  // The skip link moves focus without touching the address (which holds the selected key).
+  document.querySelector('.skip').addEventListener('click', (event) => {
+    event.preventDefault();
+    const target = state.editing ? $('edit-title') : state.current ? $('key-title') : $('detail');
+    target.focus();
+  });
   $('list-form').addEventListener('submit', onListSubmit);
   $('key-list').addEventListener('click', (event) => {
     const button = event.target.closest('button.key-item');

@@ -482,6 +482,21 @@ test('screenshots for review: desktop and phone', async () => {
   assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
   await page.click('#edit-button');
   await shot('phone-edit');
+  await page.click('#cancel-edit');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await page.setViewportSize(DESKTOP);
+  await shot('desktop-dark');
+  await page.emulateMedia({ colorScheme: 'light' });
+});
+
+test('keyboard: the skip link focuses the selected key without changing the address', async () => {
+  const url = page.url();
+  await page.focus('#api-key-button');
+  await page.keyboard.press('Shift+Tab'); // the first stop on the page
+  assert.equal(await page.evaluate(() => document.activeElement.className), 'skip');
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'key-title');
+  assert.equal(page.url(), url);
 });
 
 test('no script errors, CSP violations or dialogs during the whole run', () => {

@@ -4,3 +4,4 @@ pub mod collection;
 pub mod keys;
 pub mod metrics;
 pub mod server;
+pub mod ui;

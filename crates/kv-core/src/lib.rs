@@ -10,6 +10,7 @@ pub mod error;
 pub mod expiry;
 pub mod glob;
 pub mod key;
+pub mod logging;
 pub mod model;
 pub mod precondition;
 pub mod request;

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use kv_core::logging::LogFormat;
 use kv_core::{DatabaseUrl, SyncMode};
-use kv_log::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -69,7 +69,7 @@ pub struct Config {
     pub cors_origins: Vec<String>,
 
     /// Log lines as text, or as one JSON object per line (for log shippers).
-    #[arg(long, env = "KV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "KV_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
     /// `/_metrics` counts live and expiring keys at most once per this many seconds

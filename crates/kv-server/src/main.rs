@@ -4,8 +4,8 @@ use kv_server::config::Config;
 #[actix_web::main]
 async fn main() {
     let config = Config::parse();
-    kv_log::init(config.log_format);
-    let plain_stderr = config.log_format == kv_log::LogFormat::Text;
+    kv_core::logging::init(config.log_format);
+    let plain_stderr = config.log_format == kv_core::logging::LogFormat::Text;
     if let Err(err) = kv_server::run(config).await {
         log::error!("kv-server cannot start: {err}");
         if plain_stderr {

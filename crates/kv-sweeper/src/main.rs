@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use kv_core::backend::{self, ConnectionOptions, DbConnection, DbSetupError};
+use kv_core::logging::LogFormat;
 use kv_core::{DatabaseUrl, SyncMode, store};
-use kv_log::LogFormat;
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -56,7 +56,7 @@ struct Args {
     metrics_file: Option<PathBuf>,
 
     /// Log lines as text, or as one JSON object per line (for log shippers).
-    #[arg(long, env = "KV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "KV_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
 }
 
@@ -163,7 +163,7 @@ impl Sweeper {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    kv_log::init(args.log_format);
+    kv_core::logging::init(args.log_format);
     log_configuration(&args);
     let options = ConnectionOptions {
         sync: SyncMode::Normal,

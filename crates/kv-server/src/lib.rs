@@ -1,6 +1,8 @@
 //! kv-server: the HTTP + JSON API of kvstore. Handlers are thin; the store logic is kv-core.
 
+pub mod auth;
 pub mod config;
+mod cors;
 pub mod error;
 mod handlers;
 mod http;
@@ -21,6 +23,8 @@ use crate::state::AppState;
 /// Opens and migrates the database, then serves until SIGINT / SIGTERM (after which in-flight
 /// requests finish and this returns `Ok`).
 pub async fn run(config: Config) -> io::Result<()> {
+    let api_keys = auth::ApiKeys::from_config(&config).map_err(io::Error::other)?;
+    let cors_origins = cors::parse_origins(&config.cors_origins).map_err(io::Error::other)?;
     let url = config.database_url.clone();
     let options = ConnectionOptions {
         sync: config.sync,
@@ -43,21 +47,28 @@ pub async fn run(config: Config) -> io::Result<()> {
         pool,
         backend: url.backend(),
         max_body_bytes: config.max_body_bytes,
+        faults: Default::default(),
     });
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let max_body = config.max_body_bytes;
+    let open_to_all = api_keys.is_empty();
+    let api_keys = web::Data::new(api_keys);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(api_keys.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
             }))
             .configure(routes::configure)
+            .wrap(middleware::from_fn(auth::require_key))
+            .wrap(cors::middleware(&cors_origins))
             .wrap(json_errors::middleware(max_body))
+            // Never log request headers here: they carry the API keys.
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
     })
     .workers(workers)
@@ -68,6 +79,13 @@ pub async fn run(config: Config) -> io::Result<()> {
             "kv-server listening on http://{addr} (database: {url}, {workers} workers, pool {})",
             config.pool_size
         );
+        if open_to_all && !addr.ip().is_loopback() {
+            log::warn!(
+                "kv-server listens on {addr}, which is not a loopback address, and no API keys \
+                 are configured: anyone who can reach it can read and write every key. Set \
+                 --api-key / --api-keys-file (see docs/SECURITY.md)"
+            );
+        }
     }
     server.run().await
 }

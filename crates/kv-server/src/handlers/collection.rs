@@ -7,6 +7,7 @@ use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, Stat
 use kv_core::{cursor, now_ms, tx};
 use serde::Deserialize;
 
+use crate::auth::Access;
 use crate::error::ApiError;
 use crate::http::json_body;
 use crate::state::AppState;
@@ -78,19 +79,23 @@ pub async fn delete_keys(
     };
     let now = now_ms();
     let deleted = state
-        .db(move |conn| store::write(conn, now, |tx| tx.delete_keys(&scope)))
+        .write(move |conn| store::write(conn, now, |tx| tx.delete_keys(&scope)))
         .await?;
     Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
 }
 
-/// `POST /_tx`.
+/// `POST /_tx`. A read-only API key may run it when every op reads (get, check).
 pub async fn transaction(
+    access: Access,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let ops = tx::parse_ops(json_body(&body)?, now)?;
-    let view = state.db(move |conn| tx::run(conn, now, &ops)).await?;
+    if access == Access::ReadOnly && ops.iter().any(tx::TxOp::is_write) {
+        return Err(ApiError::Forbidden);
+    }
+    let view = state.write(move |conn| tx::run(conn, now, &ops)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -67,7 +67,7 @@ pub async fn set(
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
     let outcome = state
-        .db(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
+        .write(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
         .await?;
     let response = if outcome.created {
         HttpResponse::Created()
@@ -88,7 +88,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
     let view = state
-        .db(move |conn| {
+        .write(move |conn| {
             let deleted = store::write(conn, now_ms(), |tx| tx.delete(&key, &precondition))?;
             Ok(DeleteView::new(&key, Some(deleted.live()?)))
         })
@@ -107,7 +107,7 @@ pub async fn patch(
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
     let row = state
-        .db(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
+        .write(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
         .await?;
     Ok(json_with_etag(
         HttpResponse::Ok(),
@@ -145,7 +145,7 @@ async fn counter(
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
     let view = state
-        .db(move |conn| {
+        .write(move |conn| {
             let row = store::write(conn, now, |tx| tx.incr(&key, &args, &precondition))?;
             IncrView::new(row, now)
         })

@@ -12,19 +12,29 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// The database answers.
+/// The database answers, and no request ran into a database fault (busy, read-only, disk full)
+/// in the last `FAULT_MEMORY` without a write succeeding since.
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state.backend.name();
-    match state.db(store::ping).await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "database": database})),
-        Err(err) => {
-            log::warn!("readiness check failed: {err}");
+    let problem = match state.db(store::ping).await {
+        Ok(()) => state.faults.recent().map(|(reason, age)| {
+            format!(
+                "database unavailable: {reason} (a request failed {}s ago)",
+                age.as_secs()
+            )
+        }),
+        Err(err) => Some(err.to_string()),
+    };
+    match problem {
+        None => HttpResponse::Ok().json(json!({"status": "ok", "database": database})),
+        Some(error) => {
+            log::warn!("readiness check failed: {error}");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "1"))
                 .json(json!({
                     "status": "unavailable",
                     "database": database,
-                    "error": err.to_string(),
+                    "error": error,
                     "code": "database_unavailable",
                 }))
         }

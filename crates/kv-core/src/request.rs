@@ -15,6 +15,10 @@ pub const DEFAULT_SCAN_LIMIT: usize = 100;
 /// The largest `limit` of `GET /_keys`.
 pub const MAX_SCAN_LIMIT: usize = 1000;
 
+/// The longest `match` pattern of `GET /_keys`, in bytes: matching costs up to
+/// pattern × key length per key examined, so the pattern is bounded like the key.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
 /// JSON nested deeper than this many levels is refused.
 pub const MAX_JSON_DEPTH: usize = 128;
 
@@ -239,6 +243,17 @@ pub fn scan_args(
             }
         },
     };
+    if let Some(pattern) = pattern
+        && pattern.len() > MAX_PATTERN_BYTES
+    {
+        return Err(StoreError::invalid(
+            "pattern_too_long",
+            format!(
+                "match is {} bytes; the limit is {MAX_PATTERN_BYTES}",
+                pattern.len()
+            ),
+        ));
+    }
     Ok(ScanArgs {
         prefix: prefix.unwrap_or_default().to_owned(),
         pattern: pattern.map(Glob::new),
@@ -477,6 +492,13 @@ mod tests {
             assert!(scan_args(None, None, Some(bad), None).is_err(), "{bad}");
         }
         assert!(scan_args(None, None, None, Some("zz")).is_err());
+        let longest = "*".repeat(MAX_PATTERN_BYTES);
+        assert!(scan_args(None, Some(&longest), None, None).is_ok());
+        let too_long = "*".repeat(MAX_PATTERN_BYTES + 1);
+        assert_eq!(
+            scan_args(None, Some(&too_long), None, None).map_err(|e| e.code()),
+            Err("pattern_too_long")
+        );
         assert_eq!(query_flag("values", Some("1")), Ok(true));
         assert_eq!(query_flag("values", None), Ok(false));
         assert!(query_flag("values", Some("yes")).is_err());

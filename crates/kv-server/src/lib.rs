@@ -7,6 +7,7 @@ pub mod error;
 mod handlers;
 mod http;
 mod json_errors;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 
@@ -55,11 +56,13 @@ pub async fn run(config: Config) -> io::Result<()> {
         .max(1);
     let max_body = config.max_body_bytes;
     let open_to_all = api_keys.is_empty();
+    let openapi = web::Data::new(openapi::OpenApiDocument::new(!open_to_all));
     let api_keys = web::Data::new(api_keys);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(api_keys.clone())
+            .app_data(openapi.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()

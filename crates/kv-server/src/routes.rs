@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
 use crate::handlers::{collection, keys, server};
+use crate::openapi;
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -41,6 +42,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(["/_tx", "/_tx/"])
             .route(web::post().to(collection::transaction))
             .default_service(allow_only("POST")),
+    )
+    .service(
+        web::resource("/_openapi.json")
+            .route(web::get().to(openapi::document))
+            .route(web::head().to(openapi::document))
+            .default_service(allow_only("GET, HEAD")),
     )
     .service(
         web::resource(["/{key}/incr", "/{key}/incr/"])

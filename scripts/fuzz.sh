@@ -59,6 +59,9 @@ cleanup() {
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
     fi
+    # Keep the server's log for a look after a failure.
+    mkdir -p target
+    cp "$work/server.log" target/fuzz-server.log 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -88,6 +91,10 @@ status=0
 if grep -q ' ERROR kv_\|panicked' "$work/server.log"; then
     echo "fuzz.sh: the server logged errors:" >&2
     grep ' ERROR kv_\|panicked' "$work/server.log" | head -20 >&2
+    status=1
+fi
+if ! kill -0 "$server_pid" 2>/dev/null; then
+    echo "fuzz.sh: kv-server is no longer running (see target/fuzz-server.log)" >&2
     status=1
 fi
 exit "$status"

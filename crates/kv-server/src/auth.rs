@@ -186,9 +186,13 @@ fn parse_key_file(text: &str) -> Result<Vec<(String, Access, usize)>, String> {
     Ok(keys)
 }
 
-/// `/_health`, `/_health/live`, `/_health/ready` answer without a key (load balancers).
+/// `/_health`, `/_health/live`, `/_health/ready` answer without a key (load balancers). Exact
+/// paths only: `/_health/incr` would be the incr route of the key `_health`.
 fn is_open(path: &str) -> bool {
-    path == "/_health" || path.starts_with("/_health/")
+    matches!(
+        path.strip_suffix('/').unwrap_or(path),
+        "/_health" | "/_health/live" | "/_health/ready"
+    )
 }
 
 /// `POST /_tx` may be run with a read-only key when all its ops read: the transaction handler
@@ -349,6 +353,7 @@ mod tests {
     fn health_is_open_and_tx_decides_itself() {
         assert!(is_open("/_health") && is_open("/_health/live") && is_open("/_health/ready/"));
         assert!(!is_open("/_healthz") && !is_open("/_keys") && !is_open("/health"));
+        assert!(!is_open("/_health/incr") && !is_open("/_health/live/x") && !is_open("/"));
         assert!(decides_access_itself(&Method::POST, "/_tx"));
         assert!(!decides_access_itself(&Method::DELETE, "/_tx"));
         assert!(!decides_access_itself(&Method::POST, "/_txx"));

@@ -196,6 +196,10 @@ fn health_checks_are_open_and_everything_else_is_not() {
     for path in ["/_healthz", "/_openapi.json", "/_stats"] {
         server.get(path).expect_error(401, "unauthorized");
     }
+    // Only the health checks themselves: not other routes under /_health/.
+    server
+        .post("/_health/incr", "")
+        .expect_error(401, "unauthorized");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod schema;
 pub mod store;
 pub mod tx;
 pub mod view;
+pub mod writer;
 
 pub use backend::{Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, SyncMode};
 pub use error::StoreError;

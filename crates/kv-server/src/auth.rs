@@ -186,13 +186,14 @@ fn parse_key_file(text: &str) -> Result<Vec<(String, Access, usize)>, String> {
     Ok(keys)
 }
 
-/// `/_health`, `/_health/live`, `/_health/ready` answer without a key (load balancers). Exact
+/// Open without a key: `/_health`, `/_health/live`, `/_health/ready` (load balancers) and the
+/// three files of the key browser, which hold no data (the page then asks for a key). Exact
 /// paths only: `/_health/incr` would be the incr route of the key `_health`.
 fn is_open(path: &str) -> bool {
     matches!(
         path.strip_suffix('/').unwrap_or(path),
-        "/_health" | "/_health/live" | "/_health/ready"
-    )
+        "/_health" | "/_health/live" | "/_health/ready" | "/_ui"
+    ) || matches!(path, "/_ui/app.js" | "/_ui/app.css")
 }
 
 /// `POST /_tx` may be run with a read-only key when all its ops read: the transaction handler
@@ -354,6 +355,8 @@ mod tests {
         assert!(is_open("/_health") && is_open("/_health/live") && is_open("/_health/ready/"));
         assert!(!is_open("/_healthz") && !is_open("/_keys") && !is_open("/health"));
         assert!(!is_open("/_health/incr") && !is_open("/_health/live/x") && !is_open("/"));
+        assert!(is_open("/_ui") && is_open("/_ui/") && is_open("/_ui/app.js"));
+        assert!(!is_open("/_ui/incr") && !is_open("/_ui/app.js/"));
         assert!(decides_access_itself(&Method::POST, "/_tx"));
         assert!(!decides_access_itself(&Method::DELETE, "/_tx"));
         assert!(!decides_access_itself(&Method::POST, "/_txx"));

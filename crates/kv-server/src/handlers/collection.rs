@@ -100,12 +100,11 @@ pub async fn delete_keys(
         }
     };
     let now = now_ms();
-    let deleted = state
-        .write(move |conn| store::write(conn, now, |tx| tx.delete_keys(&scope)))
-        .await?;
+    let deleted = state.write(now, move |tx| tx.delete_keys(&scope)).await?;
     Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
 }
 
+/// `POST /_tx`. A read-only API key may run it when every op reads (get, check).
 #[utoipa::path(post, path = "/_tx", tag = "collection", operation_id = "transaction",
     request_body(content = TxRequest, description = "Parsed as JSON whatever the Content-Type"),
     responses(
@@ -113,7 +112,6 @@ pub async fn delete_keys(
         (status = 409, description = "An op failed (`op`, `key` name it); nothing applied", body = ErrorBody),
         (status = 412, description = "A check or precondition failed (`op`, `key` name it); nothing applied", body = ErrorBody),
     ))]
-/// `POST /_tx`. A read-only API key may run it when every op reads (get, check).
 pub async fn transaction(
     access: Access,
     body: web::Bytes,
@@ -124,7 +122,7 @@ pub async fn transaction(
     if access == Access::ReadOnly && ops.iter().any(tx::TxOp::is_write) {
         return Err(ApiError::Forbidden);
     }
-    let view = state.write(move |conn| tx::run(conn, now, &ops)).await?;
+    let view = state.write(now, move |tx| tx::run_ops(tx, &ops)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

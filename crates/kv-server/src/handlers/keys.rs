@@ -7,7 +7,7 @@ use kv_core::now_ms;
 use kv_core::request::{
     ExpireRequest, IncrArgs, IncrRequest, SetArgs, SetRequest, expiry_from_json,
 };
-use kv_core::store;
+use kv_core::store::{self, Lookup};
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
 use crate::error::{ApiError, ErrorBody};
@@ -22,14 +22,18 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     Ok(key)
 }
 
+/// The live key, or its 404. An expired row is deleted before answering (lazy expiry).
 async fn lookup(state: &AppState, key: String) -> Result<KeyView, ApiError> {
     let now = now_ms();
-    state
-        .db(move |conn| KeyView::new(store::get(conn, now, &key)?.live()?, now))
-        .await
+    let (found, key) = state
+        .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
+        .await?;
+    if let Lookup::Expired = found {
+        state.write(now, move |tx| tx.purge_expired(&key)).await?;
+    }
+    Ok(KeyView::new(found.live()?, now)?)
 }
 
-/// GET: the value with its expiry and version.
 #[utoipa::path(get, path = "/{key}", tag = "keys", operation_id = "get_key",
     params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when the key is still at it")),
     responses(
@@ -52,7 +56,6 @@ pub async fn get(
     Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
 }
 
-/// HEAD: whether the key exists, with its ETag.
 #[utoipa::path(head, path = "/{key}", tag = "keys", operation_id = "head_key",
     params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")),
     responses(
@@ -92,9 +95,7 @@ pub async fn set(
     let headers = header_precondition(req.headers())?;
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
-    let outcome = state
-        .write(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
-        .await?;
+    let outcome = state.write(now, move |tx| tx.set(&key, &args)).await?;
     let response = if outcome.created {
         HttpResponse::Created()
     } else {
@@ -120,13 +121,11 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .write(move |conn| {
-            let deleted = store::write(conn, now_ms(), |tx| tx.delete(&key, &precondition))?;
-            Ok(DeleteView::new(&key, Some(deleted.live()?)))
-        })
+    let deleting = key.clone();
+    let found = state
+        .write(now_ms(), move |tx| tx.delete(&deleting, &precondition))
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(DeleteView::new(&key, Some(found.live()?))))
 }
 
 /// EXPIRE / PERSIST.
@@ -148,7 +147,7 @@ pub async fn patch(
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
     let row = state
-        .write(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
+        .write(now, move |tx| tx.expire(&key, expires_at, &precondition))
         .await?;
     Ok(json_with_etag(
         HttpResponse::Ok(),
@@ -157,7 +156,6 @@ pub async fn patch(
     ))
 }
 
-/// INCR: a missing key starts at 0.
 #[utoipa::path(post, path = "/{key}/incr", tag = "keys", operation_id = "incr_key",
     params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
@@ -176,7 +174,6 @@ pub async fn incr(
     counter(req, key, body, state, false).await
 }
 
-/// DECR: a missing key starts at 0.
 #[utoipa::path(post, path = "/{key}/decr", tag = "keys", operation_id = "decr_key",
     params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
@@ -205,11 +202,9 @@ async fn counter(
     let now = now_ms();
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .write(move |conn| {
-            let row = store::write(conn, now, |tx| tx.incr(&key, &args, &precondition))?;
-            IncrView::new(row, now)
-        })
+    let row = state
+        .write(now, move |tx| tx.incr(&key, &args, &precondition))
         .await?;
+    let view = IncrView::new(row, now)?;
     Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
 }

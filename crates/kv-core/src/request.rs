@@ -2,6 +2,7 @@
 //! `StoreError::Invalid` with a message that says what to fix.
 
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::cursor;
 use crate::error::StoreError;
@@ -15,8 +16,77 @@ pub const DEFAULT_SCAN_LIMIT: usize = 100;
 /// The largest `limit` of `GET /_keys`.
 pub const MAX_SCAN_LIMIT: usize = 1000;
 
+/// The longest `match` pattern of `GET /_keys`, in bytes: matching costs up to
+/// pattern × key length per key examined, so the pattern is bounded like the key.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+
 /// JSON nested deeper than this many levels is refused.
 pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The fields of a set body, of a `PATCH` (expire) body and of an incr / decr body.
+pub const SET_FIELDS: &[&str] = &[
+    "value",
+    "ttl",
+    "ttl_ms",
+    "nx",
+    "xx",
+    "keep_ttl",
+    "if_version",
+];
+pub const EXPIRE_FIELDS: &[&str] = &["ttl", "ttl_ms"];
+pub const INCR_FIELDS: &[&str] = &["by", "ttl", "ttl_ms"];
+
+/// The body of `POST` / `PUT /<key>/` as the OpenAPI document shows it. The parser is
+/// [`SetArgs::from_json`]; a test keeps the two to the same fields.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct SetRequest {
+    /// The value: any JSON, `null` included.
+    #[schema(value_type = Value, required = true)]
+    value: Value,
+    /// Expire after this many seconds (not with `ttl_ms` or `keep_ttl`).
+    #[schema(minimum = 1)]
+    ttl: Option<u64>,
+    /// Expire after this many milliseconds.
+    #[schema(minimum = 1)]
+    ttl_ms: Option<u64>,
+    /// Write only if the key is absent.
+    nx: Option<bool>,
+    /// Write only if the key is present.
+    xx: Option<bool>,
+    /// Keep the key's current expiry (Redis `KEEPTTL`).
+    keep_ttl: Option<bool>,
+    /// Write only if the key's version is this.
+    #[schema(minimum = 1)]
+    if_version: Option<i64>,
+}
+
+/// The body of `PATCH /<key>/`: `{"ttl": s}`, `{"ttl_ms": ms}`, or `{"ttl": null}` to persist.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
+#[allow(dead_code)] // a schema, never built
+pub struct ExpireRequest {
+    #[schema(minimum = 1)]
+    ttl: Option<u64>,
+    #[schema(minimum = 1)]
+    ttl_ms: Option<u64>,
+}
+
+/// The body of `POST /<key>/incr` and `/decr` (optional: empty means `{}`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct IncrRequest {
+    /// Added (incr) or subtracted (decr); defaults to 1.
+    by: Option<i64>,
+    /// Expiry in seconds, applied only when this call creates the key.
+    #[schema(minimum = 1)]
+    ttl: Option<u64>,
+    #[schema(minimum = 1)]
+    ttl_ms: Option<u64>,
+}
 
 /// Parses a request body as JSON, whatever its Content-Type. An empty body is `None`.
 pub fn parse_body(bytes: &[u8]) -> Result<Option<Value>, StoreError> {
@@ -98,18 +168,7 @@ pub struct SetArgs {
 
 impl SetArgs {
     pub fn from_json(mut body: Map<String, Value>, now: i64) -> Result<Self, StoreError> {
-        reject_unknown(
-            &body,
-            &[
-                "value",
-                "ttl",
-                "ttl_ms",
-                "nx",
-                "xx",
-                "keep_ttl",
-                "if_version",
-            ],
-        )?;
+        reject_unknown(&body, SET_FIELDS)?;
         let value = body
             .remove("value")
             .ok_or_else(|| StoreError::invalid("missing_value", "Missing value in payload"))?;
@@ -153,7 +212,7 @@ impl SetArgs {
 
 /// The new expiry of a `PATCH /<key>/` (EXPIRE / PERSIST): `None` removes it.
 pub fn expiry_from_json(mut body: Map<String, Value>, now: i64) -> Result<Option<i64>, StoreError> {
-    reject_unknown(&body, &["ttl", "ttl_ms"])?;
+    reject_unknown(&body, EXPIRE_FIELDS)?;
     let present = |body: &Map<String, Value>, f: &str| body.contains_key(f);
     if !present(&body, "ttl") && !present(&body, "ttl_ms") {
         return Err(StoreError::invalid(
@@ -183,7 +242,7 @@ impl IncrArgs {
         decrement: bool,
         now: i64,
     ) -> Result<Self, StoreError> {
-        reject_unknown(&body, &["by", "ttl", "ttl_ms"])?;
+        reject_unknown(&body, INCR_FIELDS)?;
         let by = match body.remove("by") {
             None | Some(Value::Null) => 1,
             Some(v) => v.as_i64().ok_or_else(|| {
@@ -239,6 +298,17 @@ pub fn scan_args(
             }
         },
     };
+    if let Some(pattern) = pattern
+        && pattern.len() > MAX_PATTERN_BYTES
+    {
+        return Err(StoreError::invalid(
+            "pattern_too_long",
+            format!(
+                "match is {} bytes; the limit is {MAX_PATTERN_BYTES}",
+                pattern.len()
+            ),
+        ));
+    }
     Ok(ScanArgs {
         prefix: prefix.unwrap_or_default().to_owned(),
         pattern: pattern.map(Glob::new),
@@ -329,6 +399,29 @@ fn positive_i64(v: &Value, field: &str) -> Result<i64, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    /// The OpenAPI schema of a request body lists exactly the fields its parser accepts.
+    #[test]
+    fn request_schemas_have_the_parsers_fields() {
+        use utoipa::PartialSchema;
+        fn fields<T: PartialSchema>() -> Vec<String> {
+            let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+            let mut names: Vec<String> = schema["properties"]
+                .as_object()
+                .map(|p| p.keys().cloned().collect())
+                .unwrap_or_default();
+            names.sort();
+            names
+        }
+        let sorted = |list: &[&str]| {
+            let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            list.sort();
+            list
+        };
+        assert_eq!(fields::<SetRequest>(), sorted(SET_FIELDS));
+        assert_eq!(fields::<ExpireRequest>(), sorted(EXPIRE_FIELDS));
+        assert_eq!(fields::<IncrRequest>(), sorted(INCR_FIELDS));
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -477,6 +570,15 @@ mod tests {
             assert!(scan_args(None, None, Some(bad), None).is_err(), "{bad}");
         }
         assert!(scan_args(None, None, None, Some("zz")).is_err());
+        let longest = "*".repeat(MAX_PATTERN_BYTES);
+        assert!(scan_args(None, Some(&longest), None, None).is_ok());
+        let too_long = "*".repeat(MAX_PATTERN_BYTES + 1);
+        assert_eq!(
+            scan_args(None, Some(&too_long), None, None)
+                .map(|_| ())
+                .map_err(|e| e.code()),
+            Err("pattern_too_long")
+        );
         assert_eq!(query_flag("values", Some("1")), Ok(true));
         assert_eq!(query_flag("values", None), Ok(false));
         assert!(query_flag("values", Some("yes")).is_err());

@@ -1,8 +1,13 @@
 //! The JSON bodies of responses, built from rows. Stored values are JSON text and are
 //! spliced into responses as raw JSON, never parsed into a tree and serialized again.
+//!
+//! Each view also derives its OpenAPI schema (`ToSchema`), so `GET /_openapi.json` describes
+//! exactly what is serialized. Views deny unknown fields in the schema: a response has exactly
+//! these fields, which also keeps the `oneOf`s of untagged enums unambiguous.
 
 use serde::Serialize;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use crate::error::StoreError;
 use crate::expiry::{format_rfc3339_ms, ttl_remaining_ms, ttl_remaining_secs};
@@ -12,12 +17,17 @@ use crate::store::{SetOutcome, Stats};
 const OK: &str = "ok";
 
 /// A key with its value: `GET /<key>/`, scan items, a transaction's `get`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct KeyView {
     pub key: String,
+    /// The stored JSON value, any type.
+    #[schema(value_type = Value)]
     pub value: Box<RawValue>,
     pub ttl_remaining: i64,
     pub ttl_remaining_ms: i64,
+    /// RFC 3339 UTC with milliseconds, or null when the key does not expire.
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub version: i64,
 }
@@ -39,11 +49,17 @@ impl KeyView {
 }
 
 /// `POST`/`PUT /<key>/` and a transaction's `set`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SetView {
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
+    /// `created` (201) or `updated` (200).
+    #[schema(value_type = String, example = "created")]
     pub action: &'static str,
     pub key: String,
+    /// RFC 3339 UTC with milliseconds, or null when the key does not expire.
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub version: i64,
 }
@@ -65,8 +81,10 @@ impl From<SetOutcome> for SetView {
 }
 
 /// `DELETE /<key>/` and a transaction's `delete` (where `deleted` may be false).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteView {
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
     pub key: String,
     pub deleted: bool,
@@ -86,10 +104,14 @@ impl DeleteView {
 }
 
 /// `PATCH /<key>/` (EXPIRE / PERSIST).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ExpireView {
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
     pub key: String,
+    /// RFC 3339 UTC with milliseconds, or null when the key does not expire.
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub ttl_remaining: i64,
     pub ttl_remaining_ms: i64,
@@ -110,11 +132,14 @@ impl ExpireView {
 }
 
 /// `POST /<key>/incr` / `decr` and a transaction's `incr`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct IncrView {
     pub key: String,
     pub value: i64,
     pub version: i64,
+    /// RFC 3339 UTC with milliseconds, or null when the key does not expire.
+    #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub ttl_remaining: i64,
 }
@@ -132,28 +157,35 @@ impl IncrView {
 }
 
 /// A transaction's `check`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckView {
     pub key: String,
     pub ok: bool,
 }
 
 /// `GET /_keys` without values.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct KeysPage {
     pub keys: Vec<String>,
+    /// Pass it back as `cursor` for the next page; null when the scan is done.
+    #[schema(required = true)]
     pub cursor: Option<String>,
 }
 
 /// `GET /_keys?values=true`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ItemsPage {
     pub items: Vec<KeyView>,
+    /// Pass it back as `cursor` for the next page; null when the scan is done.
+    #[schema(required = true)]
     pub cursor: Option<String>,
 }
 
 /// A page of `GET /_keys`: keys only, or items with values.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ScanView {
     Keys(KeysPage),
@@ -161,8 +193,10 @@ pub enum ScanView {
 }
 
 /// `DELETE /_keys`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BulkDeleteView {
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
     pub deleted: i64,
 }
@@ -177,11 +211,14 @@ impl BulkDeleteView {
 }
 
 /// `GET /_stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct StatsView {
     pub keys: i64,
     pub expiring: i64,
     pub version: i64,
+    /// `sqlite` or `postgres`.
+    #[schema(value_type = String, example = "sqlite")]
     pub database: &'static str,
 }
 
@@ -197,7 +234,7 @@ impl StatsView {
 }
 
 /// One result of a transaction, in op order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum TxResult {
     Get(Option<KeyView>),
@@ -208,8 +245,10 @@ pub enum TxResult {
 }
 
 /// `POST /_tx`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TxView {
+    #[schema(value_type = String, example = "ok")]
     pub status: &'static str,
     pub version: i64,
     pub results: Vec<TxResult>,

@@ -30,13 +30,20 @@ pub enum ApiError {
 }
 
 /// The JSON body of every error response.
-#[derive(Serialize)]
-pub(crate) struct ErrorBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorBody<'a> {
+    /// A message for people.
     pub error: String,
+    /// Stable snake_case for programs: `not_found`, `expired`, `precondition_failed`, …
+    #[schema(value_type = String)]
     pub code: &'a str,
+    /// In a transaction: the index of the failing op.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub op: Option<usize>,
+    /// In a transaction: the key of the failing op.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub key: Option<&'a str>,
 }
 

@@ -1,11 +1,14 @@
 //! kv-server: the HTTP + JSON API of kvstore. Handlers are thin; the store logic is kv-core.
 
+pub mod auth;
 pub mod config;
+mod cors;
 pub mod error;
 mod handlers;
 mod http;
 mod json_errors;
 pub mod metrics;
+pub mod openapi;
 pub mod routes;
 mod shutdown;
 mod startup;
@@ -27,6 +30,8 @@ use crate::state::AppState;
 /// Opens and migrates the database, then serves until SIGINT (Ctrl+C) or SIGTERM, after which
 /// in-flight requests finish (for at most 10 s) and this returns `Ok`.
 pub async fn run(config: Config) -> io::Result<()> {
+    let api_keys = auth::ApiKeys::from_config(&config).map_err(io::Error::other)?;
+    let cors_origins = cors::parse_origins(&config.cors_origins).map_err(io::Error::other)?;
     let url = config.database_url.clone();
     let options = ConnectionOptions {
         sync: config.sync,
@@ -60,6 +65,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         writer,
         url: url.clone(),
         options: options.clone(),
+        faults: Default::default(),
     });
     let metrics = web::Data::new(
         Metrics::new(Duration::from_secs(config.key_count_interval)).map_err(io::Error::other)?,
@@ -69,16 +75,24 @@ pub async fn run(config: Config) -> io::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
     let max_body = config.max_body_bytes;
+    let open_to_all = api_keys.is_empty();
+    let openapi = web::Data::new(openapi::OpenApiDocument::new(!open_to_all));
+    let api_keys = web::Data::new(api_keys);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(metrics.clone())
+            .app_data(api_keys.clone())
+            .app_data(openapi.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
             }))
             .configure(routes::configure)
+            .wrap(middleware::from_fn(auth::require_key))
+            .wrap(cors::middleware(&cors_origins))
             .wrap(json_errors::middleware(max_body))
+            // Never log request headers here: they carry the API keys.
             .wrap(middleware::from_fn(metrics::middleware::track))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
     })
@@ -87,5 +101,18 @@ pub async fn run(config: Config) -> io::Result<()> {
     .shutdown_signal(shutdown::signal()?)
     .bind(&config.bind)?;
     startup::log_configuration(&config, &server.addrs(), workers);
+    if open_to_all {
+        for addr in server
+            .addrs()
+            .iter()
+            .filter(|addr| !addr.ip().is_loopback())
+        {
+            log::warn!(
+                "kv-server listens on {addr}, which is not a loopback address, and no API keys \
+                 are configured: anyone who can reach it can read and write every key. Set \
+                 --api-key / --api-keys-file (see docs/SECURITY.md)"
+            );
+        }
+    }
     server.run().await
 }

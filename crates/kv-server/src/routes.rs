@@ -4,6 +4,7 @@ use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
 use crate::handlers::{collection, keys, metrics, server, ui};
+use crate::openapi;
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -64,6 +65,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/_ui/app.css")
             .route(web::get().to(ui::stylesheet))
             .route(web::head().to(ui::stylesheet))
+            .default_service(allow_only("GET, HEAD")),
+    )
+    .service(
+        web::resource("/_openapi.json")
+            .route(web::get().to(openapi::document))
+            .route(web::head().to(openapi::document))
             .default_service(allow_only("GET, HEAD")),
     )
     .service(

@@ -7,6 +7,8 @@
 //!   blocking thread pool.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use kv_core::backend::{self, ConnectionOptions};
@@ -16,6 +18,10 @@ use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
 
 use crate::error::ApiError;
 
+/// How long `/_health` keeps reporting a database fault that a request ran into, unless a
+/// write succeeds first.
+pub const FAULT_MEMORY: Duration = Duration::from_secs(30);
+
 pub struct AppState {
     pub pool: DbPool,
     pub backend: Backend,
@@ -24,6 +30,8 @@ pub struct AppState {
     pub writer: Option<Writer>,
     pub url: DatabaseUrl,
     pub options: ConnectionOptions,
+    /// The last database fault a request met, for `/_health`.
+    pub faults: DbFaults,
 }
 
 thread_local! {
@@ -39,13 +47,13 @@ impl AppState {
         F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
-        web::block(move || {
+        let result = web::block(move || {
             let mut conn = pool.get()?;
             f(&mut conn)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?
-        .map_err(ApiError::from)
+        .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?;
+        Ok(self.faults.observe(result)?)
     }
 
     /// Runs `op` as one write transaction (all of it, or none of it).
@@ -54,10 +62,15 @@ impl AppState {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        match &self.writer {
-            Some(writer) => Ok(writer.write(now, op).await?),
+        let result = match &self.writer {
+            Some(writer) => Ok(self.faults.observe(writer.write(now, op).await)?),
             None => self.db(move |conn| store::write(conn, now, op)).await,
+        };
+        if result.is_ok() {
+            // A write went through: the database takes writes again.
+            self.faults.clear();
         }
+        result
     }
 
     /// Runs a short read (one primary-key lookup).
@@ -83,7 +96,44 @@ impl AppState {
             if matches!(result, Err(StoreError::Unavailable(_))) || backend::is_broken(conn) {
                 *slot = None; // reconnect on the next request
             }
-            Ok(result?)
+            Ok(self.faults.observe(result)?)
         })
+    }
+}
+
+/// The last database fault (busy, read-only, disk full, unreachable) a request ran into, for
+/// `/_health`: a database can answer reads while it refuses writes.
+#[derive(Debug, Default)]
+pub struct DbFaults {
+    last: Mutex<Option<(String, Instant)>>,
+}
+
+impl DbFaults {
+    /// Passes `result` through, remembering it if it is a database fault.
+    pub fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Unavailable(reason)) = result.as_ref().map_err(StoreError::root) {
+            self.record(reason);
+        }
+        result
+    }
+
+    pub fn record(&self, reason: &str) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((reason.to_owned(), Instant::now()));
+        }
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
+    }
+
+    /// The fault seen within the last [`FAULT_MEMORY`] and how long ago, if any.
+    pub fn recent(&self) -> Option<(String, Duration)> {
+        let last = self.last.lock().ok()?;
+        let (reason, at) = last.as_ref()?;
+        let age = at.elapsed();
+        (age < FAULT_MEMORY).then(|| (reason.clone(), age))
     }
 }

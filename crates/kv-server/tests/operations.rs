@@ -310,7 +310,14 @@ fn json_logs_are_one_object_per_line() {
         &[("KV_LOG_FORMAT", "json")],
     );
     server.get("/_health/live").expect(200);
-    server.get("/some-key").expect(404);
+    server
+        .send(
+            "GET",
+            "/some-key",
+            &[("Authorization", "Bearer json-secret")],
+            None,
+        )
+        .expect(404);
     wait_for_log(&server, |log| log.contains("GET /some-key"));
     server.terminate();
     let log = wait_for_log(&server, |log| log.contains("in-flight requests"));

@@ -3,14 +3,18 @@
 use actix_web::{HttpResponse, web};
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
-use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView};
+use kv_core::tx::TxRequest;
+use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView, TxView};
 use kv_core::{cursor, now_ms, tx};
 use serde::Deserialize;
 
-use crate::error::ApiError;
+use crate::auth::Access;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
 use crate::state::AppState;
 
+/// The query of `GET /_keys` (all of it but `all`) and `DELETE /_keys` (`prefix`, `all`).
+/// Values are strings here; kv-core parses them, so a bad one is a 400 that says why.
 #[derive(Debug, Deserialize)]
 pub struct KeysQuery {
     prefix: Option<String>,
@@ -23,6 +27,17 @@ pub struct KeysQuery {
 }
 
 /// `GET /_keys`: one page of live keys (or items with values) in byte order.
+#[utoipa::path(get, path = "/_keys", tag = "collection", operation_id = "scan_keys",
+    params(
+        ("prefix" = Option<String>, Query, description = "Only keys starting with this"),
+        ("match" = Option<String>, Query, description = "A Redis glob (`*`, `?`, `[a-z]`, `[^a]`, `\\` escapes), at most 1024 bytes"),
+        ("limit" = Option<i64>, Query, description = "Keys per page, 1–1000 (default 100)", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page"),
+        ("values" = Option<String>, Query, description = "`true`/`1`: items with values", pattern = "^(true|false|1|0)$"),
+    ),
+    responses(
+        (status = 200, description = "A page; only `cursor: null` means done", body = ScanView),
+    ))]
 pub async fn scan(
     query: web::Query<KeysQuery>,
     state: web::Data<AppState>,
@@ -57,6 +72,14 @@ pub async fn scan(
 }
 
 /// `DELETE /_keys?prefix=P` or `?all=true`.
+#[utoipa::path(delete, path = "/_keys", tag = "collection", operation_id = "delete_keys",
+    params(
+        ("prefix" = Option<String>, Query, description = "Delete the keys starting with this (not empty)"),
+        ("all" = Option<String>, Query, description = "`true`/`1`: delete every key", pattern = "^(true|false|1|0)$"),
+    ),
+    responses(
+        (status = 200, description = "How many live keys were deleted", body = BulkDeleteView),
+    ))]
 pub async fn delete_keys(
     query: web::Query<KeysQuery>,
     state: web::Data<AppState>,
@@ -81,18 +104,31 @@ pub async fn delete_keys(
     Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
 }
 
-/// `POST /_tx`.
+/// `POST /_tx`. A read-only API key may run it when every op reads (get, check).
+#[utoipa::path(post, path = "/_tx", tag = "collection", operation_id = "transaction",
+    request_body(content = TxRequest, description = "Parsed as JSON whatever the Content-Type"),
+    responses(
+        (status = 200, description = "All ops applied; one result per op", body = TxView),
+        (status = 409, description = "An op failed (`op`, `key` name it); nothing applied", body = ErrorBody),
+        (status = 412, description = "A check or precondition failed (`op`, `key` name it); nothing applied", body = ErrorBody),
+    ))]
 pub async fn transaction(
+    access: Access,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let ops = tx::parse_ops(json_body(&body)?, now)?;
+    if access == Access::ReadOnly && ops.iter().any(tx::TxOp::is_write) {
+        return Err(ApiError::Forbidden);
+    }
     let view = state.write(now, move |tx| tx::run_ops(tx, &ops)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
 /// `GET /_stats`.
+#[utoipa::path(get, path = "/_stats", tag = "collection", operation_id = "stats",
+    responses((status = 200, description = "Counts of the live store", body = StatsView)))]
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let database = state.backend.name();
     let stats = state.db(|conn| store::stats(conn, now_ms())).await?;

@@ -4,11 +4,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::key::is_reserved;
 use kv_core::now_ms;
-use kv_core::request::{IncrArgs, SetArgs, expiry_from_json};
+use kv_core::request::{
+    ExpireRequest, IncrArgs, IncrRequest, SetArgs, SetRequest, expiry_from_json,
+};
 use kv_core::store::{self, Lookup};
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_etag, not_modified};
 use crate::metrics::Metrics;
 use crate::state::AppState;
@@ -36,6 +38,13 @@ async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyV
     Ok(KeyView::new(found.live()?, now)?)
 }
 
+#[utoipa::path(get, path = "/{key}", tag = "keys", operation_id = "get_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when the key is still at it")),
+    responses(
+        (status = 200, description = "The key", body = KeyView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 304, description = "Not modified since the given version", headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such key (`not_found`), or it expired (`expired`)", body = ErrorBody),
+    ))]
 pub async fn get(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -52,6 +61,12 @@ pub async fn get(
     Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
 }
 
+#[utoipa::path(head, path = "/{key}", tag = "keys", operation_id = "head_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")),
+    responses(
+        (status = 200, description = "The key exists", headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such key"),
+    ))]
 pub async fn head(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -66,6 +81,15 @@ pub async fn head(
 }
 
 /// SET (`POST` and `PUT` alike).
+#[utoipa::path(post, path = "/{key}", tag = "keys", operation_id = "set_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at"), ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key is absent")),
+    request_body(content = SetRequest, description = "Parsed as JSON whatever the Content-Type"),
+    responses(
+        (status = 201, description = "Created", body = SetView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 200, description = "Updated", body = SetView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such route", body = ErrorBody),
+        (status = 412, description = "`nx`, `xx`, `if_version`, `If-Match` or `If-None-Match` does not hold", body = ErrorBody),
+    ))]
 pub async fn set(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -90,6 +114,13 @@ pub async fn set(
     ))
 }
 
+#[utoipa::path(delete, path = "/{key}", tag = "keys", operation_id = "delete_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteView),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
+    ))]
 pub async fn delete(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -104,6 +135,14 @@ pub async fn delete(
 }
 
 /// EXPIRE / PERSIST.
+#[utoipa::path(patch, path = "/{key}", tag = "keys", operation_id = "expire_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    request_body(content = ExpireRequest, description = "Parsed as JSON whatever the Content-Type"),
+    responses(
+        (status = 200, description = "The new expiry", body = ExpireView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
+    ))]
 pub async fn patch(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -123,6 +162,15 @@ pub async fn patch(
     ))
 }
 
+#[utoipa::path(post, path = "/{key}/incr", tag = "keys", operation_id = "incr_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
+    responses(
+        (status = 200, description = "The new value", body = IncrView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such route", body = ErrorBody),
+        (status = 409, description = "The value is not an integer (`not_an_integer`) or would overflow (`overflow`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
+    ))]
 pub async fn incr(
     req: HttpRequest,
     KeyPath(key): KeyPath,
@@ -132,6 +180,15 @@ pub async fn incr(
     counter(req, key, body, state, false).await
 }
 
+#[utoipa::path(post, path = "/{key}/decr", tag = "keys", operation_id = "decr_key",
+    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
+    responses(
+        (status = 200, description = "The new value", body = IncrView, headers(("ETag" = String, description = "`\"<version>\"`"))),
+        (status = 404, description = "No such route", body = ErrorBody),
+        (status = 409, description = "The value is not an integer (`not_an_integer`) or would overflow (`overflow`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
+    ))]
 pub async fn decr(
     req: HttpRequest,
     KeyPath(key): KeyPath,

@@ -2,31 +2,80 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::store;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The process is up; the database is not touched.
-pub async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+/// The body of the health checks.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthView {
+    /// `ok` or `unavailable`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+    /// `sqlite` or `postgres` (not on `/_health/live`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    database: Option<&'static str>,
+    /// What is wrong, when unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// `database_unavailable`, when unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    code: Option<&'static str>,
 }
 
-/// The database answers.
+/// The process is up; the database is not touched.
+#[utoipa::path(get, path = "/_health/live", tag = "server", operation_id = "live", security(()),
+    responses((status = 200, description = "The process is up", body = HealthView)))]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(HealthView {
+        status: "ok",
+        database: None,
+        error: None,
+        code: None,
+    })
+}
+
+/// The database answers, and no request met a database fault (busy, read-only, disk full) in
+/// the last 30 s (`FAULT_MEMORY`) without a write succeeding since.
+#[utoipa::path(get, path = "/_health", tag = "server", operation_id = "health", security(()),
+    responses(
+        (status = 200, description = "The database answers", body = HealthView),
+        (status = 503, description = "The database does not answer, or a request met a database fault lately", body = HealthView,
+            headers(("Retry-After" = String, description = "Seconds"))),
+    ))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let database = state.backend.name();
-    match state.db(store::ping).await {
-        Ok(()) => HttpResponse::Ok().json(json!({"status": "ok", "database": database})),
-        Err(err) => {
-            log::warn!("readiness check failed: {err}");
+    let problem = match state.db(store::ping).await {
+        Ok(()) => state.faults.recent().map(|(reason, age)| {
+            format!(
+                "database unavailable: {reason} (a request failed {}s ago)",
+                age.as_secs()
+            )
+        }),
+        Err(err) => Some(err.to_string()),
+    };
+    match problem {
+        None => HttpResponse::Ok().json(HealthView {
+            status: "ok",
+            database: Some(database),
+            error: None,
+            code: None,
+        }),
+        Some(error) => {
+            log::warn!("readiness check failed: {error}");
             HttpResponse::ServiceUnavailable()
                 .insert_header(("Retry-After", "1"))
-                .json(json!({
-                    "status": "unavailable",
-                    "database": database,
-                    "error": err.to_string(),
-                    "code": "database_unavailable",
-                }))
+                .json(HealthView {
+                    status: "unavailable",
+                    database: Some(database),
+                    error: Some(error),
+                    code: Some("database_unavailable"),
+                })
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Everything that differs between SQLite and PostgreSQL lives here: URLs, connecting
 //! (pragmas), the pool, migrations, how a write transaction starts, the version counter,
-//! row locks and the sweeper's batch delete. The rest of kv-core is written once and runs
+//! row locks, the sweeper's batch delete and reading the database's clock. The rest of kv-core is written once and runs
 //! on either backend through [`with_conn!`].
 
 use std::fmt;
@@ -10,10 +10,11 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::clock;
 use crate::error::StoreError;
 use crate::model::KeyValue;
 use crate::schema::{kv_meta, kv_store};
@@ -211,9 +212,37 @@ pub fn connect(
             .map_err(|e| fail(&e))?;
             Ok(DbConnection::Sqlite(conn))
         }
-        Backend::Postgres => PgConnection::establish(&url.target)
-            .map(DbConnection::Postgres)
-            .map_err(|e| fail(&e)),
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(&url.target).map_err(|e| fail(&e))?;
+            read_database_clock(&mut conn).map_err(|e| fail(&e))?;
+            Ok(DbConnection::Postgres(conn))
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct ClockRow {
+    #[diesel(sql_type = BigInt)]
+    now_ms: i64,
+}
+
+/// Reads the PostgreSQL server's clock and records its offset from ours (see [`clock`]).
+fn read_database_clock(c: &mut PgConnection) -> QueryResult<()> {
+    let sent = clock::local_now_ms();
+    let row = diesel::sql_query(
+        "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms",
+    )
+    .get_result::<ClockRow>(c)?;
+    clock::observe_database_clock(row.now_ms, sent, clock::local_now_ms());
+    Ok(())
+}
+
+/// Brings [`clock::now_ms`] in line with the database's clock (a no-op on SQLite, whose
+/// clock is this machine's). For long-lived connections outside the pool, e.g. the sweeper's.
+pub fn sync_clock(conn: &mut DbConnection) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Postgres(c) => Ok(read_database_clock(c)?),
     }
 }
 
@@ -266,8 +295,14 @@ impl r2d2::ManageConnection for ConnectionManager {
         connect(&self.url, &self.options)
     }
 
+    /// The checkout test (PostgreSQL only): reading the database's clock doubles as the
+    /// liveness query, so the clock offset is refreshed at no extra cost.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbSetupError> {
-        with_conn!(conn, c => c.batch_execute("SELECT 1")).map_err(|e| DbSetupError(e.to_string()))
+        match conn {
+            DbConnection::Sqlite(c) => c.batch_execute("SELECT 1"),
+            DbConnection::Postgres(c) => read_database_clock(c),
+        }
+        .map_err(|e| DbSetupError(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -359,8 +394,14 @@ pub(crate) fn current_version(conn: &mut DbConnection) -> QueryResult<i64> {
     }
 }
 
-/// Reads a row and locks it until the write transaction ends (SQLite's `BEGIN IMMEDIATE`
-/// already holds the database's write lock).
+/// Reads a row and locks the key until the write transaction ends, whether or not it has a
+/// row: concurrent writers of one key (on any server) take turns, and a transaction that saw
+/// a key absent keeps it absent until it commits. SQLite's `BEGIN IMMEDIATE` already holds
+/// the database's write lock. PostgreSQL locks the row (`FOR UPDATE`); when there is none it
+/// takes a transaction-scoped advisory lock on the key's name and reads again, since a
+/// writer holding that lock may have inserted the row meanwhile. (Two transactions locking
+/// the same keys in opposite orders deadlock; PostgreSQL aborts one and `store::write`
+/// runs it again.)
 pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult<Option<KeyValue>> {
     match conn {
         DbConnection::Sqlite(c) => kv_store::table
@@ -368,12 +409,23 @@ pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult
             .select(KeyValue::as_select())
             .get_result(c)
             .optional(),
-        DbConnection::Postgres(c) => kv_store::table
-            .find(key)
-            .select(KeyValue::as_select())
-            .for_update()
-            .get_result(c)
-            .optional(),
+        DbConnection::Postgres(c) => {
+            let lock_row = |c: &mut PgConnection| {
+                kv_store::table
+                    .find(key)
+                    .select(KeyValue::as_select())
+                    .for_update()
+                    .get_result(c)
+                    .optional()
+            };
+            if let Some(row) = lock_row(c)? {
+                return Ok(Some(row));
+            }
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<Text, _>(key)
+                .execute(c)?;
+            lock_row(c)
+        }
     }
 }
 
@@ -393,11 +445,13 @@ pub(crate) fn delete_expired_batch(
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(limit)
         .execute(c),
+        // MATERIALIZED: the batch is picked (and locked) exactly once.
         DbConnection::Postgres(c) => diesel::sql_query(
-            "DELETE FROM kv_store WHERE key IN \
+            "WITH batch AS MATERIALIZED \
              (SELECT key FROM kv_store WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 \
               FOR UPDATE SKIP LOCKED) \
-             AND expires_at <= $1",
+             DELETE FROM kv_store USING batch \
+             WHERE kv_store.key = batch.key AND kv_store.expires_at <= $1",
         )
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(limit)

@@ -101,7 +101,8 @@ impl StoreError {
         }
     }
 
-    /// Worth running the whole write transaction again (a lost race on PostgreSQL).
+    /// Worth running the whole write transaction again (a lost race on PostgreSQL: unique
+    /// violation, serialization failure, deadlock, or a newer version seen; see `store::Tx`).
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self.root(), StoreError::Conflict)
     }
@@ -112,6 +113,10 @@ impl From<diesel::result::Error> for StoreError {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match &err {
             E::DatabaseError(K::UniqueViolation | K::SerializationFailure, _) => {
+                StoreError::Conflict
+            }
+            // PostgreSQL's deadlock_detected (40P01), which diesel does not classify.
+            E::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 StoreError::Conflict
             }
             E::DatabaseError(K::ClosedConnection, _) | E::BrokenTransactionManager => {

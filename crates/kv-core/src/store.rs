@@ -136,8 +136,17 @@ impl Tx<'_> {
     }
 
     /// The row (live or expired), locked until the transaction ends.
+    ///
+    /// A row written after this transaction took its version (by a transaction that locked
+    /// it first and committed meanwhile) carries a higher version; writing over it would take
+    /// the key's version backwards, so the transaction is run again with a fresh version.
+    /// (Only possible on PostgreSQL: SQLite runs one write transaction at a time.)
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Ok(backend::find_for_update(self.conn, key)?)
+        let row = backend::find_for_update(self.conn, key)?;
+        match (&row, self.version) {
+            (Some(row), Some(mine)) if row.version > mine => Err(StoreError::Conflict),
+            _ => Ok(row),
+        }
     }
 
     fn lookup(&self, row: Option<KeyValue>) -> Lookup<KeyValue> {
@@ -300,30 +309,29 @@ impl Tx<'_> {
         )))
     }
 
-    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count.
+    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
+    /// counted from the rows the one DELETE removed (exact even while other servers write).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
-        let now = self.now;
         let (lower, upper) = scope.key_range();
-        let live = with_conn!(self.conn, c => {
-            let mut live = kv_store::table
-                .into_boxed()
-                .filter(kv_store::key.ge(lower.clone()))
-                .filter(live_at(now));
-            if let Some(upper) = &upper {
-                live = live.filter(kv_store::key.lt(upper.clone()));
-            }
-            let live = live.count().get_result::<i64>(c)?;
+        let removed: Vec<Option<i64>> = with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
             match &upper {
-                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper))).execute(c)?,
-                None => diesel::delete(in_range).execute(c)?,
-            };
-            Ok::<_, diesel::result::Error>(live)
+                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper)))
+                    .returning(kv_store::expires_at)
+                    .get_results(c),
+                None => diesel::delete(in_range)
+                    .returning(kv_store::expires_at)
+                    .get_results(c),
+            }
         })?;
+        let live = removed
+            .into_iter()
+            .filter(|expires_at| !crate::expiry::is_expired(*expires_at, self.now))
+            .count();
         if live > 0 {
             self.write_version()?;
         }
-        Ok(live)
+        Ok(i64::try_from(live).unwrap_or(i64::MAX))
     }
 }
 

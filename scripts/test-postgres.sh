@@ -104,8 +104,8 @@ cd "$dir" || exit 1
 action=\$1; shift
 exec ${run_as[*]} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \\
     -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' \\
-        -c max_connections=400 -c fsync=off -c synchronous_commit=off \\
-        -c full_page_writes=off -c shared_buffers=64MB" \\
+        -c max_connections=400 -c deadlock_timeout=100ms -c fsync=off \\
+        -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=64MB" \\
     "\$action" "\$@"
 EOF
         chmod 755 "$dir/ctl"

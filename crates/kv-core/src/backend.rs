@@ -10,7 +10,7 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -427,6 +427,38 @@ pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult
             lock_row(c)
         }
     }
+}
+
+/// Locks several keys at once, in byte order, the way [`find_for_update`] locks one: a
+/// transaction that knows all its keys up front (`POST /_tx`) then takes its version after
+/// every row it touches has stopped changing, and two such transactions over the same keys
+/// queue instead of deadlocking. A no-op on SQLite (`BEGIN IMMEDIATE` locks everything).
+pub(crate) fn lock_keys(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<()> {
+    let DbConnection::Postgres(c) = conn else {
+        return Ok(());
+    };
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let found: Vec<String> = kv_store::table
+        .filter(kv_store::key.eq_any(&keys))
+        .order(kv_store::key)
+        .select(kv_store::key)
+        .for_update()
+        .load(c)?;
+    let absent: Vec<&str> = keys
+        .into_iter()
+        .filter(|key| found.binary_search_by(|f| f.as_str().cmp(key)).is_err())
+        .collect();
+    if !absent.is_empty() {
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
+             FROM unnest($1::text[]) AS k ORDER BY k COLLATE \"C\"",
+        )
+        .bind::<Array<Text>, _>(&absent)
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has

@@ -135,12 +135,27 @@ impl Tx<'_> {
         Ok(v)
     }
 
+    /// Locks `keys` (the valid ones; the others fail in their own operation) before any
+    /// operation runs, so no row this transaction touches is written by another one after
+    /// it takes its version.
+    pub fn lock_keys<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| validate_key(k).is_ok())
+            .collect();
+        Ok(backend::lock_keys(self.conn, &keys)?)
+    }
+
     /// The row (live or expired), locked until the transaction ends.
     ///
     /// A row written after this transaction took its version (by a transaction that locked
     /// it first and committed meanwhile) carries a higher version; writing over it would take
     /// the key's version backwards, so the transaction is run again with a fresh version.
-    /// (Only possible on PostgreSQL: SQLite runs one write transaction at a time.)
+    /// (Only on PostgreSQL, SQLite runs one write transaction at a time; and rare there, as
+    /// multi-key transactions lock their keys first.)
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
         let row = backend::find_for_update(self.conn, key)?;
         match (&row, self.version) {

@@ -148,6 +148,7 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
 /// names the failing op.
 pub fn run(conn: &mut DbConnection, now: i64, ops: &[TxOp]) -> Result<TxView, StoreError> {
     store::write(conn, now, |tx| {
+        tx.lock_keys(ops.iter().map(TxOp::key))?;
         let results = ops
             .iter()
             .enumerate()

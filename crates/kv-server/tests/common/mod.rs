@@ -333,6 +333,93 @@ pub fn sweep_once(database_url: &str, args: &[&str]) -> Output {
         .expect("run kv-sweeper")
 }
 
+/// A `kv-sweeper` running in loop mode, its stdout collected.
+pub struct Sweeper {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Sweeper {
+    /// Starts `kv-sweeper` (plus `args`, e.g. `--interval 1`) and waits for its first run.
+    pub fn start(database_url: &str, args: &[&str]) -> Sweeper {
+        let mut child = Command::new(sweeper_bin())
+            .args(["--database-url", database_url])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kv-sweeper");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let output = Arc::clone(&output);
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut output = output.lock().expect("output");
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        let sweeper = Sweeper { child, output };
+        sweeper.wait_for_runs(1);
+        sweeper
+    }
+
+    /// Everything it printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
+    }
+
+    /// The counts of its finished runs ("Successfully deleted N expired keys.").
+    pub fn deleted_per_run(&self) -> Vec<u64> {
+        self.output()
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("Successfully deleted ")?
+                    .strip_suffix(" expired keys.")?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
+    pub fn deleted_total(&self) -> u64 {
+        self.deleted_per_run().iter().sum()
+    }
+
+    /// Waits until it has finished `runs` cleanups in all (panics after 60 s).
+    pub fn wait_for_runs(&self, runs: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.deleted_per_run().len() < runs {
+            assert!(
+                Instant::now() < deadline,
+                "kv-sweeper did not finish {runs} run(s); output:\n{}",
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An HTTP response, read whole.
 #[derive(Debug)]
 pub struct Resp {

@@ -4,10 +4,11 @@
 #   scripts/test-postgres.sh                 # cargo test --workspace -- --include-ignored
 #   scripts/test-postgres.sh cargo nextest run --workspace --run-ignored all
 #
-# Any arguments replace the test command. Installs PostgreSQL from Debian packages when no
-# `initdb` is found (needs root or sudo), starts two clusters in a temp dir on free local ports
-# with trust authentication (no system service, nothing outside the temp dir), runs the tests
-# with these variables set, and stops and removes the clusters on exit:
+# Any arguments replace the test command. Installs PostgreSQL (and libfaketime, for the clock
+# test) from Debian packages when missing (needs root or sudo), starts two clusters in a temp
+# dir on free local ports with trust authentication (no system service, nothing outside the
+# temp dir), runs the tests with these variables set, and stops and removes the clusters on
+# exit:
 #
 #   KV_TEST_POSTGRES_URL         admin URL of the shared cluster; every test creates its own
 #                                database in it
@@ -35,16 +36,24 @@ find_bindir() {
     fi
 }
 
+# The clock-skew test runs a server under libfaketime (Debian package `faketime`).
+has_libfaketime() {
+    compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null
+}
+
 bindir=$(find_bindir)
-if [[ -z "$bindir" ]]; then
-    log "initdb not found: installing PostgreSQL from Debian packages"
+missing=()
+[[ -n "$bindir" ]] || missing+=(postgresql)
+has_libfaketime || missing+=(faketime)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    log "installing ${missing[*]} from Debian packages"
     sudo=()
     if [[ $(id -u) -ne 0 ]]; then
         sudo=(sudo)
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
-    "${sudo[@]}" apt-get install -y -q --no-install-recommends postgresql
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
     bindir=$(find_bindir)
     if [[ -z "$bindir" ]]; then
         log "PostgreSQL was installed but initdb is still not found"

@@ -35,6 +35,23 @@ pub fn database_offset_ms() -> i64 {
 /// Records a reading of the database's clock, `database_ms`, taken by a query sent at local
 /// time `sent` and answered at `received`: the reading is taken to be from the middle.
 pub(crate) fn observe_database_clock(database_ms: i64, sent: i64, received: i64) {
-    let midpoint = sent + (received - sent) / 2;
-    DATABASE_OFFSET_MS.store(database_ms - midpoint, Ordering::Relaxed);
+    DATABASE_OFFSET_MS.store(offset_of(database_ms, sent, received), Ordering::Relaxed);
+}
+
+fn offset_of(database_ms: i64, sent: i64, received: i64) -> i64 {
+    let midpoint = sent.saturating_add(received.saturating_sub(sent) / 2);
+    database_ms.saturating_sub(midpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::offset_of;
+
+    #[test]
+    fn a_reading_counts_from_the_middle_of_the_round_trip() {
+        assert_eq!(offset_of(1_000, 1_000, 1_000), 0);
+        assert_eq!(offset_of(1_010, 1_000, 1_020), 0);
+        assert_eq!(offset_of(3_600_000 + 1_005, 1_000, 1_010), 3_600_000);
+        assert_eq!(offset_of(1_000, 3_601_000, 3_601_000), -3_600_000);
+    }
 }

@@ -524,3 +524,86 @@ fn a_keys_version_only_grows_while_transactions_and_single_writes_race() {
     let failures: Vec<String> = outcomes.into_iter().flatten().collect();
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// libfaketime, which `scripts/test-postgres.sh` installs (Debian package `faketime`).
+fn libfaketime() -> String {
+    std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("faketime/libfaketime.so.1"))
+        .find(|lib| lib.exists())
+        .map(|lib| lib.display().to_string())
+        .unwrap_or_else(|| {
+            panic!(
+                "libfaketime is not installed: this test {}",
+                common::NEEDS_POSTGRES
+            )
+        })
+}
+
+/// A server whose own clock is an hour ahead, via libfaketime.
+fn server_an_hour_ahead(database_url: &str, lib: &str) -> Server {
+    Server::start_with(
+        database_url,
+        &[],
+        &[
+            ("LD_PRELOAD", lib),
+            ("FAKETIME", "+1h"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    )
+}
+
+fn ttl_remaining(server: &Server, key: &str) -> i64 {
+    server.get(key).expect(200)["ttl_remaining"]
+        .as_i64()
+        .expect("ttl_remaining")
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: run scripts/test-postgres.sh"]
+fn expiry_follows_the_database_clock_not_a_servers_own() {
+    let lib = libfaketime();
+    // The fake clock works: on SQLite (this machine's clock) a skewed server's expiry is an
+    // hour off for a server with the true time.
+    let sqlite = TestDatabase::sqlite();
+    let (honest, skewed) = (
+        Server::start(&sqlite),
+        server_an_hour_ahead(&sqlite.url, &lib),
+    );
+    skewed.post("/k", r#"{"value": 1, "ttl": 60}"#).expect(201);
+    assert!(
+        ttl_remaining(&honest, "/k") > 3600,
+        "libfaketime had no effect"
+    );
+
+    // On PostgreSQL both follow the database's clock: the same expiries, nothing live deleted.
+    let db = TestDatabase::postgres();
+    let (honest, skewed) = (Server::start(&db), server_an_hour_ahead(&db.url, &lib));
+    honest.post("/a", r#"{"value": 1, "ttl": 60}"#).expect(201);
+    skewed.post("/b", r#"{"value": 2, "ttl": 60}"#).expect(201);
+    for server in [&honest, &skewed] {
+        for key in ["/a", "/b"] {
+            let left = ttl_remaining(server, key);
+            assert!(
+                (59..=60).contains(&left),
+                "{key} on {}: ttl_remaining {left}",
+                server.base
+            );
+        }
+    }
+    // A sweep from a process an hour ahead deletes nothing live either.
+    let sweep = Command::new(common::sweeper_bin())
+        .args(["--once", "--database-url", &db.url])
+        .env_remove("DATABASE_URL")
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME", "+1h")
+        .output()
+        .expect("run kv-sweeper");
+    assert!(
+        String::from_utf8_lossy(&sweep.stdout).contains("Successfully deleted 0 expired keys."),
+        "{sweep:?}"
+    );
+    assert_eq!(honest.get("/_stats").expect(200)["keys"], 2);
+}

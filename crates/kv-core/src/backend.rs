@@ -1,7 +1,7 @@
 //! Everything that differs between SQLite and PostgreSQL lives here: URLs, connecting
 //! (pragmas), the pool, migrations, how a write transaction starts, the version counter,
-//! row locks, the sweeper's batch delete and reading the database's clock. The rest of kv-core is written once and runs
-//! on either backend through [`with_conn!`].
+//! row and key locks, the sweeper's batch delete and reading the database's clock. The rest
+//! of kv-core is written once and runs on either backend through [`with_conn!`].
 
 use std::fmt;
 use std::str::FromStr;

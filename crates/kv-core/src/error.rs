@@ -146,6 +146,8 @@ fn unavailable_reason(message: &str) -> Option<&'static str> {
         ("readonly", "database is read-only"),
         ("read-only", "database is read-only"),
         ("disk is full", "disk is full"),
+        // PostgreSQL's lock table is full (many large transactions at once).
+        ("out of shared memory", "database is busy"),
         ("disk i/o", "disk I/O error"),
         ("unable to open", "cannot open the database file"),
         ("terminating connection", "database is shutting down"),

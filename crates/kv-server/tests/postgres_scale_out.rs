@@ -581,6 +581,11 @@ fn expiry_follows_the_database_clock_not_a_servers_own() {
     // On PostgreSQL both follow the database's clock: the same expiries, nothing live deleted.
     let db = TestDatabase::postgres();
     let (honest, skewed) = (Server::start(&db), server_an_hour_ahead(&db.url, &lib));
+    assert!(
+        skewed.log().contains("clock differs from the database's"),
+        "{}",
+        skewed.log()
+    );
     honest.post("/a", r#"{"value": 1, "ttl": 60}"#).expect(201);
     skewed.post("/b", r#"{"value": 2, "ttl": 60}"#).expect(201);
     for server in [&honest, &skewed] {

@@ -306,7 +306,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
-        with_conn!(conn, c => AnsiTransactionManager::is_broken_transaction_manager(c))
+        is_broken(conn)
     }
 }
 
@@ -333,16 +333,21 @@ pub fn build_pool(
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front,
 /// so two processes on one file wait for each other instead of failing), an ordinary
-/// transaction with row locks on PostgreSQL. Commits on `Ok`, rolls back on `Err`.
+/// transaction with row locks on PostgreSQL. Commits on `Ok`, rolls back on `Err`. Inside an
+/// open transaction (the group-commit writer's batch) it is a savepoint instead, so one
+/// request's failure rolls back only that request.
 pub(crate) fn write_transaction<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    let nested = with_conn!(conn, c => AnsiTransactionManager::transaction_manager_status_mut(c)
+        .transaction_depth())?
+    .is_some();
     match conn {
-        DbConnection::Sqlite(c) => {
+        DbConnection::Sqlite(c) if !nested => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
-        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        _ => with_conn!(conn, c => AnsiTransactionManager::begin_transaction(c))?,
     }
     match f(conn) {
         Ok(value) => {
@@ -358,6 +363,11 @@ pub(crate) fn write_transaction<T>(
             Err(err)
         }
     }
+}
+
+/// Whether the connection is unusable after a failed transaction and must be replaced.
+pub fn is_broken(conn: &mut DbConnection) -> bool {
+    with_conn!(conn, c => AnsiTransactionManager::is_broken_transaction_manager(c))
 }
 
 #[derive(QueryableByName)]

@@ -18,6 +18,7 @@ pub mod schema;
 pub mod store;
 pub mod tx;
 pub mod view;
+pub mod writer;
 
 pub use backend::{Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, SyncMode};
 pub use clock::now_ms;

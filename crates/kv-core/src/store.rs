@@ -49,8 +49,8 @@ fn live_at(now: i64) -> _ {
         .or(kv_store::expires_at.gt(now))
 }
 
-/// `GET`: the live row, or why there is none. An expired row is deleted on the way (lazy
-/// expiry) — only if it is still the expired row, so a key set again meanwhile survives.
+/// `GET`: the live row, or why there is none. Reads only: the caller removes an expired row
+/// with [`Tx::purge_expired`] (lazy expiry) through the write path.
 pub fn get(conn: &mut DbConnection, now: i64, key: &str) -> Result<Lookup<KeyValue>, StoreError> {
     validate_key(key)?;
     let row: Option<KeyValue> = with_conn!(conn, c => kv_store::table
@@ -58,23 +58,11 @@ pub fn get(conn: &mut DbConnection, now: i64, key: &str) -> Result<Lookup<KeyVal
         .select(KeyValue::as_select())
         .get_result(c)
         .optional())?;
-    match row {
-        None => Ok(Lookup::Missing),
-        Some(row) if !row.is_expired(now) => Ok(Lookup::Live(row)),
-        Some(_) => {
-            let deleted = with_conn!(conn, c => diesel::delete(
-                kv_store::table
-                    .filter(kv_store::key.eq(key))
-                    .filter(kv_store::expires_at.le(now)),
-            )
-            .execute(c));
-            if let Err(err) = deleted {
-                // The sweeper removes it later; the key is absent either way.
-                log::warn!("lazy expiry of a key failed: {err}");
-            }
-            Ok(Lookup::Expired)
-        }
-    }
+    Ok(match row {
+        None => Lookup::Missing,
+        Some(row) if !row.is_expired(now) => Lookup::Live(row),
+        Some(_) => Lookup::Expired,
+    })
 }
 
 /// Runs `f` as one write transaction, run again from the start when it loses a race with
@@ -185,6 +173,19 @@ impl Tx<'_> {
     fn remove(&mut self, key: &str) -> Result<(), StoreError> {
         with_conn!(self.conn, c => diesel::delete(kv_store::table.find(key)).execute(c))?;
         Ok(())
+    }
+
+    /// Lazy expiry: deletes the row of `key` if it is expired at `now` — only then, so a key
+    /// set again meanwhile survives. Not a client write: takes no version.
+    pub fn purge_expired(&mut self, key: &str) -> Result<bool, StoreError> {
+        let now = self.now;
+        let deleted = with_conn!(self.conn, c => diesel::delete(
+            kv_store::table
+                .filter(kv_store::key.eq(key))
+                .filter(kv_store::expires_at.le(now)),
+        )
+        .execute(c))?;
+        Ok(deleted > 0)
     }
 
     /// The live row of `key`, if any.

@@ -3,11 +3,10 @@
 
 use serde_json::{Map, Value};
 
-use crate::backend::DbConnection;
 use crate::error::StoreError;
 use crate::precondition::Precondition;
 use crate::request::{IncrArgs, SetArgs, body_object};
-use crate::store::{self, Lookup, Tx};
+use crate::store::{Lookup, Tx};
 use crate::view::{CheckView, DeleteView, IncrView, KeyView, SetView, TxResult, TxView};
 
 /// A transaction holds at most this many operations.
@@ -144,18 +143,16 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
     }
 }
 
-/// Runs all ops in one write transaction. On any failure nothing is applied and the error
-/// names the failing op.
-pub fn run(conn: &mut DbConnection, now: i64, ops: &[TxOp]) -> Result<TxView, StoreError> {
-    store::write(conn, now, |tx| {
-        tx.lock_keys(ops.iter().map(TxOp::key))?;
-        let results = ops
-            .iter()
-            .enumerate()
-            .map(|(index, op)| run_op(tx, op).map_err(|e| e.in_op(index, Some(op.key()))))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TxView::new(tx.store_version()?, results))
-    })
+/// Runs all ops inside `tx` (one write transaction, see [`crate::store::write`]). On any
+/// failure the error names the failing op, and the caller's transaction applies nothing.
+pub fn run_ops(tx: &mut Tx<'_>, ops: &[TxOp]) -> Result<TxView, StoreError> {
+    tx.lock_keys(ops.iter().map(TxOp::key))?;
+    let results = ops
+        .iter()
+        .enumerate()
+        .map(|(index, op)| run_op(tx, op).map_err(|e| e.in_op(index, Some(op.key()))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TxView::new(tx.store_version()?, results))
 }
 
 fn run_op(tx: &mut Tx<'_>, op: &TxOp) -> Result<TxResult, StoreError> {

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::handlers::{collection, keys, server};
+use crate::handlers::{collection, keys, server, ui};
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -41,6 +41,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(["/_tx", "/_tx/"])
             .route(web::post().to(collection::transaction))
             .default_service(allow_only("POST")),
+    )
+    .service(
+        web::resource(["/_ui", "/_ui/"])
+            .route(web::get().to(ui::index))
+            .route(web::head().to(ui::index))
+            .default_service(allow_only("GET, HEAD")),
+    )
+    .service(
+        web::resource("/_ui/app.js")
+            .route(web::get().to(ui::script))
+            .route(web::head().to(ui::script))
+            .default_service(allow_only("GET, HEAD")),
+    )
+    .service(
+        web::resource("/_ui/app.css")
+            .route(web::get().to(ui::stylesheet))
+            .route(web::head().to(ui::stylesheet))
+            .default_service(allow_only("GET, HEAD")),
     )
     .service(
         web::resource(["/{key}/incr", "/{key}/incr/"])

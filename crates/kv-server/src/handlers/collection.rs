@@ -77,9 +77,7 @@ pub async fn delete_keys(
         }
     };
     let now = now_ms();
-    let deleted = state
-        .db(move |conn| store::write(conn, now, |tx| tx.delete_keys(&scope)))
-        .await?;
+    let deleted = state.write(now, move |tx| tx.delete_keys(&scope)).await?;
     Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
 }
 
@@ -90,7 +88,7 @@ pub async fn transaction(
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let ops = tx::parse_ops(json_body(&body)?, now)?;
-    let view = state.db(move |conn| tx::run(conn, now, &ops)).await?;
+    let view = state.write(now, move |tx| tx::run_ops(tx, &ops)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::key::is_reserved;
 use kv_core::now_ms;
 use kv_core::request::{IncrArgs, SetArgs, expiry_from_json};
-use kv_core::store;
+use kv_core::store::{self, Lookup};
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
 use crate::error::ApiError;
@@ -20,11 +20,16 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     Ok(key)
 }
 
+/// The live key, or its 404. An expired row is deleted before answering (lazy expiry).
 async fn lookup(state: &AppState, key: String) -> Result<KeyView, ApiError> {
     let now = now_ms();
-    state
-        .db(move |conn| KeyView::new(store::get(conn, now, &key)?.live()?, now))
-        .await
+    let (found, key) = state
+        .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
+        .await?;
+    if let Lookup::Expired = found {
+        state.write(now, move |tx| tx.purge_expired(&key)).await?;
+    }
+    Ok(KeyView::new(found.live()?, now)?)
 }
 
 pub async fn get(
@@ -66,9 +71,7 @@ pub async fn set(
     let headers = header_precondition(req.headers())?;
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
-    let outcome = state
-        .db(move |conn| store::write(conn, now, |tx| tx.set(&key, &args)))
-        .await?;
+    let outcome = state.write(now, move |tx| tx.set(&key, &args)).await?;
     let response = if outcome.created {
         HttpResponse::Created()
     } else {
@@ -87,13 +90,11 @@ pub async fn delete(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .db(move |conn| {
-            let deleted = store::write(conn, now_ms(), |tx| tx.delete(&key, &precondition))?;
-            Ok(DeleteView::new(&key, Some(deleted.live()?)))
-        })
+    let deleting = key.clone();
+    let found = state
+        .write(now_ms(), move |tx| tx.delete(&deleting, &precondition))
         .await?;
-    Ok(HttpResponse::Ok().json(view))
+    Ok(HttpResponse::Ok().json(DeleteView::new(&key, Some(found.live()?))))
 }
 
 /// EXPIRE / PERSIST.
@@ -107,7 +108,7 @@ pub async fn patch(
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
     let row = state
-        .db(move |conn| store::write(conn, now, |tx| tx.expire(&key, expires_at, &precondition)))
+        .write(now, move |tx| tx.expire(&key, expires_at, &precondition))
         .await?;
     Ok(json_with_etag(
         HttpResponse::Ok(),
@@ -144,11 +145,9 @@ async fn counter(
     let now = now_ms();
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
-    let view = state
-        .db(move |conn| {
-            let row = store::write(conn, now, |tx| tx.incr(&key, &args, &precondition))?;
-            IncrView::new(row, now)
-        })
+    let row = state
+        .write(now, move |tx| tx.incr(&key, &args, &precondition))
         .await?;
+    let view = IncrView::new(row, now)?;
     Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
 }

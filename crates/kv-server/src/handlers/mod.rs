@@ -3,3 +3,4 @@
 pub mod collection;
 pub mod keys;
 pub mod server;
+pub mod ui;

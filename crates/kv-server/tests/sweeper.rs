@@ -1,0 +1,157 @@
+//! kv-sweeper: `--once` for cron, loop mode with the seed's output, Ctrl+C / SIGTERM, and a
+//! clear failure when the database cannot be reached.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::{Server, TestDatabase, sweep_once, sweeper_bin};
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn once_deletes_expired_keys_only_and_reports_the_count() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    for i in 0..5 {
+        server
+            .post(&format!("/temp{i}"), r#"{"value": 1, "ttl_ms": 20}"#)
+            .expect(201);
+    }
+    for i in 0..3 {
+        server
+            .post(&format!("/keep{i}"), r#"{"value": 1}"#)
+            .expect(201);
+    }
+    server
+        .post("/later", r#"{"value": 1, "ttl": 300}"#)
+        .expect(201);
+    thread::sleep(Duration::from_millis(40));
+
+    let output = sweep_once(&db.url, &["--batch-size", "2"]);
+    assert!(output.status.success(), "{output:?}");
+    let out = stdout_of(&output);
+    assert!(out.contains("] Running cleanup..."), "{out}");
+    assert!(
+        out.contains("Successfully deleted 5 expired keys."),
+        "{out}"
+    );
+    let stats = server.get("/_stats").expect(200);
+    assert_eq!(
+        (stats["keys"].as_i64(), stats["expiring"].as_i64()),
+        (Some(4), Some(1))
+    );
+    // The rows are gone, not just hidden: a second sweep finds nothing.
+    assert!(stdout_of(&sweep_once(&db.url, &[])).contains("Successfully deleted 0 expired keys."));
+    // And a GET of a swept key is a plain miss.
+    server.get("/temp0").expect_error(404, "not_found");
+}
+
+#[test]
+fn once_creates_and_migrates_a_fresh_database_so_either_binary_may_start_first() {
+    let db = TestDatabase::new();
+    let output = sweep_once(&db.url, &[]);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout_of(&output).contains("Successfully deleted 0 expired keys."));
+    let server = Server::start(&db);
+    server.post("/k", r#"{"value": 1}"#).expect(201);
+}
+
+#[test]
+fn once_fails_clearly_when_the_database_cannot_be_reached() {
+    let output = sweep_once("/nonexistent-dir/for/sure/kv.sqlite3", &[]);
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("kv-sweeper: cleanup of"), "{err}");
+    assert!(
+        err.contains("/nonexistent-dir/for/sure/kv.sqlite3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_refused() {
+    for args in [
+        &["--interval", "0"][..],
+        &["--batch-size", "0"],
+        &["--database-url", ":memory:"],
+    ] {
+        let output = Command::new(sweeper_bin())
+            .args(args)
+            .output()
+            .expect("run");
+        assert!(!output.status.success(), "{args:?}");
+        assert!(!output.stderr.is_empty());
+    }
+}
+
+#[test]
+fn loop_mode_prints_the_seed_banner_sweeps_periodically_and_stops_on_sigterm() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let mut sweeper = Command::new(sweeper_bin())
+        .args(["--database-url", &db.url, "--interval", "1"])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start kv-sweeper");
+    let (lines_tx, lines) = mpsc::channel();
+    let stdout = sweeper.stdout.take().expect("stdout");
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next = || {
+        lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from kv-sweeper")
+    };
+
+    let banner: Vec<String> = (0..2).map(|_| next()).collect();
+    assert_eq!(
+        banner[1], "Scheduler Started. Running cleanup every 1s.",
+        "{banner:?}"
+    );
+    // The first cleanup runs at once.
+    let mut line = next();
+    while !line.ends_with("Running cleanup...") {
+        line = next();
+    }
+    assert!(
+        line.starts_with('[') && line.as_bytes()[9] == b']',
+        "{line}"
+    );
+    assert_eq!(next(), "Successfully deleted 0 expired keys.");
+
+    for i in 0..3 {
+        server
+            .post(&format!("/t{i}"), r#"{"value": 1, "ttl_ms": 10}"#)
+            .expect(201);
+    }
+    let mut deleted = 0;
+    for _ in 0..20 {
+        let line = next();
+        if let Some(n) = line.strip_prefix("Successfully deleted ") {
+            deleted += n
+                .trim_end_matches(" expired keys.")
+                .parse::<u32>()
+                .expect("count");
+            if deleted >= 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(deleted, 3);
+
+    common::signal(sweeper.id(), "TERM");
+    let status = common::wait_exit(&mut sweeper, Duration::from_secs(5));
+    assert!(status.success(), "{status:?}");
+}

@@ -328,6 +328,11 @@ impl Tx<'_> {
     /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
     /// counted from the rows the one DELETE removed (exact even while other servers write).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
+        if let KeyScope::Prefix(prefix) = scope
+            && matches_no_key(prefix)
+        {
+            return Ok(0);
+        }
         let (lower, upper) = scope.key_range();
         let removed: Vec<Option<i64>> = with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
@@ -381,6 +386,20 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
+/// Whether no key can start with `prefix`: keys hold no control characters (see
+/// [`validate_key`]). Such a prefix never reaches the database (PostgreSQL text cannot even
+/// hold NUL).
+fn matches_no_key(prefix: &str) -> bool {
+    prefix.chars().any(char::is_control)
+}
+
+/// `after` cut at its first NUL: for keys, which hold no NUL, "greater than" either is the
+/// same (a key starting with the part before the NUL has a next byte above NUL, or is that
+/// part and below both). PostgreSQL text cannot hold NUL, and a cursor is client input.
+fn same_bound_without_nul(after: &str) -> String {
+    after.split('\0').next().unwrap_or_default().to_owned()
+}
+
 /// A page request of `GET /_keys`.
 #[derive(Debug, Clone)]
 pub struct ScanArgs {
@@ -401,10 +420,20 @@ pub struct ScanPage {
 /// Pages through live keys along the primary-key index. With a `match` pattern, at most
 /// `10 × limit` keys are examined per page, so a page may hold fewer than `limit` keys.
 pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPage, StoreError> {
+    if matches_no_key(&args.prefix) {
+        return Ok(ScanPage {
+            rows: Vec::new(),
+            next_after: None,
+        });
+    }
     let limit = args.limit.max(1);
     let max_examined = limit.saturating_mul(10);
     let upper = prefix_upper_bound(&args.prefix);
-    let mut after = args.after.clone().filter(|a| *a >= args.prefix);
+    let mut after = args
+        .after
+        .as_deref()
+        .map(same_bound_without_nul)
+        .filter(|a| *a >= args.prefix);
     let mut rows = Vec::new();
     let mut examined = 0;
     loop {

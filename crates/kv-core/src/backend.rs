@@ -200,7 +200,15 @@ pub fn connect(
     url: &DatabaseUrl,
     options: &ConnectionOptions,
 ) -> Result<DbConnection, DbSetupError> {
-    let fail = |e: &dyn fmt::Display| DbSetupError(format!("cannot open {url}: {e}"));
+    // libpq's messages span lines ("…\n\tIs the server running…"): keep log lines whole.
+    let fail = |e: &dyn fmt::Display| {
+        let message = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        DbSetupError(format!("cannot open {url}: {message}"))
+    };
     match url.backend {
         Backend::Sqlite => {
             let mut conn = SqliteConnection::establish(&url.target).map_err(|e| fail(&e))?;
@@ -325,10 +333,44 @@ pub fn build_pool(
         .max_size(max_size.max(1))
         .connection_timeout(checkout_timeout)
         .test_on_check_out(url.backend == Backend::Postgres)
+        .error_handler(Box::new(PoolErrorLog::default()))
         .build_unchecked(ConnectionManager {
             url: url.clone(),
             options: options.clone(),
         })
+}
+
+/// Logs the pool's connection failures at most once per [`PoolErrorLog::EVERY`], with how
+/// many were left out: while the database is down, the pool retries every connection
+/// several times a second.
+#[derive(Debug, Default)]
+struct PoolErrorLog {
+    /// When the last line was logged, and the failures since.
+    state: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl PoolErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+}
+
+impl r2d2::HandleError<DbSetupError> for PoolErrorLog {
+    fn handle_error(&self, error: DbSetupError) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        match state.as_mut() {
+            Some((logged, left_out)) if logged.elapsed() < Self::EVERY => *left_out += 1,
+            _ => {
+                let left_out = state.map_or(0, |(_, n)| n);
+                let more = match left_out {
+                    0 => String::new(),
+                    n => format!(" ({n} more failures since the last report)"),
+                };
+                log::error!("database connection failed: {error}{more}");
+                *state = Some((std::time::Instant::now(), 0));
+            }
+        }
+    }
 }
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front,

@@ -132,8 +132,10 @@ impl From<diesel::result::Error> for StoreError {
 }
 
 impl From<r2d2::Error> for StoreError {
-    fn from(err: r2d2::Error) -> Self {
-        StoreError::Unavailable(format!("no database connection: {err}"))
+    /// The pool gave up waiting for a connection. Why is in the server's log (see
+    /// `backend::build_pool`), not in the response: it names the database's host.
+    fn from(_: r2d2::Error) -> Self {
+        StoreError::Unavailable("no database connection".into())
     }
 }
 

@@ -30,7 +30,7 @@ find_bindir() {
     fi
     # Debian keeps the server binaries off PATH, one directory per major version.
     local dir
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     if [[ -n "$dir" && -x "$dir/initdb" ]]; then
         echo "$dir"
     fi
@@ -101,8 +101,8 @@ start_cluster() {
         cat "$dir/initdb.log" >&2
         return 1
     }
-    local attempt port
-    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+    local port
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
         port=$((20000 + RANDOM % 40000))
         port_is_free "$port" || continue
         # A pg_ctl wrapper that tests can call (as any user) to stop and start this cluster.

@@ -81,7 +81,8 @@ impl DatabaseUrl {
         self.backend
     }
 
-    /// The URL with any password replaced by `***`, for logs.
+    /// The URL with any password (in the user info or a `password=` parameter) replaced by
+    /// `***`, for logs.
     pub fn redacted(&self) -> String {
         if self.backend == Backend::Sqlite {
             return self.target.clone();
@@ -89,16 +90,34 @@ impl DatabaseUrl {
         let Some((scheme, rest)) = self.target.split_once("://") else {
             return self.target.clone();
         };
+        let (rest, query) = match rest.split_once('?') {
+            Some((rest, query)) => (rest, Some(query)),
+            None => (rest, None),
+        };
         let authority_end = rest.find('/').unwrap_or(rest.len());
         let (authority, path) = rest.split_at(authority_end);
-        match authority.rsplit_once('@') {
+        let mut redacted = match authority.rsplit_once('@') {
             Some((userinfo, host)) => {
                 let user = userinfo.split(':').next().unwrap_or_default();
                 let hidden = if userinfo.contains(':') { ":***" } else { "" };
                 format!("{scheme}://{user}{hidden}@{host}{path}")
             }
-            None => self.target.clone(),
+            None => format!("{scheme}://{rest}"),
+        };
+        if let Some(query) = query {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|param| match param.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => param.to_owned(),
+                })
+                .collect();
+            redacted.push('?');
+            redacted.push_str(&params.join("&"));
         }
+        redacted
     }
 }
 
@@ -582,6 +601,18 @@ mod tests {
         assert_eq!(
             parse("postgres://kv@db/kv").expect("url").redacted(),
             "postgres://kv@db/kv"
+        );
+        assert_eq!(
+            parse("postgresql://db/kv?user=kv&password=s3cret&sslmode=disable")
+                .expect("url")
+                .redacted(),
+            "postgresql://db/kv?user=kv&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            parse("postgres://kv:a@b@db/kv?Password=x")
+                .expect("url")
+                .to_string(),
+            "postgres postgres://kv:***@db/kv?Password=***"
         );
     }
 }

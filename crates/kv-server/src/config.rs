@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use kv_core::{DatabaseUrl, SyncMode};
+use kv_log::LogFormat;
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -66,4 +67,13 @@ pub struct Config {
     /// Allow browser requests from this origin (repeatable, or `*` for any).
     #[arg(long = "cors-origin", env = "KV_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+
+    /// Log lines as text, or as one JSON object per line (for log shippers).
+    #[arg(long, env = "KV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// `/_metrics` counts live and expiring keys at most once per this many seconds
+    /// (0: on every scrape).
+    #[arg(long, env = "KV_KEY_COUNT_INTERVAL", default_value_t = 30)]
+    pub key_count_interval: u64,
 }

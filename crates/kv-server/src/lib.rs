@@ -5,7 +5,10 @@ pub mod error;
 mod handlers;
 mod http;
 mod json_errors;
+pub mod metrics;
 pub mod routes;
+mod shutdown;
+mod startup;
 pub mod state;
 
 use std::io;
@@ -18,10 +21,11 @@ use kv_core::writer::Writer;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
-/// Opens and migrates the database, then serves until SIGINT / SIGTERM (after which in-flight
-/// requests finish and this returns `Ok`).
+/// Opens and migrates the database, then serves until SIGINT (Ctrl+C) or SIGTERM, after which
+/// in-flight requests finish (for at most 10 s) and this returns `Ok`.
 pub async fn run(config: Config) -> io::Result<()> {
     let url = config.database_url.clone();
     let options = ConnectionOptions {
@@ -64,6 +68,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         url: url.clone(),
         options: options.clone(),
     });
+    let metrics = web::Data::new(
+        Metrics::new(Duration::from_secs(config.key_count_interval)).map_err(io::Error::other)?,
+    );
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
@@ -72,22 +79,20 @@ pub async fn run(config: Config) -> io::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(metrics.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
             }))
             .configure(routes::configure)
             .wrap(json_errors::middleware(max_body))
+            .wrap(middleware::from_fn(metrics::middleware::track))
             .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
     })
     .workers(workers)
     .shutdown_timeout(10)
+    .shutdown_signal(shutdown::signal()?)
     .bind(&config.bind)?;
-    for addr in server.addrs() {
-        log::info!(
-            "kv-server listening on http://{addr} (database: {url}, {workers} workers, pool {})",
-            config.pool_size
-        );
-    }
+    startup::log_configuration(&config, &server.addrs(), workers);
     server.run().await
 }

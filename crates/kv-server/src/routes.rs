@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, Route, web};
 
 use crate::error::ApiError;
-use crate::handlers::{collection, keys, server, ui};
+use crate::handlers::{collection, keys, metrics, server, ui};
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -22,6 +22,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource(["/_health", "/_health/", "/_health/ready", "/_health/ready/"])
             .route(web::get().to(server::ready))
             .route(web::head().to(server::ready))
+            .default_service(allow_only("GET, HEAD")),
+    )
+    .service(
+        web::resource(["/_metrics", "/_metrics/"])
+            .route(web::get().to(metrics::metrics))
+            .route(web::head().to(metrics::metrics))
             .default_service(allow_only("GET, HEAD")),
     )
     .service(

@@ -217,3 +217,23 @@ fn the_server_logs_where_it_listens_and_each_request() {
         server.log()
     );
 }
+
+#[test]
+fn values_round_trip_exactly_big_numbers_and_member_order() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    server
+        .put(
+            "/exact",
+            r#"{"value": {"z": 123456789012345678901234567890, "a": 1.50, "m": [0.1, -0.0]}}"#,
+        )
+        .expect(201);
+    let got = server.get("/exact");
+    assert_eq!(got.status, 200);
+    assert!(
+        got.body
+            .contains(r#""value":{"z":123456789012345678901234567890,"a":1.50,"m":[0.1,-0.0]}"#),
+        "{}",
+        got.body
+    );
+}

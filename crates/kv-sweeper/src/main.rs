@@ -1,17 +1,23 @@
 //! kv-sweeper: deletes expired keys every `--interval` seconds, or once with `--once` (for
 //! cron / Windows Task Scheduler). Runs beside kv-server on the same database.
 
+mod textfile;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use kv_core::backend::{self, ConnectionOptions, DbConnection, DbSetupError};
 use kv_core::{DatabaseUrl, SyncMode, store};
+use kv_log::LogFormat;
 use time::OffsetDateTime;
 use time::macros::format_description;
+
+use crate::textfile::RunReport;
 
 const RULE: &str = "---------------------------------------------------";
 
@@ -43,6 +49,15 @@ struct Args {
     /// How long to wait for a busy SQLite database before a batch fails.
     #[arg(long, env = "KV_BUSY_TIMEOUT_MS", default_value_t = 5000)]
     busy_timeout_ms: u64,
+
+    /// After each run, write its figures here in Prometheus text format (for node_exporter's
+    /// textfile collector: a `*.prom` file in its directory). Replaced atomically.
+    #[arg(long, env = "KV_SWEEPER_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
+
+    /// Log lines as text, or as one JSON object per line (for log shippers).
+    #[arg(long, env = "KV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 fn clock() -> String {
@@ -51,11 +66,19 @@ fn clock() -> String {
         .unwrap_or_default()
 }
 
+fn unix_time() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 struct Sweeper {
     args: Args,
     options: ConnectionOptions,
     conn: Option<DbConnection>,
     stop: Arc<AtomicBool>,
+    /// When a run last succeeded (Unix seconds), for the metrics file.
+    last_success: Option<f64>,
 }
 
 impl Sweeper {
@@ -71,7 +94,52 @@ impl Sweeper {
             .ok_or_else(|| DbSetupError::from("no connection".to_owned()))
     }
 
-    /// One cleanup run: prints the seed's per-run lines. Returns the count, or the error.
+    /// One cleanup run: prints the seed's per-run lines, logs a summary and writes the
+    /// metrics file (a failure to write it is logged; it does not fail the run). Returns the
+    /// count, or the error.
+    fn run(&mut self) -> Result<u64, String> {
+        let started = Instant::now();
+        let result = self.cleanup();
+        let report = RunReport {
+            deleted: *result.as_ref().unwrap_or(&0),
+            duration: started.elapsed(),
+            finished_at: unix_time(),
+            success: result.is_ok(),
+        };
+        if report.success {
+            self.last_success = Some(report.finished_at);
+        }
+        log::info!(
+            deleted = report.deleted,
+            duration_seconds = report.duration.as_secs_f64(),
+            success = report.success;
+            "cleanup {} in {} ms",
+            match &result {
+                Ok(n) => format!("deleted {n} expired keys"),
+                Err(_) => "failed".to_owned(),
+            },
+            report.duration.as_millis()
+        );
+        if let Err(err) = self.write_metrics(&report) {
+            log::error!("{err}");
+        }
+        result
+    }
+
+    fn write_metrics(&self, report: &RunReport) -> Result<(), String> {
+        let Some(path) = &self.args.metrics_file else {
+            return Ok(());
+        };
+        let text = textfile::render(
+            report,
+            self.last_success,
+            &self.args.database_url.redacted(),
+        );
+        textfile::write_atomically(path, &text)
+            .map_err(|e| format!("cannot write the metrics file {}: {e}", path.display()))
+    }
+
+    /// The cleanup itself, with the seed's lines.
     fn cleanup(&mut self) -> Result<u64, String> {
         println!("[{}] Running cleanup...", clock());
         let batch_size = self.args.batch_size;
@@ -96,7 +164,8 @@ impl Sweeper {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    kv_log::init(args.log_format);
+    log_configuration(&args);
     let options = ConnectionOptions {
         sync: SyncMode::Normal,
         busy_timeout: Duration::from_millis(args.busy_timeout_ms),
@@ -109,24 +178,29 @@ fn main() -> ExitCode {
             stop.store(true, Ordering::SeqCst);
             let _ = wake.send(());
         }) {
-            eprintln!("kv-sweeper: cannot install the Ctrl+C handler: {err}");
+            log::error!("kv-sweeper: cannot install the Ctrl+C handler: {err}");
             return ExitCode::FAILURE;
         }
     }
     let once = args.once;
     let interval = Duration::from_secs(args.interval);
+    let last_success = args
+        .metrics_file
+        .as_deref()
+        .and_then(textfile::read_last_success);
     let mut sweeper = Sweeper {
         args,
         options,
         conn: None,
         stop: Arc::clone(&stop),
+        last_success,
     };
 
     if once {
-        return match sweeper.cleanup() {
+        return match sweeper.run() {
             Ok(_) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!(
+                log::error!(
                     "kv-sweeper: cleanup of {} failed: {err}",
                     sweeper.args.database_url
                 );
@@ -144,11 +218,11 @@ fn main() -> ExitCode {
     println!("Press Ctrl+C to stop.");
     println!("{RULE}");
     while !stop.load(Ordering::SeqCst) {
-        let pause = match sweeper.cleanup() {
+        let pause = match sweeper.run() {
             Ok(_) => interval,
             Err(err) => {
                 let retry = interval.min(Duration::from_secs(5));
-                eprintln!(
+                log::error!(
                     "[{}] Cleanup failed: {err} (retrying in {}s)",
                     clock(),
                     retry.as_secs()
@@ -164,4 +238,25 @@ fn main() -> ExitCode {
     }
     println!("[{}] Stopped.", clock());
     ExitCode::SUCCESS
+}
+
+/// The one start-up log line: the configuration, the database URL's password redacted.
+fn log_configuration(args: &Args) {
+    let database = args.database_url.redacted();
+    let metrics_file = args
+        .metrics_file
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
+    log::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        mode = if args.once { "once" } else { "loop" },
+        interval_s = args.interval,
+        batch_size = args.batch_size,
+        busy_timeout_ms = args.busy_timeout_ms,
+        backend = args.database_url.backend().name(),
+        database = database.as_str(),
+        metrics_file = metrics_file.as_str(),
+        log_format:% = args.log_format;
+        "kv-sweeper starting"
+    );
 }

@@ -10,6 +10,7 @@ use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
 use crate::error::ApiError;
 use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_etag, not_modified};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// Reads go through here: `_`-keys are the server's routes, so an unknown one is a 404 route.
@@ -20,14 +21,17 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     Ok(key)
 }
 
-/// The live key, or its 404. An expired row is deleted before answering (lazy expiry).
-async fn lookup(state: &AppState, key: String) -> Result<KeyView, ApiError> {
+/// The live key, or its 404. An expired row is deleted before answering (lazy expiry) and,
+/// when this request is the one that deleted it, counted in `kv_keys_expired_lazily_total`.
+async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyView, ApiError> {
     let now = now_ms();
     let (found, key) = state
         .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
         .await?;
-    if let Lookup::Expired = found {
-        state.write(now, move |tx| tx.purge_expired(&key)).await?;
+    if let Lookup::Expired = found
+        && state.write(now, move |tx| tx.purge_expired(&key)).await?
+    {
+        metrics.lazily_expired.inc();
     }
     Ok(KeyView::new(found.live()?, now)?)
 }
@@ -36,9 +40,10 @@ pub async fn get(
     req: HttpRequest,
     KeyPath(key): KeyPath,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(&req, key)?;
-    let view = lookup(&state, key).await?;
+    let view = lookup(&state, &metrics, key).await?;
     if not_modified(req.headers(), view.version)? {
         return Ok(HttpResponse::NotModified()
             .insert_header(etag(view.version))
@@ -51,9 +56,10 @@ pub async fn head(
     req: HttpRequest,
     KeyPath(key): KeyPath,
     state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(&req, key)?;
-    let view = lookup(&state, key).await?;
+    let view = lookup(&state, &metrics, key).await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(view.version))
         .finish())

@@ -2,5 +2,6 @@
 
 pub mod collection;
 pub mod keys;
+pub mod metrics;
 pub mod server;
 pub mod ui;

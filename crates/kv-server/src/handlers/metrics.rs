@@ -1,0 +1,20 @@
+//! `GET /_metrics`: Prometheus text format.
+
+use actix_web::{HttpResponse, web};
+use kv_core::StoreError;
+
+use crate::error::ApiError;
+use crate::metrics::{CONTENT_TYPE, Metrics, key_counts};
+use crate::state::AppState;
+
+pub async fn metrics(
+    state: web::Data<AppState>,
+    metrics: web::Data<Metrics>,
+) -> Result<HttpResponse, ApiError> {
+    key_counts::before_scrape(state.clone(), metrics.clone()).await;
+    metrics.observe_pool(&state.pool);
+    let body = metrics
+        .render()
+        .map_err(|e| StoreError::Internal(format!("rendering metrics failed: {e}")))?;
+    Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body))
+}

@@ -135,7 +135,8 @@ pub fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kv-server"))
 }
 
-/// kv-sweeper is built beside kv-server by `cargo test --workspace`.
+/// kv-sweeper is built beside kv-server by `cargo test --workspace` (its package has an
+/// integration test, `crates/kv-sweeper/tests/cli.rs`, so cargo builds its binary).
 pub fn sweeper_bin() -> PathBuf {
     let path = server_bin().with_file_name(format!("kv-sweeper{}", std::env::consts::EXE_SUFFIX));
     assert!(

@@ -1,7 +1,7 @@
 //! Everything that differs between SQLite and PostgreSQL lives here: URLs, connecting
 //! (pragmas), the pool, migrations, how a write transaction starts, the version counter,
-//! row locks and the sweeper's batch delete. The rest of kv-core is written once and runs
-//! on either backend through [`with_conn!`].
+//! row and key locks, the sweeper's batch delete and reading the database's clock. The rest
+//! of kv-core is written once and runs on either backend through [`with_conn!`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,10 +10,11 @@ use std::time::Duration;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
+use crate::clock;
 use crate::error::StoreError;
 use crate::model::KeyValue;
 use crate::schema::{kv_meta, kv_store};
@@ -218,7 +219,15 @@ pub fn connect(
     url: &DatabaseUrl,
     options: &ConnectionOptions,
 ) -> Result<DbConnection, DbSetupError> {
-    let fail = |e: &dyn fmt::Display| DbSetupError(format!("cannot open {url}: {e}"));
+    // libpq's messages span lines ("…\n\tIs the server running…"): keep log lines whole.
+    let fail = |e: &dyn fmt::Display| {
+        let message = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        DbSetupError(format!("cannot open {url}: {message}"))
+    };
     match url.backend {
         Backend::Sqlite => {
             let mut conn = SqliteConnection::establish(&url.target).map_err(|e| fail(&e))?;
@@ -230,9 +239,37 @@ pub fn connect(
             .map_err(|e| fail(&e))?;
             Ok(DbConnection::Sqlite(conn))
         }
-        Backend::Postgres => PgConnection::establish(&url.target)
-            .map(DbConnection::Postgres)
-            .map_err(|e| fail(&e)),
+        Backend::Postgres => {
+            let mut conn = PgConnection::establish(&url.target).map_err(|e| fail(&e))?;
+            read_database_clock(&mut conn).map_err(|e| fail(&e))?;
+            Ok(DbConnection::Postgres(conn))
+        }
+    }
+}
+
+#[derive(QueryableByName)]
+struct ClockRow {
+    #[diesel(sql_type = BigInt)]
+    now_ms: i64,
+}
+
+/// Reads the PostgreSQL server's clock and records its offset from ours (see [`clock`]).
+fn read_database_clock(c: &mut PgConnection) -> QueryResult<()> {
+    let sent = clock::local_now_ms();
+    let row = diesel::sql_query(
+        "SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms",
+    )
+    .get_result::<ClockRow>(c)?;
+    clock::observe_database_clock(row.now_ms, sent, clock::local_now_ms());
+    Ok(())
+}
+
+/// Brings [`clock::now_ms`] in line with the database's clock (a no-op on SQLite, whose
+/// clock is this machine's). For long-lived connections outside the pool, e.g. the sweeper's.
+pub fn sync_clock(conn: &mut DbConnection) -> Result<(), StoreError> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Postgres(c) => Ok(read_database_clock(c)?),
     }
 }
 
@@ -285,8 +322,14 @@ impl r2d2::ManageConnection for ConnectionManager {
         connect(&self.url, &self.options)
     }
 
+    /// The checkout test (PostgreSQL only): reading the database's clock doubles as the
+    /// liveness query, so the clock offset is refreshed at no extra cost.
     fn is_valid(&self, conn: &mut DbConnection) -> Result<(), DbSetupError> {
-        with_conn!(conn, c => c.batch_execute("SELECT 1")).map_err(|e| DbSetupError(e.to_string()))
+        match conn {
+            DbConnection::Sqlite(c) => c.batch_execute("SELECT 1"),
+            DbConnection::Postgres(c) => read_database_clock(c),
+        }
+        .map_err(|e| DbSetupError(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut DbConnection) -> bool {
@@ -309,10 +352,44 @@ pub fn build_pool(
         .max_size(max_size.max(1))
         .connection_timeout(checkout_timeout)
         .test_on_check_out(url.backend == Backend::Postgres)
+        .error_handler(Box::new(PoolErrorLog::default()))
         .build_unchecked(ConnectionManager {
             url: url.clone(),
             options: options.clone(),
         })
+}
+
+/// Logs the pool's connection failures at most once per [`PoolErrorLog::EVERY`], with how
+/// many were left out: while the database is down, the pool retries every connection
+/// several times a second.
+#[derive(Debug, Default)]
+struct PoolErrorLog {
+    /// When the last line was logged, and the failures since.
+    state: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+}
+
+impl PoolErrorLog {
+    const EVERY: Duration = Duration::from_secs(10);
+}
+
+impl r2d2::HandleError<DbSetupError> for PoolErrorLog {
+    fn handle_error(&self, error: DbSetupError) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        match state.as_mut() {
+            Some((logged, left_out)) if logged.elapsed() < Self::EVERY => *left_out += 1,
+            _ => {
+                let left_out = state.map_or(0, |(_, n)| n);
+                let more = match left_out {
+                    0 => String::new(),
+                    n => format!(" ({n} more failures since the last report)"),
+                };
+                log::error!("database connection failed: {error}{more}");
+                *state = Some((std::time::Instant::now(), 0));
+            }
+        }
+    }
 }
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front,
@@ -388,8 +465,14 @@ pub(crate) fn current_version(conn: &mut DbConnection) -> QueryResult<i64> {
     }
 }
 
-/// Reads a row and locks it until the write transaction ends (SQLite's `BEGIN IMMEDIATE`
-/// already holds the database's write lock).
+/// Reads a row and locks the key until the write transaction ends, whether or not it has a
+/// row: concurrent writers of one key (on any server) take turns, and a transaction that saw
+/// a key absent keeps it absent until it commits. SQLite's `BEGIN IMMEDIATE` already holds
+/// the database's write lock. PostgreSQL locks the row (`FOR UPDATE`); when there is none it
+/// takes a transaction-scoped advisory lock on the key's name and reads again, since a
+/// writer holding that lock may have inserted the row meanwhile. (Two transactions locking
+/// the same keys in opposite orders deadlock; PostgreSQL aborts one and `store::write`
+/// runs it again.)
 pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult<Option<KeyValue>> {
     match conn {
         DbConnection::Sqlite(c) => kv_store::table
@@ -397,13 +480,56 @@ pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult
             .select(KeyValue::as_select())
             .get_result(c)
             .optional(),
-        DbConnection::Postgres(c) => kv_store::table
-            .find(key)
-            .select(KeyValue::as_select())
-            .for_update()
-            .get_result(c)
-            .optional(),
+        DbConnection::Postgres(c) => {
+            let lock_row = |c: &mut PgConnection| {
+                kv_store::table
+                    .find(key)
+                    .select(KeyValue::as_select())
+                    .for_update()
+                    .get_result(c)
+                    .optional()
+            };
+            if let Some(row) = lock_row(c)? {
+                return Ok(Some(row));
+            }
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<Text, _>(key)
+                .execute(c)?;
+            lock_row(c)
+        }
     }
+}
+
+/// Locks several keys at once, in byte order, the way [`find_for_update`] locks one: a
+/// transaction that knows all its keys up front (`POST /_tx`) then takes its version after
+/// every row it touches has stopped changing, and two such transactions over the same keys
+/// queue instead of deadlocking. A no-op on SQLite (`BEGIN IMMEDIATE` locks everything).
+pub(crate) fn lock_keys(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<()> {
+    let DbConnection::Postgres(c) = conn else {
+        return Ok(());
+    };
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let found: Vec<String> = kv_store::table
+        .filter(kv_store::key.eq_any(&keys))
+        .order(kv_store::key)
+        .select(kv_store::key)
+        .for_update()
+        .load(c)?;
+    let absent: Vec<&str> = keys
+        .into_iter()
+        .filter(|key| found.binary_search_by(|f| f.as_str().cmp(key)).is_err())
+        .collect();
+    if !absent.is_empty() {
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
+             FROM unnest($1::text[]) AS k ORDER BY k COLLATE \"C\"",
+        )
+        .bind::<Array<Text>, _>(&absent)
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 /// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
@@ -422,11 +548,13 @@ pub(crate) fn delete_expired_batch(
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(limit)
         .execute(c),
+        // MATERIALIZED: the batch is picked (and locked) exactly once.
         DbConnection::Postgres(c) => diesel::sql_query(
-            "DELETE FROM kv_store WHERE key IN \
+            "WITH batch AS MATERIALIZED \
              (SELECT key FROM kv_store WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 \
               FOR UPDATE SKIP LOCKED) \
-             AND expires_at <= $1",
+             DELETE FROM kv_store USING batch \
+             WHERE kv_store.key = batch.key AND kv_store.expires_at <= $1",
         )
         .bind::<BigInt, _>(now)
         .bind::<BigInt, _>(limit)

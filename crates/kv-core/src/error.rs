@@ -101,7 +101,8 @@ impl StoreError {
         }
     }
 
-    /// Worth running the whole write transaction again (a lost race on PostgreSQL).
+    /// Worth running the whole write transaction again (a lost race on PostgreSQL: unique
+    /// violation, serialization failure, deadlock, or a newer version seen; see `store::Tx`).
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self.root(), StoreError::Conflict)
     }
@@ -112,6 +113,10 @@ impl From<diesel::result::Error> for StoreError {
         use diesel::result::{DatabaseErrorKind as K, Error as E};
         match &err {
             E::DatabaseError(K::UniqueViolation | K::SerializationFailure, _) => {
+                StoreError::Conflict
+            }
+            // PostgreSQL's deadlock_detected (40P01), which diesel does not classify.
+            E::DatabaseError(_, info) if info.message().contains("deadlock detected") => {
                 StoreError::Conflict
             }
             E::DatabaseError(K::ClosedConnection, _) | E::BrokenTransactionManager => {
@@ -127,8 +132,10 @@ impl From<diesel::result::Error> for StoreError {
 }
 
 impl From<r2d2::Error> for StoreError {
-    fn from(err: r2d2::Error) -> Self {
-        StoreError::Unavailable(format!("no database connection: {err}"))
+    /// The pool gave up waiting for a connection. Why is in the server's log (see
+    /// `backend::build_pool`), not in the response: it names the database's host.
+    fn from(_: r2d2::Error) -> Self {
+        StoreError::Unavailable("no database connection".into())
     }
 }
 
@@ -141,6 +148,8 @@ fn unavailable_reason(message: &str) -> Option<&'static str> {
         ("readonly", "database is read-only"),
         ("read-only", "database is read-only"),
         ("disk is full", "disk is full"),
+        // PostgreSQL's lock table is full (many large transactions at once).
+        ("out of shared memory", "database is busy"),
         ("disk i/o", "disk I/O error"),
         ("unable to open", "cannot open the database file"),
         ("terminating connection", "database is shutting down"),

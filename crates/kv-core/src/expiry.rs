@@ -6,12 +6,6 @@ use time::macros::format_description;
 /// The latest expiry a key may have: 9999-12-31T23:59:59.999Z in unix milliseconds.
 pub const MAX_EXPIRES_AT_MS: i64 = 253_402_300_799_999;
 
-/// The current time in unix milliseconds.
-pub fn now_ms() -> i64 {
-    let nanos = OffsetDateTime::now_utc().unix_timestamp_nanos();
-    i64::try_from(nanos / 1_000_000).unwrap_or(i64::MAX)
-}
-
 /// A key with `expires_at` is absent from the millisecond it expires.
 pub fn is_expired(expires_at: Option<i64>, now: i64) -> bool {
     matches!(expires_at, Some(at) if at <= now)

@@ -5,6 +5,7 @@
 //! one database transaction. Nothing here knows about HTTP.
 
 pub mod backend;
+pub mod clock;
 pub mod cursor;
 pub mod error;
 pub mod expiry;
@@ -21,5 +22,5 @@ pub mod view;
 pub mod writer;
 
 pub use backend::{Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, SyncMode};
+pub use clock::now_ms;
 pub use error::StoreError;
-pub use expiry::now_ms;

@@ -123,9 +123,33 @@ impl Tx<'_> {
         Ok(v)
     }
 
+    /// Locks `keys` (the valid ones; the others fail in their own operation) before any
+    /// operation runs, so no row this transaction touches is written by another one after
+    /// it takes its version.
+    pub fn lock_keys<'k>(
+        &mut self,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<&str> = keys
+            .into_iter()
+            .filter(|k| validate_key(k).is_ok())
+            .collect();
+        Ok(backend::lock_keys(self.conn, &keys)?)
+    }
+
     /// The row (live or expired), locked until the transaction ends.
+    ///
+    /// A row written after this transaction took its version (by a transaction that locked
+    /// it first and committed meanwhile) carries a higher version; writing over it would take
+    /// the key's version backwards, so the transaction is run again with a fresh version.
+    /// (Only on PostgreSQL, SQLite runs one write transaction at a time; and rare there, as
+    /// multi-key transactions lock their keys first.)
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Ok(backend::find_for_update(self.conn, key)?)
+        let row = backend::find_for_update(self.conn, key)?;
+        match (&row, self.version) {
+            (Some(row), Some(mine)) if row.version > mine => Err(StoreError::Conflict),
+            _ => Ok(row),
+        }
     }
 
     fn lookup(&self, row: Option<KeyValue>) -> Lookup<KeyValue> {
@@ -301,30 +325,34 @@ impl Tx<'_> {
         )))
     }
 
-    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count.
+    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
+    /// counted from the rows the one DELETE removed (exact even while other servers write).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
-        let now = self.now;
+        if let KeyScope::Prefix(prefix) = scope
+            && matches_no_key(prefix)
+        {
+            return Ok(0);
+        }
         let (lower, upper) = scope.key_range();
-        let live = with_conn!(self.conn, c => {
-            let mut live = kv_store::table
-                .into_boxed()
-                .filter(kv_store::key.ge(lower.clone()))
-                .filter(live_at(now));
-            if let Some(upper) = &upper {
-                live = live.filter(kv_store::key.lt(upper.clone()));
-            }
-            let live = live.count().get_result::<i64>(c)?;
+        let removed: Vec<Option<i64>> = with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
             match &upper {
-                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper))).execute(c)?,
-                None => diesel::delete(in_range).execute(c)?,
-            };
-            Ok::<_, diesel::result::Error>(live)
+                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper)))
+                    .returning(kv_store::expires_at)
+                    .get_results(c),
+                None => diesel::delete(in_range)
+                    .returning(kv_store::expires_at)
+                    .get_results(c),
+            }
         })?;
+        let live = removed
+            .into_iter()
+            .filter(|expires_at| !crate::expiry::is_expired(*expires_at, self.now))
+            .count();
         if live > 0 {
             self.write_version()?;
         }
-        Ok(live)
+        Ok(i64::try_from(live).unwrap_or(i64::MAX))
     }
 }
 
@@ -358,6 +386,20 @@ pub fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
+/// Whether no key can start with `prefix`: keys hold no control characters (see
+/// [`validate_key`]). Such a prefix never reaches the database (PostgreSQL text cannot even
+/// hold NUL).
+fn matches_no_key(prefix: &str) -> bool {
+    prefix.chars().any(char::is_control)
+}
+
+/// `after` cut at its first NUL: for keys, which hold no NUL, "greater than" either is the
+/// same (a key starting with the part before the NUL has a next byte above NUL, or is that
+/// part and below both). PostgreSQL text cannot hold NUL, and a cursor is client input.
+fn same_bound_without_nul(after: &str) -> String {
+    after.split('\0').next().unwrap_or_default().to_owned()
+}
+
 /// A page request of `GET /_keys`.
 #[derive(Debug, Clone)]
 pub struct ScanArgs {
@@ -378,10 +420,20 @@ pub struct ScanPage {
 /// Pages through live keys along the primary-key index. With a `match` pattern, at most
 /// `10 × limit` keys are examined per page, so a page may hold fewer than `limit` keys.
 pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPage, StoreError> {
+    if matches_no_key(&args.prefix) {
+        return Ok(ScanPage {
+            rows: Vec::new(),
+            next_after: None,
+        });
+    }
     let limit = args.limit.max(1);
     let max_examined = limit.saturating_mul(10);
     let upper = prefix_upper_bound(&args.prefix);
-    let mut after = args.after.clone().filter(|a| *a >= args.prefix);
+    let mut after = args
+        .after
+        .as_deref()
+        .map(same_bound_without_nul)
+        .filter(|a| *a >= args.prefix);
     let mut rows = Vec::new();
     let mut examined = 0;
     loop {

@@ -44,6 +44,13 @@ pub async fn run(config: Config) -> io::Result<()> {
     if migrated > 0 {
         log::info!("applied {migrated} database migration(s)");
     }
+    let clock_offset = kv_core::clock::database_offset_ms();
+    if clock_offset.abs() >= 1000 {
+        log::warn!(
+            "this machine's clock differs from the database's by {clock_offset} ms; \
+             expiries follow the database's clock"
+        );
+    }
     let pool = backend::build_pool(
         &url,
         &options,

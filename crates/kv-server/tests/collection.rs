@@ -233,7 +233,7 @@ fn stats_count_live_and_expiring_keys() {
     assert_eq!(empty["keys"], 0);
     assert_eq!(empty["expiring"], 0);
     assert_eq!(empty["version"], 0);
-    assert_eq!(empty["database"], "sqlite");
+    assert_eq!(empty["database"], db.backend_name());
     server.post("/a", r#"{"value": 1}"#).expect(201);
     server.post("/b", r#"{"value": 1, "ttl": 100}"#).expect(201);
     let v = server
@@ -261,4 +261,36 @@ fn urlencode(key: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[test]
+fn prefixes_and_cursors_with_nul_or_control_characters_match_no_key() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    for key in ["a", "ab", "b"] {
+        server
+            .post(&format!("/{key}"), r#"{"value": 1}"#)
+            .expect(201);
+    }
+    // No key holds a control character (PostgreSQL text cannot even hold NUL).
+    for prefix in ["%00", "a%00", "%01", "a%0A"] {
+        assert_eq!(
+            server.get(&format!("/_keys?prefix={prefix}")).expect(200),
+            json!({"keys": [], "cursor": null})
+        );
+        assert_eq!(
+            server
+                .delete(&format!("/_keys?prefix={prefix}"))
+                .expect(200)["deleted"],
+            0
+        );
+    }
+    // A cursor "after a\0x" continues after "a", as every key greater than one is greater
+    // than the other.
+    let cursor: String = "a\0x".bytes().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        server.get(&format!("/_keys?cursor={cursor}")).expect(200)["keys"],
+        json!(["ab", "b"])
+    );
+    assert_eq!(server.get("/_stats").expect(200)["keys"], 3);
 }

@@ -60,7 +60,7 @@ fn health_endpoints_follow_the_contract() {
         let resp = server.get(path);
         assert_eq!(
             resp.expect(200),
-            json!({"status": "ok", "database": "sqlite"}),
+            json!({"status": "ok", "database": db.backend_name()}),
             "{path}"
         );
         assert_eq!(resp.header("content-type"), Some("application/json"));
@@ -288,7 +288,7 @@ fn start_up_configuration_is_one_line_without_secrets() {
     let line = lines[0];
     for field in [
         "version=",
-        "backend=sqlite",
+        &format!("backend={}", db.backend_name()),
         &format!("database={}", db.url),
         "pool_size=5",
         "sync=normal",
@@ -339,7 +339,7 @@ fn json_logs_are_one_object_per_line() {
                 .is_some_and(|m| m.contains("listening on"))
         })
         .expect("start-up line");
-    assert_eq!(start["backend"], "sqlite");
+    assert_eq!(start["backend"], db.backend_name());
     assert_eq!(start["database"], db.url.as_str());
     assert_eq!(start["api_keys"], 1);
     assert_eq!(start["log_format"], "json");

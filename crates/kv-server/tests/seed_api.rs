@@ -189,7 +189,7 @@ fn health_endpoints() {
     );
     assert_eq!(
         server.get("/_health").expect(200),
-        json!({"status": "ok", "database": "sqlite"})
+        json!({"status": "ok", "database": db.backend_name()})
     );
     assert_eq!(server.get("/_health/ready").expect(200)["status"], "ok");
 }

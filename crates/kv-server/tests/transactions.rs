@@ -100,7 +100,13 @@ fn a_failed_check_or_precondition_applies_nothing() {
         (json!(1), json!("s"))
     );
     server.get("/c").expect_error(404, "not_found");
-    assert_eq!(server.get("/_stats").expect(200)["version"], v + 1);
+    let version = server.get("/_stats").expect(200)["version"].as_i64();
+    if db.is_postgres() {
+        // The version sequence has gaps: a transaction that rolled back used its number.
+        assert!(version >= Some(v + 1), "version {version:?}");
+    } else {
+        assert_eq!(version, Some(v + 1));
+    }
 }
 
 #[test]

@@ -148,6 +148,7 @@ impl Sweeper {
             .connection()
             .map_err(|e| e.to_string())
             .and_then(|conn| {
+                backend::sync_clock(conn).map_err(|e| e.to_string())?;
                 store::sweep_expired(conn, kv_core::now_ms(), batch_size, &|| {
                     stop.load(Ordering::SeqCst)
                 })

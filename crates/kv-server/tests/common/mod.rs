@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -12,29 +13,130 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// A fresh, empty database for one test (a SQLite file in `dir`).
+/// The database a test runs against: a fresh PostgreSQL database when `KV_TEST_POSTGRES_URL`
+/// is set (`scripts/test-postgres.sh` sets it), else a fresh SQLite file. The whole suite runs
+/// unchanged against either.
+pub const POSTGRES_URL_VAR: &str = "KV_TEST_POSTGRES_URL";
+
+/// The reason PostgreSQL-only tests are ignored by plain `cargo test`.
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: run scripts/test-postgres.sh";
+
+/// A fresh, empty database for one test, dropped (PostgreSQL) or deleted (SQLite) after it.
 pub struct TestDatabase {
     pub url: String,
+    backend: &'static str,
+    /// PostgreSQL: the cluster's admin URL and this test's database name.
+    postgres: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
 impl TestDatabase {
+    /// The backend under test: PostgreSQL if `KV_TEST_POSTGRES_URL` is set, else SQLite.
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = dir.path().join("kv.sqlite3").display().to_string();
-        TestDatabase { url, _dir: dir }
+        match std::env::var(POSTGRES_URL_VAR) {
+            Ok(admin_url) if !admin_url.is_empty() => TestDatabase::postgres_at(&admin_url),
+            _ => TestDatabase::sqlite(),
+        }
     }
 
+    /// A SQLite file, whatever backend the suite runs against (for SQLite-only behaviour).
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = dir.path().join("kv.sqlite3").display().to_string();
+        TestDatabase {
+            url,
+            backend: "sqlite",
+            postgres: None,
+            _dir: dir,
+        }
+    }
+
+    /// A PostgreSQL database; panics (the test FAILS, it is not skipped) when
+    /// `KV_TEST_POSTGRES_URL` is not set.
+    pub fn postgres() -> Self {
+        TestDatabase::postgres_at(&postgres_admin_url(POSTGRES_URL_VAR))
+    }
+
+    /// A fresh database in the cluster whose admin URL is `admin_url`.
+    pub fn postgres_at(admin_url: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "kvtest_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        );
+        admin_sql(admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("cannot create test database {name} at {admin_url}: {e}"));
+        TestDatabase {
+            url: with_database(admin_url, &name),
+            backend: "postgres",
+            postgres: Some((admin_url.to_owned(), name)),
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`, as `/_stats` and `/_health` report it.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// A temp dir that lives as long as the database (the SQLite file is in it).
     pub fn dir(&self) -> &Path {
         self._dir.path()
     }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some((admin_url, name)) = &self.postgres {
+            // FORCE: a server a test leaked may still be connected.
+            if let Err(e) = admin_sql(
+                admin_url,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ) {
+                eprintln!("could not drop test database {name}: {e}");
+            }
+        }
+    }
+}
+
+/// The admin URL in `var`; panics with how to get one when it is not set.
+pub fn postgres_admin_url(var: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!("{var} is not set: this test {NEEDS_POSTGRES}"),
+    }
+}
+
+/// Runs one statement on the cluster's admin database.
+fn admin_sql(admin_url: &str, sql: &str) -> Result<(), String> {
+    use diesel::Connection;
+    use diesel::connection::SimpleConnection;
+    let mut conn = diesel::PgConnection::establish(admin_url).map_err(|e| e.to_string())?;
+    conn.batch_execute(sql).map_err(|e| e.to_string())
+}
+
+/// `postgres://u@h:p/admin?x=y` with the database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (scheme, rest) = admin_url.split_once("://").expect("a postgres:// URL");
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let query = tail.find('?').map_or("", |i| &tail[i..]);
+    format!("{scheme}://{authority}/{name}{query}")
 }
 
 pub fn server_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kv-server"))
 }
 
-/// kv-sweeper is built beside kv-server by `cargo test --workspace`.
+/// kv-sweeper is built beside kv-server by `cargo test --workspace` (its package has an
+/// integration test, `crates/kv-sweeper/tests/cli.rs`, so cargo builds its binary).
 pub fn sweeper_bin() -> PathBuf {
     let path = server_bin().with_file_name(format!("kv-sweeper{}", std::env::consts::EXE_SUFFIX));
     assert!(
@@ -231,6 +333,93 @@ pub fn sweep_once(database_url: &str, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run kv-sweeper")
+}
+
+/// A `kv-sweeper` running in loop mode, its stdout collected.
+pub struct Sweeper {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Sweeper {
+    /// Starts `kv-sweeper` (plus `args`, e.g. `--interval 1`) and waits for its first run.
+    pub fn start(database_url: &str, args: &[&str]) -> Sweeper {
+        let mut child = Command::new(sweeper_bin())
+            .args(["--database-url", database_url])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kv-sweeper");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let output = Arc::clone(&output);
+            thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut output = output.lock().expect("output");
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        let sweeper = Sweeper { child, output };
+        sweeper.wait_for_runs(1);
+        sweeper
+    }
+
+    /// Everything it printed so far (stdout and stderr).
+    pub fn output(&self) -> String {
+        self.output.lock().expect("output").clone()
+    }
+
+    /// The counts of its finished runs ("Successfully deleted N expired keys.").
+    pub fn deleted_per_run(&self) -> Vec<u64> {
+        self.output()
+            .lines()
+            .filter_map(|line| {
+                line.strip_prefix("Successfully deleted ")?
+                    .strip_suffix(" expired keys.")?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
+    pub fn deleted_total(&self) -> u64 {
+        self.deleted_per_run().iter().sum()
+    }
+
+    /// Waits until it has finished `runs` cleanups in all (panics after 60 s).
+    pub fn wait_for_runs(&self, runs: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.deleted_per_run().len() < runs {
+            assert!(
+                Instant::now() < deadline,
+                "kv-sweeper did not finish {runs} run(s); output:\n{}",
+                self.output()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(30))
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// An HTTP response, read whole.

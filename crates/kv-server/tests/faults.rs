@@ -75,7 +75,7 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
 
 #[test]
 fn a_database_locked_past_the_busy_timeout_is_503_until_released() {
-    let db = TestDatabase::new();
+    let db = TestDatabase::sqlite();
     let server = Server::start_with(&db.url, &["--busy-timeout-ms", "200"], &[]);
     server.post("/k", r#"{"value": 1}"#).expect(201);
 
@@ -134,7 +134,7 @@ impl Drop for Immutable {
 
 #[test]
 fn a_read_only_database_file_is_503_until_writable_again() {
-    let db = TestDatabase::new();
+    let db = TestDatabase::sqlite();
     let server = Server::start(&db);
     server.post("/k", r#"{"value": 1}"#).expect(201);
     let files = vec![

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
-use crate::handlers::{collection, keys, server};
+use crate::handlers::{collection, keys, metrics, server};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,13 +34,14 @@ use crate::handlers::{collection, keys, server};
         collection::stats,
         server::live,
         server::ready,
+        metrics::metrics,
         document,
     ),
     components(schemas(ErrorBody)),
     tags(
         (name = "keys", description = "One key: GET, SET, EXPIRE, DELETE, INCR/DECR"),
         (name = "collection", description = "Scans, bulk delete, transactions, stats"),
-        (name = "server", description = "Health checks and this document"),
+        (name = "server", description = "Health checks, metrics and this document"),
     )
 )]
 struct ApiDoc;

@@ -7,6 +7,10 @@ use crate::error::ApiError;
 use crate::metrics::{CONTENT_TYPE, Metrics, key_counts};
 use crate::state::AppState;
 
+/// Prometheus text: requests by route template and status, latency, keys, pool.
+#[utoipa::path(get, path = "/_metrics", tag = "server", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition format (see docs/OPERATIONS.md)",
+        content_type = "text/plain; version=0.0.4", body = String)))]
 pub async fn metrics(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,

@@ -440,15 +440,51 @@ struct VersionRow {
 /// Takes the next store-wide version (inside the caller's write transaction).
 pub(crate) fn next_version(conn: &mut DbConnection) -> QueryResult<i64> {
     match conn {
-        DbConnection::Sqlite(c) => diesel::update(kv_meta::table.find(1))
-            .set(kv_meta::version.eq(kv_meta::version + 1))
-            .returning(kv_meta::version)
-            .get_result(c),
+        DbConnection::Sqlite(c) => BumpSqliteVersion.get_result(c),
         DbConnection::Postgres(c) => diesel::sql_query("SELECT nextval('kv_version') AS version")
             .get_result::<VersionRow>(c)
             .map(|row| row.version),
     }
 }
+
+/// Writes `row` over whatever row holds its key (the caller holds the key's lock). On SQLite
+/// one `REPLACE`, whose prepared statement diesel caches (an `UPDATE` it prepares anew each
+/// time); on PostgreSQL an `UPDATE` or `INSERT`.
+pub(crate) fn put_row(
+    conn: &mut DbConnection,
+    row: &KeyValue,
+    replaces_row: bool,
+) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => diesel::replace_into(kv_store::table).values(row).execute(c),
+        DbConnection::Postgres(c) if replaces_row => diesel::update(kv_store::table.find(&row.key))
+            .set(row)
+            .execute(c),
+        DbConnection::Postgres(c) => diesel::insert_into(kv_store::table).values(row).execute(c),
+    }
+    .map(|_| ())
+}
+
+/// SQLite's version bump as a statement with a static query id, so diesel prepares it once
+/// per connection (its `update(…).returning(…)` is prepared anew on every call).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct BumpSqliteVersion;
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for BumpSqliteVersion {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql("UPDATE kv_meta SET version = version + 1 WHERE id = 1 RETURNING version");
+        Ok(())
+    }
+}
+
+impl diesel::query_builder::Query for BumpSqliteVersion {
+    type SqlType = BigInt;
+}
+
+impl RunQueryDsl<SqliteConnection> for BumpSqliteVersion {}
 
 /// The latest version handed out (0 before the first write).
 pub(crate) fn current_version(conn: &mut DbConnection) -> QueryResult<i64> {

@@ -162,12 +162,7 @@ impl Tx<'_> {
 
     /// Writes `row`, inserting or replacing whatever row (live or expired) held the key.
     fn put(&mut self, row: &KeyValue, replaces_row: bool) -> Result<(), StoreError> {
-        with_conn!(self.conn, c => if replaces_row {
-            diesel::update(kv_store::table.find(&row.key)).set(row).execute(c)
-        } else {
-            diesel::insert_into(kv_store::table).values(row).execute(c)
-        })?;
-        Ok(())
+        Ok(backend::put_row(self.conn, row, replaces_row)?)
     }
 
     fn remove(&mut self, key: &str) -> Result<(), StoreError> {
@@ -517,7 +512,10 @@ pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
 }
 
 /// Deletes rows expired at `now` in transactions of at most `batch_size` rows, so the write
-/// lock is never held for long. Stops early when `stop()` says so (between batches).
+/// lock is never held for long, and pauses after each full batch for twice as long as the
+/// batch took (at least 5 ms), so the server's writes get the lock in between: a sweep of a
+/// million keys takes seconds longer, and requests meanwhile do not wait behind it. Stops
+/// early when `stop()` says so (between batches).
 pub fn sweep_expired(
     conn: &mut DbConnection,
     now: i64,
@@ -527,6 +525,7 @@ pub fn sweep_expired(
     let batch_size = batch_size.max(1);
     let mut total = 0u64;
     loop {
+        let started = std::time::Instant::now();
         let deleted = backend::write_transaction(conn, |c| {
             Ok(backend::delete_expired_batch(
                 c,
@@ -538,6 +537,8 @@ pub fn sweep_expired(
         if deleted < batch_size as usize || stop() {
             return Ok(total);
         }
+        let pause = (started.elapsed() * 2).max(std::time::Duration::from_millis(5));
+        std::thread::sleep(pause);
     }
 }
 

@@ -15,6 +15,19 @@ use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_eta
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
+/// The `{key}` path parameter of every `/<key>` route, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // a schema, never built
+struct KeyParam {
+    /// The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.
+    #[param(
+        min_length = 1,
+        pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
+    key: String,
+}
+
 /// Reads go through here: `_`-keys are the server's routes, so an unknown one is a 404 route.
 fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     if is_reserved(&key) {
@@ -39,7 +52,7 @@ async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyV
 }
 
 #[utoipa::path(get, path = "/{key}", tag = "keys", operation_id = "get_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when the key is still at it")),
+    params(KeyParam, ("If-None-Match" = Option<String>, Header, description = "`\"<version>\"`: 304 when the key is still at it")),
     responses(
         (status = 200, description = "The key", body = KeyView, headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 304, description = "Not modified since the given version", headers(("ETag" = String, description = "`\"<version>\"`"))),
@@ -62,7 +75,7 @@ pub async fn get(
 }
 
 #[utoipa::path(head, path = "/{key}", tag = "keys", operation_id = "head_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$")),
+    params(KeyParam),
     responses(
         (status = 200, description = "The key exists", headers(("ETag" = String, description = "`\"<version>\"`"))),
         (status = 404, description = "No such key"),
@@ -82,7 +95,7 @@ pub async fn head(
 
 /// SET (`POST` and `PUT` alike).
 #[utoipa::path(post, path = "/{key}", tag = "keys", operation_id = "set_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at"), ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key is absent")),
+    params(KeyParam, ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at"), ("If-None-Match" = Option<String>, Header, description = "`*`: write only if the key is absent")),
     request_body(content = SetRequest, description = "Parsed as JSON whatever the Content-Type"),
     responses(
         (status = 201, description = "Created", body = SetView, headers(("ETag" = String, description = "`\"<version>\"`"))),
@@ -115,7 +128,7 @@ pub async fn set(
 }
 
 #[utoipa::path(delete, path = "/{key}", tag = "keys", operation_id = "delete_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    params(KeyParam, ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     responses(
         (status = 200, description = "Deleted", body = DeleteView),
         (status = 404, description = "No such key", body = ErrorBody),
@@ -136,7 +149,7 @@ pub async fn delete(
 
 /// EXPIRE / PERSIST.
 #[utoipa::path(patch, path = "/{key}", tag = "keys", operation_id = "expire_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    params(KeyParam, ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     request_body(content = ExpireRequest, description = "Parsed as JSON whatever the Content-Type"),
     responses(
         (status = 200, description = "The new expiry", body = ExpireView, headers(("ETag" = String, description = "`\"<version>\"`"))),
@@ -163,7 +176,7 @@ pub async fn patch(
 }
 
 #[utoipa::path(post, path = "/{key}/incr", tag = "keys", operation_id = "incr_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    params(KeyParam, ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
     responses(
         (status = 200, description = "The new value", body = IncrView, headers(("ETag" = String, description = "`\"<version>\"`"))),
@@ -181,7 +194,7 @@ pub async fn incr(
 }
 
 #[utoipa::path(post, path = "/{key}/decr", tag = "keys", operation_id = "decr_key",
-    params(("key" = String, Path, description = "The key: 1–512 bytes of UTF-8 once percent-decoded, no control characters (`/` is sent as `%2F`). Keys starting with `_` are the server's routes.", min_length = 1, pattern = "^[^_\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"), ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
+    params(KeyParam, ("If-Match" = Option<String>, Header, description = "`*` (the key exists) or a list of `\"<version>\"` ETags the key must be at")),
     request_body(content = Option<IncrRequest>, description = "Optional; parsed as JSON whatever the Content-Type"),
     responses(
         (status = 200, description = "The new value", body = IncrView, headers(("ETag" = String, description = "`\"<version>\"`"))),

@@ -1,10 +1,7 @@
 //! Small HTTP helpers shared by the handlers: bodies, conditional headers, ETags.
 
-use std::future::{Ready, ready};
-
-use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use kv_core::StoreError;
 use kv_core::precondition::{EtagSet, Precondition};
 use kv_core::request;
@@ -15,29 +12,16 @@ use crate::error::ApiError;
 
 /// The key of a `/<key>/…` route: the first path segment, percent-decoded as UTF-8 (so `%2F`
 /// is a `/` inside the key and `+` stays a plus).
-pub struct KeyPath(pub String);
-
-impl FromRequest for KeyPath {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let path = req.uri().path();
-        let segment = path.strip_prefix('/').unwrap_or(path);
-        let segment = segment.split('/').next().unwrap_or_default();
-        ready(
-            percent_encoding::percent_decode_str(segment)
-                .decode_utf8()
-                .map(|key| KeyPath(key.into_owned()))
-                .map_err(|_| {
-                    StoreError::invalid(
-                        "invalid_key",
-                        "key is not valid UTF-8 once percent-decoded",
-                    )
-                    .into()
-                }),
-        )
-    }
+pub fn key_of(req: &HttpRequest) -> Result<String, ApiError> {
+    let path = req.uri().path();
+    let segment = path.strip_prefix('/').unwrap_or(path);
+    let segment = segment.split('/').next().unwrap_or_default();
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| {
+            StoreError::invalid("invalid_key", "key is not valid UTF-8 once percent-decoded").into()
+        })
 }
 
 /// The body as a JSON object, whatever the Content-Type; an empty body is `{}`.

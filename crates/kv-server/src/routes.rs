@@ -1,10 +1,19 @@
 //! The one route table. Server routes start with `_`; everything else is a key.
+//!
+//! Routing is on every request's path, so it is kept cheap (measured in docs/BENCHMARKS.md):
+//! each server route path is a resource of its own, which actix matches by comparing strings
+//! (a resource with several paths, or with a `{key}` parameter, is a regex tried on every
+//! request), and the key routes are told apart here, by what follows the key's segment.
 
-use actix_web::{HttpResponse, Route, web};
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::error::ApiError;
 use crate::handlers::{collection, keys, metrics, server, ui};
+use crate::http::key_of;
+use crate::metrics::{Metrics, RouteLabel};
 use crate::openapi;
+use crate::state::AppState;
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -12,86 +21,181 @@ fn allow_only(allow: &'static str) -> Route {
         .to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed(allow)) })
 }
 
+/// Registers a server route under each of `paths`, one resource per path, named by the
+/// first (the route's label in `/_metrics`).
+fn server_route(
+    cfg: &mut web::ServiceConfig,
+    paths: &[&'static str],
+    allow: &'static str,
+    methods: fn(Resource) -> Resource,
+) {
+    for path in paths {
+        cfg.service(
+            methods(web::resource(*path).name(paths[0])).default_service(allow_only(allow)),
+        );
+    }
+}
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource(["/_health/live", "/_health/live/"])
-            .route(web::get().to(server::live))
-            .route(web::head().to(server::live))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource(["/_health", "/_health/", "/_health/ready", "/_health/ready/"])
-            .route(web::get().to(server::ready))
-            .route(web::head().to(server::ready))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource(["/_metrics", "/_metrics/"])
-            .route(web::get().to(metrics::metrics))
+    server_route(
+        cfg,
+        &["/_health/live", "/_health/live/"],
+        "GET, HEAD",
+        |r| {
+            r.route(web::get().to(server::live))
+                .route(web::head().to(server::live))
+        },
+    );
+    server_route(
+        cfg,
+        &["/_health", "/_health/", "/_health/ready", "/_health/ready/"],
+        "GET, HEAD",
+        |r| {
+            r.route(web::get().to(server::ready))
+                .route(web::head().to(server::ready))
+        },
+    );
+    server_route(cfg, &["/_metrics", "/_metrics/"], "GET, HEAD", |r| {
+        r.route(web::get().to(metrics::metrics))
             .route(web::head().to(metrics::metrics))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource(["/_stats", "/_stats/"])
-            .route(web::get().to(collection::stats))
+    });
+    server_route(cfg, &["/_stats", "/_stats/"], "GET, HEAD", |r| {
+        r.route(web::get().to(collection::stats))
             .route(web::head().to(collection::stats))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource(["/_keys", "/_keys/"])
-            .route(web::get().to(collection::scan))
+    });
+    server_route(cfg, &["/_keys", "/_keys/"], "GET, HEAD, DELETE", |r| {
+        r.route(web::get().to(collection::scan))
             .route(web::head().to(collection::scan))
             .route(web::delete().to(collection::delete_keys))
-            .default_service(allow_only("GET, HEAD, DELETE")),
-    )
-    .service(
-        web::resource(["/_tx", "/_tx/"])
-            .route(web::post().to(collection::transaction))
-            .default_service(allow_only("POST")),
-    )
-    .service(
-        web::resource(["/_ui", "/_ui/"])
-            .route(web::get().to(ui::index))
+    });
+    server_route(cfg, &["/_tx", "/_tx/"], "POST", |r| {
+        r.route(web::post().to(collection::transaction))
+    });
+    server_route(cfg, &["/_ui", "/_ui/"], "GET, HEAD", |r| {
+        r.route(web::get().to(ui::index))
             .route(web::head().to(ui::index))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource("/_ui/app.js")
-            .route(web::get().to(ui::script))
+    });
+    server_route(cfg, &["/_ui/app.js"], "GET, HEAD", |r| {
+        r.route(web::get().to(ui::script))
             .route(web::head().to(ui::script))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource("/_ui/app.css")
-            .route(web::get().to(ui::stylesheet))
+    });
+    server_route(cfg, &["/_ui/app.css"], "GET, HEAD", |r| {
+        r.route(web::get().to(ui::stylesheet))
             .route(web::head().to(ui::stylesheet))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource("/_openapi.json")
-            .route(web::get().to(openapi::document))
+    });
+    server_route(cfg, &["/_openapi.json"], "GET, HEAD", |r| {
+        r.route(web::get().to(openapi::document))
             .route(web::head().to(openapi::document))
-            .default_service(allow_only("GET, HEAD")),
-    )
-    .service(
-        web::resource(["/{key}/incr", "/{key}/incr/"])
-            .route(web::post().to(keys::incr))
-            .default_service(allow_only("POST")),
-    )
-    .service(
-        web::resource(["/{key}/decr", "/{key}/decr/"])
-            .route(web::post().to(keys::decr))
-            .default_service(allow_only("POST")),
-    )
-    .service(
-        web::resource(["/{key}", "/{key}/"])
-            .route(web::get().to(keys::get))
-            .route(web::head().to(keys::head))
-            .route(web::post().to(keys::set))
-            .route(web::put().to(keys::set))
-            .route(web::patch().to(keys::patch))
-            .route(web::delete().to(keys::delete))
-            .default_service(allow_only("GET, HEAD, POST, PUT, PATCH, DELETE")),
-    )
-    .default_service(web::to(server::route_not_found));
+    });
+    cfg.default_service(web::to(key_route));
+}
+
+/// The routes under a key: `/<key>`, `/<key>/incr`, `/<key>/decr`, each also with a trailing
+/// slash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRoute {
+    Key,
+    Incr,
+    Decr,
+}
+
+impl KeyRoute {
+    /// The key route `path` is, if any (`path` as actix routes it).
+    fn of(path: &str) -> Option<KeyRoute> {
+        let rest = path.strip_prefix('/')?;
+        let (key, rest) = rest.split_once('/').unwrap_or((rest, ""));
+        if key.is_empty() {
+            return None;
+        }
+        match rest {
+            "" => Some(KeyRoute::Key),
+            "incr" | "incr/" => Some(KeyRoute::Incr),
+            "decr" | "decr/" => Some(KeyRoute::Decr),
+            _ => None,
+        }
+    }
+
+    /// The route's label in `/_metrics` (its OpenAPI path).
+    fn label(self) -> &'static str {
+        match self {
+            KeyRoute::Key => "/{key}",
+            KeyRoute::Incr => "/{key}/incr",
+            KeyRoute::Decr => "/{key}/decr",
+        }
+    }
+
+    fn allow(self) -> &'static str {
+        match self {
+            KeyRoute::Key => "GET, HEAD, POST, PUT, PATCH, DELETE",
+            KeyRoute::Incr | KeyRoute::Decr => "POST",
+        }
+    }
+}
+
+/// Every request no server route took: a key route, or a 404.
+async fn key_route(
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, actix_web::Error> {
+    let Some(route) = KeyRoute::of(req.match_info().as_str()) else {
+        return Err(ApiError::RouteNotFound(req.path().to_owned()).into());
+    };
+    req.extensions_mut().insert(RouteLabel(route.label()));
+    let method = req.method().clone();
+    let takes_body = match (route, &method) {
+        (KeyRoute::Key, &Method::GET | &Method::HEAD | &Method::DELETE) => false,
+        (KeyRoute::Key, &Method::POST | &Method::PUT | &Method::PATCH) => true,
+        (KeyRoute::Incr | KeyRoute::Decr, &Method::POST) => true,
+        _ => return Err(ApiError::MethodNotAllowed(route.allow()).into()),
+    };
+    let key = key_of(&req)?;
+    let body = if takes_body {
+        web::Bytes::from_request(&req, &mut payload.into_inner()).await?
+    } else {
+        web::Bytes::new()
+    };
+    let state = web::Data::<AppState>::extract(&req).await?;
+    let response = match (route, method) {
+        (KeyRoute::Key, Method::GET) => {
+            let metrics = web::Data::<Metrics>::extract(&req).await?;
+            keys::get(&req, key, &state, &metrics).await
+        }
+        (KeyRoute::Key, Method::HEAD) => {
+            let metrics = web::Data::<Metrics>::extract(&req).await?;
+            keys::head(&req, key, &state, &metrics).await
+        }
+        (KeyRoute::Key, Method::DELETE) => keys::delete(&req, key, &state).await,
+        (KeyRoute::Key, Method::PATCH) => keys::patch(&req, key, body, &state).await,
+        (KeyRoute::Key, _) => keys::set(&req, key, body, &state).await,
+        (KeyRoute::Incr, _) => keys::incr(&req, key, body, &state).await,
+        (KeyRoute::Decr, _) => keys::decr(&req, key, body, &state).await,
+    };
+    Ok(response?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_routes_are_told_apart_by_what_follows_the_key() {
+        assert_eq!(KeyRoute::of("/a"), Some(KeyRoute::Key));
+        assert_eq!(KeyRoute::of("/a/"), Some(KeyRoute::Key));
+        assert_eq!(KeyRoute::of("/a/incr"), Some(KeyRoute::Incr));
+        assert_eq!(KeyRoute::of("/a/incr/"), Some(KeyRoute::Incr));
+        assert_eq!(KeyRoute::of("/a%2Fb/decr"), Some(KeyRoute::Decr));
+        assert_eq!(KeyRoute::of("/incr"), Some(KeyRoute::Key));
+        for not_a_route in [
+            "/",
+            "",
+            "//a",
+            "/a//",
+            "/a/b",
+            "/a/incr//",
+            "/a/incr/x",
+            "/a/INCR",
+        ] {
+            assert_eq!(KeyRoute::of(not_a_route), None, "{not_a_route}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! `/<key>/`: GET, HEAD, POST/PUT (SET), PATCH (EXPIRE/PERSIST), DELETE, and
 //! `/<key>/incr`, `/<key>/decr`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
 use kv_core::key::is_reserved;
 use kv_core::now_ms;
 use kv_core::request::{
@@ -11,7 +12,7 @@ use kv_core::store::{self, Lookup};
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::http::{KeyPath, etag, header_precondition, json_object, json_with_etag, not_modified};
+use crate::http::{etag, header_precondition, json_object, json_with_etag, not_modified};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -59,13 +60,13 @@ async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyV
         (status = 404, description = "No such key (`not_found`), or it expired (`expired`)", body = ErrorBody),
     ))]
 pub async fn get(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    state: web::Data<AppState>,
-    metrics: web::Data<Metrics>,
+    req: &HttpRequest,
+    key: String,
+    state: &AppState,
+    metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
-    let key = readable_key(&req, key)?;
-    let view = lookup(&state, &metrics, key).await?;
+    let key = readable_key(req, key)?;
+    let view = lookup(state, metrics, key).await?;
     if not_modified(req.headers(), view.version)? {
         return Ok(HttpResponse::NotModified()
             .insert_header(etag(view.version))
@@ -81,13 +82,13 @@ pub async fn get(
         (status = 404, description = "No such key"),
     ))]
 pub async fn head(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    state: web::Data<AppState>,
-    metrics: web::Data<Metrics>,
+    req: &HttpRequest,
+    key: String,
+    state: &AppState,
+    metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
-    let key = readable_key(&req, key)?;
-    let view = lookup(&state, &metrics, key).await?;
+    let key = readable_key(req, key)?;
+    let view = lookup(state, metrics, key).await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(view.version))
         .finish())
@@ -104,10 +105,10 @@ pub async fn head(
         (status = 412, description = "`nx`, `xx`, `if_version`, `If-Match` or `If-None-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn set(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    body: web::Bytes,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    key: String,
+    body: Bytes,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let mut args = SetArgs::from_json(json_object(&body)?, now)?;
@@ -135,9 +136,9 @@ pub async fn set(
         (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn delete(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    key: String,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
     let deleting = key.clone();
@@ -157,10 +158,10 @@ pub async fn delete(
         (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn patch(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    body: web::Bytes,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    key: String,
+    body: Bytes,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
@@ -185,10 +186,10 @@ pub async fn patch(
         (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn incr(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    body: web::Bytes,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    key: String,
+    body: Bytes,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     counter(req, key, body, state, false).await
 }
@@ -203,19 +204,19 @@ pub async fn incr(
         (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn decr(
-    req: HttpRequest,
-    KeyPath(key): KeyPath,
-    body: web::Bytes,
-    state: web::Data<AppState>,
+    req: &HttpRequest,
+    key: String,
+    body: Bytes,
+    state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     counter(req, key, body, state, true).await
 }
 
 async fn counter(
-    req: HttpRequest,
+    req: &HttpRequest,
     key: String,
-    body: web::Bytes,
-    state: web::Data<AppState>,
+    body: Bytes,
+    state: &AppState,
     decrement: bool,
 ) -> Result<HttpResponse, ApiError> {
     let now = now_ms();

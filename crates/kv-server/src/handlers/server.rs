@@ -1,11 +1,10 @@
-//! `/_health/live`, `/_health`, `/_health/ready`, and the JSON answers for unknown routes.
+//! `/_health/live`, `/_health`, `/_health/ready`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use kv_core::store;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The body of the health checks.
@@ -78,8 +77,4 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
                 })
         }
     }
-}
-
-pub async fn route_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound(req.path().to_owned()))
 }

@@ -6,7 +6,7 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpRequest, web};
+use actix_web::{Error, HttpMessage, HttpRequest, web};
 
 use super::Metrics;
 
@@ -44,12 +44,19 @@ pub async fn track(
     result
 }
 
+/// The route a key route's request took (`/{key}`, `/{key}/incr`, `/{key}/decr`), set by
+/// the router as a request extension: those routes are not actix resources.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteLabel(pub &'static str);
+
 /// The route template that matched (`/{key}`, `/{key}/incr`, `/_keys`, …): never the raw
-/// path, so a key never becomes a label value. A resource with several patterns (`/_health`,
-/// `/_health/ready`, with and without the trailing slash) is named by its first one.
+/// path, so a key never becomes a label value. A server route with several paths
+/// (`/_health`, `/_health/ready`, with and without the trailing slash) is named by its first.
 fn route_label(req: &HttpRequest) -> String {
-    req.match_pattern()
-        .unwrap_or_else(|| UNMATCHED_ROUTE.to_owned())
+    if let Some(RouteLabel(label)) = req.extensions().get::<RouteLabel>() {
+        return (*label).to_owned();
+    }
+    req.match_name().unwrap_or(UNMATCHED_ROUTE).to_owned()
 }
 
 /// The method, or `other` for a non-standard one (a client must not create label values).

@@ -7,6 +7,8 @@
 pub mod key_counts;
 pub mod middleware;
 
+pub use middleware::RouteLabel;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kv_core::DbPool;

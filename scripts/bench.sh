@@ -4,8 +4,12 @@
 # for each scenario and each req/s as a ratio of the same run's ceiling (GET /_health/live,
 # which never touches the database), plus the server's peak RSS.
 #
-#   scripts/bench.sh [--keys N] [--duration 10s] [--connections "32 256"] [--sweep]
+#   scripts/bench.sh [--keys N] [--duration 10s] [--rounds 3] [--connections "32 256"] [--sweep]
 #
+# Each round runs every scenario once (--duration each), the ceiling first; a scenario's
+# req/s is its requests over its time across all rounds, and its ratio is to the ceiling of
+# the same rounds. Interleaving keeps the ratios steady on a machine whose speed drifts
+# (a shared VM's does, by a third within a minute); p50 and p99 are the medians of the rounds.
 # --sweep also measures kv-sweeper deleting N expired keys while the 90/10 mix runs.
 # Needs wrk (apt-get install wrk), curl and python3. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -13,12 +17,14 @@ cd "$(dirname "$0")/.."
 
 KEYS=10000
 DURATION=10s
+ROUNDS=3
 CONNECTIONS="32 256"
 SWEEP=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --keys) KEYS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
     --sweep) SWEEP=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -64,23 +70,24 @@ run() { # name connections [script] path
   else
     out=$(wrk -t"$threads" -c"$conns" -d"$DURATION" --latency "$BASE$path")
   fi
-  local rps p50 p99 non2xx
-  rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+  local requests seconds p50 p99 non2xx
+  requests=$(echo "$out" | awk '/requests in/ { print $1 }')
+  seconds=$(echo "$out" | awk '/requests in/ { sub(/s,$/, "", $4); print $4 }')
   p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
   p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
   non2xx=$(echo "$out" | awk '/Non-2xx/ { print $5 }'); non2xx=${non2xx:-0}
-  echo "$name $conns $rps $p50 $p99 $non2xx"
+  echo "$name $conns $requests $seconds $p50 $p99 $non2xx"
 }
 
 RESULTS=$WORK/results
-for c in $CONNECTIONS; do
+for c in $CONNECTIONS; do for _ in $(seq "$ROUNDS"); do
   run ceiling "$c" "" /_health/live
   run get_hit "$c" get_hit.lua /
   run get_miss "$c" get_miss.lua /
   run set "$c" set.lua /
   run incr "$c" incr.lua /
   run mix_90_10 "$c" mix.lua /
-done | tee "$RESULTS" >&2
+done; done | tee "$RESULTS" >&2
 
 if [ "$SWEEP" = 1 ]; then
   echo "loading $KEYS keys that expire at once, then sweeping them while the mix runs..." >&2
@@ -97,20 +104,29 @@ fi
 
 RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER/status")
 echo
-echo "kvstore benchmark: $KEYS keys, $DURATION per scenario, wrk on the same machine ($(nproc) cores)"
+echo "kvstore benchmark: $KEYS keys, $ROUNDS rounds of $DURATION per scenario, wrk on the same machine ($(nproc) cores)"
 echo
 echo "| scenario | conns | req/s | of ceiling | p50 ms | p99 ms | non-2xx |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
-awk '
-  $1 == "ceiling" { ceiling[$2] = $3 }
-  { rows[NR] = $0 }
-  END {
-    for (i = 1; i <= NR; i++) {
-      split(rows[i], f, " ")
-      c = ceiling[f[2]]; ratio = (c > 0) ? sprintf("%.2f", f[3] / c) : "-"
-      printf "| %s | %s | %.0f | %s | %s | %s | %s |\n", f[1], f[2], f[3], ratio, f[4], f[5], f[6]
-    }
-  }' "$RESULTS"
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+# rows: name conns requests seconds p50 p99 non2xx, one per scenario and round
+runs = {}
+for line in open(sys.argv[1]):
+    name, conns, requests, seconds, p50, p99, non2xx = line.split()
+    run = runs.setdefault((name, conns), {"requests": 0, "seconds": 0.0, "p50": [], "p99": [], "non2xx": 0})
+    run["requests"] += int(requests)
+    run["seconds"] += float(seconds)
+    run["p50"].append(float(p50))
+    run["p99"].append(float(p99))
+    run["non2xx"] += int(non2xx)
+for (name, conns), run in runs.items():
+    rps = run["requests"] / run["seconds"]
+    ceiling = runs[("ceiling", conns)]
+    ratio = rps / (ceiling["requests"] / ceiling["seconds"])
+    p50, p99 = statistics.median(run["p50"]), statistics.median(run["p99"])
+    print(f"| {name} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
+PY
 echo
 echo "peak RSS of kv-server: $((RSS_KB / 1024)) MiB"
 [ "$SWEEP" = 1 ] && echo "kv-sweeper --once over $KEYS expired keys during the mix: $(tail -1 "$WORK/sweep.log") in ${SWEEP_SECS}s"

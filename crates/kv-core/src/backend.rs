@@ -474,12 +474,79 @@ pub(crate) fn defer_checkpoints(conn: &mut DbConnection) -> QueryResult<()> {
     }
 }
 
-/// Copies SQLite's write-ahead log into the database file as far as readers allow, without
-/// blocking readers or the writer (`PASSIVE`).
-pub(crate) fn checkpoint(conn: &mut DbConnection) -> QueryResult<()> {
-    match conn {
-        DbConnection::Sqlite(c) => c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)"),
-        DbConnection::Postgres(_) => Ok(()),
+/// The checkpoint thread's connection: copies SQLite's write-ahead log into the database file
+/// as far as readers allow, without blocking readers or the writer (`PASSIVE`), and then
+/// flushes the database file to disk.
+///
+/// SQLite flushes the database file itself only when a checkpoint reaches the end of the log,
+/// which under steady writes no passive checkpoint does (the writer appends meanwhile); the
+/// writer's own last-resort checkpoint then reached it and waited for every page copied since
+/// (68 ms at 1,000,000 keys). Flushed here after each checkpoint, little is left to wait for.
+pub(crate) struct Checkpointer {
+    conn: DbConnection,
+    /// The database file, opened for writing (flushing needs that on Windows).
+    database_file: Option<std::fs::File>,
+    /// The last checkpoint's (log pages, pages copied): unchanged means nothing to flush.
+    last: (i32, i32),
+}
+
+#[derive(QueryableByName)]
+struct CheckpointRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    checkpointed: i32,
+}
+
+#[derive(QueryableByName)]
+struct DatabaseFileRow {
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Text)]
+    file: String,
+}
+
+impl Checkpointer {
+    pub(crate) fn new(mut conn: DbConnection) -> Self {
+        let file = match &mut conn {
+            DbConnection::Sqlite(c) => diesel::sql_query("PRAGMA database_list")
+                .load::<DatabaseFileRow>(c)
+                .ok()
+                .and_then(|rows| rows.into_iter().find(|row| row.name == "main"))
+                .map(|row| row.file),
+            DbConnection::Postgres(_) => None,
+        };
+        let database_file = file.filter(|f| !f.is_empty()).and_then(|path| {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| log::warn!("cannot open {path} to flush it after checkpoints: {e}"))
+                .ok()
+        });
+        Checkpointer {
+            conn,
+            database_file,
+            last: (0, 0),
+        }
+    }
+
+    pub(crate) fn checkpoint(&mut self) -> Result<(), String> {
+        let DbConnection::Sqlite(c) = &mut self.conn else {
+            return Ok(());
+        };
+        let row = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointRow>(c)
+            .map_err(|e| e.to_string())?;
+        let now = (row.log, row.checkpointed);
+        if row.checkpointed > 0
+            && now != self.last
+            && let Some(file) = &self.database_file
+        {
+            file.sync_data()
+                .map_err(|e| format!("flushing the database file: {e}"))?;
+        }
+        self.last = now;
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! same as one transaction per request, at a fraction of the commits.
 //!
 //! A second thread checkpoints the write-ahead log (copies it into the database file, which
-//! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and once a second, so no
+//! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and five times a second, so no
 //! batch waits for a checkpoint.
 
 use std::sync::mpsc;
@@ -25,7 +25,7 @@ const MAX_BATCH: usize = 1024;
 const CHECKPOINT_EVERY: usize = 500;
 
 /// How often the checkpoint thread runs without being woken.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A queued request, type-erased so one queue carries every kind of write.
 trait Job: Send {
@@ -184,13 +184,14 @@ fn serve<C>(
 
 /// The checkpoint thread: checkpoints when woken and every [`CHECKPOINT_INTERVAL`], until
 /// the writer stops.
-fn checkpoint(mut conn: DbConnection, wakes: mpsc::Receiver<()>) {
+fn checkpoint(conn: DbConnection, wakes: mpsc::Receiver<()>) {
+    let mut checkpointer = backend::Checkpointer::new(conn);
     loop {
         match wakes.recv_timeout(CHECKPOINT_INTERVAL) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if let Err(err) = backend::checkpoint(&mut conn) {
+        if let Err(err) = checkpointer.checkpoint() {
             // The writer's connection checkpoints itself meanwhile (see `defer_checkpoints`).
             log::warn!("checkpoint failed: {err}");
         }

@@ -186,14 +186,28 @@ fn serve<C>(
 /// the writer stops.
 fn checkpoint(conn: DbConnection, wakes: mpsc::Receiver<()>) {
     let mut checkpointer = backend::Checkpointer::new(conn);
+    // Logged when it starts failing, when the reason changes and when it works again, not
+    // five times a second (a read-only or full disk fails every checkpoint).
+    let mut failing: Option<String> = None;
     loop {
         match wakes.recv_timeout(CHECKPOINT_INTERVAL) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        if let Err(err) = checkpointer.checkpoint() {
-            // The writer's connection checkpoints itself meanwhile (see `defer_checkpoints`).
-            log::warn!("checkpoint failed: {err}");
+        match checkpointer.checkpoint() {
+            Ok(()) => {
+                if failing.take().is_some() {
+                    log::info!("checkpoints work again");
+                }
+            }
+            Err(err) => {
+                if failing.as_ref() != Some(&err) {
+                    // The writer's connection checkpoints itself meanwhile (see
+                    // `defer_checkpoints`).
+                    log::warn!("checkpoint failed: {err}");
+                }
+                failing = Some(err);
+            }
         }
     }
 }

@@ -464,7 +464,7 @@ fn sqlite_savepoint<T>(
 /// (about 40 MB), should the checkpoint thread fall behind.
 const WRITER_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
-/// Makes `conn` the group-commit writer's connection: it leaves checkpoints to [`checkpoint`].
+/// Makes `conn` the group-commit writer's connection: it leaves checkpoints to the [`Checkpointer`].
 pub(crate) fn defer_checkpoints(conn: &mut DbConnection) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => c.batch_execute(&format!(

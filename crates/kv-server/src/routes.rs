@@ -141,34 +141,27 @@ async fn key_route(
         return Err(ApiError::RouteNotFound(req.path().to_owned()).into());
     };
     req.extensions_mut().insert(RouteLabel(route.label()));
-    let method = req.method().clone();
-    let takes_body = match (route, &method) {
-        (KeyRoute::Key, &Method::GET | &Method::HEAD | &Method::DELETE) => false,
-        (KeyRoute::Key, &Method::POST | &Method::PUT | &Method::PATCH) => true,
-        (KeyRoute::Incr | KeyRoute::Decr, &Method::POST) => true,
-        _ => return Err(ApiError::MethodNotAllowed(route.allow()).into()),
-    };
-    let key = key_of(&req)?;
-    let body = if takes_body {
-        web::Bytes::from_request(&req, &mut payload.into_inner()).await?
-    } else {
-        web::Bytes::new()
-    };
     let state = web::Data::<AppState>::extract(&req).await?;
-    let response = match (route, method) {
-        (KeyRoute::Key, Method::GET) => {
-            let metrics = web::Data::<Metrics>::extract(&req).await?;
-            keys::get(&req, key, &state, &metrics).await
+    let metrics = web::Data::<Metrics>::extract(&req).await?;
+    // Read only by the methods that take a body, after the key.
+    let body = async { web::Bytes::from_request(&req, &mut payload.into_inner()).await };
+    let response = match (route, req.method()) {
+        (KeyRoute::Key, &Method::GET) => keys::get(&req, key_of(&req)?, &state, &metrics).await,
+        (KeyRoute::Key, &Method::HEAD) => keys::head(&req, key_of(&req)?, &state, &metrics).await,
+        (KeyRoute::Key, &Method::DELETE) => keys::delete(&req, key_of(&req)?, &state).await,
+        (KeyRoute::Key, &Method::PATCH) => {
+            keys::patch(&req, key_of(&req)?, body.await?, &state).await
         }
-        (KeyRoute::Key, Method::HEAD) => {
-            let metrics = web::Data::<Metrics>::extract(&req).await?;
-            keys::head(&req, key, &state, &metrics).await
+        (KeyRoute::Key, &Method::POST | &Method::PUT) => {
+            keys::set(&req, key_of(&req)?, body.await?, &state).await
         }
-        (KeyRoute::Key, Method::DELETE) => keys::delete(&req, key, &state).await,
-        (KeyRoute::Key, Method::PATCH) => keys::patch(&req, key, body, &state).await,
-        (KeyRoute::Key, _) => keys::set(&req, key, body, &state).await,
-        (KeyRoute::Incr, _) => keys::incr(&req, key, body, &state).await,
-        (KeyRoute::Decr, _) => keys::decr(&req, key, body, &state).await,
+        (KeyRoute::Incr, &Method::POST) => {
+            keys::incr(&req, key_of(&req)?, body.await?, &state).await
+        }
+        (KeyRoute::Decr, &Method::POST) => {
+            keys::decr(&req, key_of(&req)?, body.await?, &state).await
+        }
+        _ => Err(ApiError::MethodNotAllowed(route.allow())),
     };
     Ok(response?)
 }

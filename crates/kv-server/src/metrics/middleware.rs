@@ -28,18 +28,15 @@ pub async fn track(
     // match the path again. (An `Err` here comes from no route: handler errors are responses.)
     let (route, status) = match &result {
         Ok(res) => (route_label(res.request()), res.status()),
-        Err(err) => (
-            UNMATCHED_ROUTE.to_owned(),
-            err.as_response_error().status_code(),
-        ),
+        Err(err) => (UNMATCHED_ROUTE, err.as_response_error().status_code()),
     };
     metrics
         .http_requests
-        .with_label_values(&[method, &route, status.as_str()])
+        .with_label_values(&[method, route, status.as_str()])
         .inc();
     metrics
         .http_duration
-        .with_label_values(&[method, &route])
+        .with_label_values(&[method, route])
         .observe(started.elapsed().as_secs_f64());
     result
 }
@@ -52,11 +49,11 @@ pub struct RouteLabel(pub &'static str);
 /// The route template that matched (`/{key}`, `/{key}/incr`, `/_keys`, …): never the raw
 /// path, so a key never becomes a label value. A server route with several paths
 /// (`/_health`, `/_health/ready`, with and without the trailing slash) is named by its first.
-fn route_label(req: &HttpRequest) -> String {
+fn route_label(req: &HttpRequest) -> &str {
     if let Some(RouteLabel(label)) = req.extensions().get::<RouteLabel>() {
-        return (*label).to_owned();
+        return label;
     }
-    req.match_name().unwrap_or(UNMATCHED_ROUTE).to_owned()
+    req.match_name().unwrap_or(UNMATCHED_ROUTE)
 }
 
 /// The method, or `other` for a non-standard one (a client must not create label values).

@@ -628,6 +628,19 @@ sqlite_statement!(
 sqlite_statement!(Savepoint = "SAVEPOINT kv_write");
 sqlite_statement!(ReleaseSavepoint = "RELEASE kv_write");
 sqlite_statement!(RollbackToSavepoint = "ROLLBACK TO kv_write");
+sqlite_statement!(BeginRead = "BEGIN");
+sqlite_statement!(EndRead = "COMMIT");
+
+/// Opens a read transaction on a SQLite connection: its first read takes a snapshot that
+/// every read until [`end_read`] sees (see [`crate::reader`]).
+pub(crate) fn begin_read(conn: &mut SqliteConnection) -> QueryResult<()> {
+    BeginRead.execute(conn).map(|_| ())
+}
+
+/// Ends the read transaction [`begin_read`] opened.
+pub(crate) fn end_read(conn: &mut SqliteConnection) -> QueryResult<()> {
+    EndRead.execute(conn).map(|_| ())
+}
 
 impl diesel::query_builder::Query for BumpSqliteVersion {
     type SqlType = BigInt;

@@ -14,6 +14,7 @@ pub mod key;
 pub mod logging;
 pub mod model;
 pub mod precondition;
+pub mod reader;
 pub mod request;
 pub mod schema;
 pub mod store;

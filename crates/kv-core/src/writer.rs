@@ -8,6 +8,8 @@
 //! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and five times a second, so no
 //! batch waits for a checkpoint.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -69,6 +71,8 @@ where
 #[derive(Clone)]
 pub struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Batches ended (committed or not), counted before their requests are answered.
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -92,11 +96,20 @@ impl Writer {
             Box::new(move || checkpoint(checkpoints, wakes)),
         )?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&commits);
         start(
             "kv-writer",
-            Box::new(move || serve(conn, connect, queue, wake_checkpointer)),
+            Box::new(move || serve(conn, connect, queue, wake_checkpointer, &counted)),
         )?;
-        Ok(Writer { jobs })
+        Ok(Writer { jobs, commits })
+    }
+
+    /// How many batches have ended. A write's batch is counted before the write is answered,
+    /// so a read that loads this after an answer knows whether its snapshot predates the write
+    /// (see [`crate::reader`]).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
     }
 
     /// Runs `op` as one write transaction (see [`store::write`]) in the next batch, and
@@ -137,6 +150,7 @@ fn serve<C>(
     mut connect: C,
     queue: mpsc::Receiver<Box<dyn Job>>,
     wake_checkpointer: mpsc::SyncSender<()>,
+    commits: &AtomicU64,
 ) where
     C: FnMut() -> Result<DbConnection, String>,
 {
@@ -164,6 +178,7 @@ fn serve<C>(
             }),
             None => Err(StoreError::Unavailable("no database connection".into())),
         };
+        commits.fetch_add(1, Ordering::Release);
         if let Err(err) = &committed {
             log::warn!("a batch of {} writes failed: {err}", batch.len());
         }

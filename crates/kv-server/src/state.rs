@@ -2,16 +2,18 @@
 //! - [`AppState::write`]: a write transaction — on SQLite queued to the group-commit writer,
 //!   on PostgreSQL run on a pooled connection;
 //! - [`AppState::point_read`]: a single-key read — on SQLite inline on the worker thread over
-//!   that thread's own connection (microseconds; no thread hop), on PostgreSQL pooled;
+//!   that thread's own connection (microseconds; no thread hop), which keeps its snapshot
+//!   between reads until the writer commits ([`kv_core::reader`]); on PostgreSQL pooled;
 //! - [`AppState::db`]: anything else (scans, counts, health) on a pooled connection on the
 //!   blocking thread pool.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
 use kv_core::backend::{self, ConnectionOptions};
+use kv_core::reader::{SNAPSHOT_MAX_AGE, SnapshotReader};
 use kv_core::store::{self, Tx};
 use kv_core::writer::Writer;
 use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
@@ -36,7 +38,9 @@ pub struct AppState {
 
 thread_local! {
     /// Each worker thread's own SQLite read connection, opened on first use.
-    static READER: RefCell<Option<DbConnection>> = const { RefCell::new(None) };
+    static READER: RefCell<Option<SnapshotReader>> = const { RefCell::new(None) };
+    /// This worker has a task pending that ends its reader's snapshot once it is old.
+    static SNAPSHOT_RELEASE_PENDING: Cell<bool> = const { Cell::new(false) };
 }
 
 impl AppState {
@@ -82,23 +86,54 @@ impl AppState {
         if self.backend != Backend::Sqlite {
             return self.db(f).await;
         }
-        READER.with(|slot| {
+        let commits = self.writer.as_ref().map_or(0, Writer::commits);
+        let result = READER.with(|slot| {
             let mut slot = slot.borrow_mut();
             if slot.is_none() {
                 let conn = backend::connect(&self.url, &self.options)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                *slot = Some(conn);
+                *slot = Some(SnapshotReader::new(conn, SNAPSHOT_MAX_AGE));
             }
-            let conn = slot
+            let reader = slot
                 .as_mut()
                 .ok_or_else(|| StoreError::Internal("no reader".into()))?;
-            let result = f(conn);
-            if matches!(result, Err(StoreError::Unavailable(_))) || backend::is_broken(conn) {
+            let result = reader.read(commits, f);
+            if matches!(result, Err(StoreError::Unavailable(_))) || reader.is_broken() {
                 *slot = None; // reconnect on the next request
             }
-            Ok(self.faults.observe(result)?)
-        })
+            result
+        });
+        release_snapshot_when_old();
+        Ok(self.faults.observe(result)?)
     }
+}
+
+/// Makes sure this worker's reader does not keep its snapshot past [`SNAPSHOT_MAX_AGE`] once
+/// requests stop: one task per worker at a time, ending when the snapshot has.
+fn release_snapshot_when_old() {
+    if SNAPSHOT_RELEASE_PENDING.replace(true) {
+        return;
+    }
+    actix_web::rt::spawn(async {
+        loop {
+            actix_web::rt::time::sleep(SNAPSHOT_MAX_AGE).await;
+            let still_open = READER.with(|slot| {
+                let mut slot = slot.borrow_mut();
+                let Some(reader) = slot.as_mut() else {
+                    return false;
+                };
+                reader.release_old_snapshot().unwrap_or_else(|err| {
+                    log::warn!("ending a read snapshot failed: {err}");
+                    *slot = None;
+                    false
+                })
+            });
+            if !still_open {
+                SNAPSHOT_RELEASE_PENDING.set(false);
+                return;
+            }
+        }
+    });
 }
 
 /// The last database fault (busy, read-only, disk full, unreachable) a request ran into, for

@@ -1,0 +1,230 @@
+//! SQLite point reads that share one snapshot. Every SQLite read transaction takes a lock
+//! in the write-ahead log's shared memory (a `fcntl` system call to take it and one to drop
+//! it, under a mutex every reader of the process shares), which cost a GET more than its
+//! B-tree lookup. A [`SnapshotReader`] keeps its read transaction open across reads and
+//! starts a new one as soon as the group-commit writer has committed since — so a read
+//! that starts after a write was acknowledged still sees it — or once the snapshot reaches
+//! its maximum age ([`SNAPSHOT_MAX_AGE`] in the server), which bounds how long a write by
+//! another process on the same file (`kv-sweeper`, or a second server) stays unseen.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::{self, DbConnection};
+use crate::error::StoreError;
+
+/// The oldest snapshot the server's reads may see.
+pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(1);
+
+/// A SQLite read connection that reads from one snapshot until the writer commits.
+pub struct SnapshotReader {
+    conn: DbConnection,
+    snapshot: Option<Snapshot>,
+    max_age: Duration,
+    /// Ending a snapshot failed: the connection's state is unknown, so it is replaced.
+    broken: bool,
+}
+
+struct Snapshot {
+    /// The writer's commit count when it was taken.
+    commits: u64,
+    taken: Instant,
+}
+
+impl SnapshotReader {
+    /// A reader over `conn` whose snapshots last at most `max_age`.
+    pub fn new(conn: DbConnection, max_age: Duration) -> Self {
+        SnapshotReader {
+            conn,
+            snapshot: None,
+            max_age,
+            broken: false,
+        }
+    }
+
+    /// Runs the reads of `f` in a snapshot taken after the writer's `commits`-th commit
+    /// (read [`crate::writer::Writer::commits`] before calling) and no older than its
+    /// maximum age.
+    pub fn read<T>(
+        &mut self,
+        commits: u64,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let now = Instant::now();
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.commits != commits || now - s.taken >= self.max_age)
+        {
+            self.end()?;
+        }
+        if self.snapshot.is_none() {
+            match &mut self.conn {
+                DbConnection::Sqlite(c) => backend::begin_read(c)?,
+                DbConnection::Postgres(_) => return f(&mut self.conn),
+            }
+            self.snapshot = Some(Snapshot {
+                commits,
+                taken: now,
+            });
+        }
+        let result = f(&mut self.conn);
+        if result.is_err() {
+            // Start afresh after a failed read. SQLite may have ended the transaction itself
+            // (an I/O error does), so ending it can fail too; the read's error is the one to report.
+            let _ = self.end();
+        }
+        result
+    }
+
+    /// Ends the snapshot once it is at its maximum age: an open read transaction keeps
+    /// checkpoints from reaching past it, so an idle reader must not hold one. Returns
+    /// whether a (younger) snapshot is still open.
+    pub fn release_old_snapshot(&mut self) -> Result<bool, StoreError> {
+        match &self.snapshot {
+            Some(s) if s.taken.elapsed() >= self.max_age => {
+                self.end()?;
+                Ok(false)
+            }
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    /// The connection broke: replace it with a new one.
+    pub fn is_broken(&mut self) -> bool {
+        self.broken || backend::is_broken(&mut self.conn)
+    }
+
+    fn end(&mut self) -> Result<(), StoreError> {
+        if self.snapshot.take().is_some()
+            && let DbConnection::Sqlite(c) = &mut self.conn
+            && let Err(err) = backend::end_read(c)
+        {
+            self.broken = true;
+            return Err(err.into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+    use crate::backend::{ConnectionOptions, DatabaseUrl};
+    use crate::request::{SetArgs, SetExpiry};
+    use crate::store::{self, Lookup};
+    use crate::writer::Writer;
+
+    struct Store {
+        _dir: tempfile::TempDir,
+        url: DatabaseUrl,
+        writer: Writer,
+    }
+
+    impl Store {
+        fn new() -> Store {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let url: DatabaseUrl = dir
+                .path()
+                .join("kv.sqlite3")
+                .display()
+                .to_string()
+                .parse()
+                .expect("url");
+            let mut conn = backend::connect(&url, &ConnectionOptions::default()).expect("connect");
+            backend::run_migrations(&mut conn).expect("migrate");
+            let writer_url = url.clone();
+            let writer = Writer::spawn(move || {
+                backend::connect(&writer_url, &ConnectionOptions::default())
+                    .map_err(|e| e.to_string())
+            })
+            .expect("writer");
+            Store {
+                _dir: dir,
+                url,
+                writer,
+            }
+        }
+
+        fn reader(&self, max_age: Duration) -> SnapshotReader {
+            let conn = backend::connect(&self.url, &ConnectionOptions::default()).expect("connect");
+            SnapshotReader::new(conn, max_age)
+        }
+
+        fn set(&self, key: &str, value: &str) {
+            let (key, args) = (
+                key.to_owned(),
+                SetArgs {
+                    value: value.to_owned(),
+                    expiry: SetExpiry::Persist,
+                    precondition: Default::default(),
+                },
+            );
+            let write = self
+                .writer
+                .write(crate::now_ms(), move |tx| tx.set(&key, &args));
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime")
+                .block_on(write)
+                .expect("set");
+        }
+    }
+
+    fn value(reader: &mut SnapshotReader, commits: u64, key: &str) -> String {
+        let found = reader
+            .read(commits, |conn| store::get(conn, crate::now_ms(), key))
+            .expect("read");
+        match found {
+            Lookup::Live(row) => row.value,
+            other => panic!("{key}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_share_a_snapshot_until_the_writer_commits() {
+        let store = Store::new();
+        let mut reader = store.reader(Duration::from_secs(3600));
+        store.set("k", "1");
+        let before = store.writer.commits();
+        assert_eq!(value(&mut reader, before, "k"), "1");
+        store.set("k", "2");
+        assert_eq!(
+            value(&mut reader, before, "k"),
+            "1",
+            "the snapshot is kept while the commit count stays"
+        );
+        let after = store.writer.commits();
+        assert!(after > before, "the write was counted");
+        assert_eq!(value(&mut reader, after, "k"), "2");
+    }
+
+    #[test]
+    fn a_snapshot_ends_at_its_maximum_age() {
+        let store = Store::new();
+        let max_age = Duration::from_millis(20);
+        let mut reader = store.reader(max_age);
+        store.set("k", "1");
+        let commits = store.writer.commits();
+        assert_eq!(value(&mut reader, commits, "k"), "1");
+        // A write by another process does not move this writer's count.
+        let mut other =
+            backend::connect(&store.url, &ConnectionOptions::default()).expect("connect");
+        match &mut other {
+            DbConnection::Sqlite(c) => c
+                .batch_execute("UPDATE kv_store SET value = '2' WHERE key = 'k'")
+                .expect("update"),
+            DbConnection::Postgres(_) => unreachable!("a SQLite test"),
+        }
+        thread::sleep(max_age);
+        assert!(
+            !reader.release_old_snapshot().expect("release"),
+            "an old snapshot is ended"
+        );
+        assert_eq!(value(&mut reader, commits, "k"), "2");
+    }
+}

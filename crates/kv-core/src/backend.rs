@@ -571,6 +571,20 @@ pub(crate) fn next_version(conn: &mut DbConnection) -> QueryResult<i64> {
     }
 }
 
+/// Sets SQLite's store-wide version counter (see [`crate::store::BatchVersions`]).
+pub(crate) fn set_version(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => diesel::update(kv_meta::table.find(1))
+            .set(kv_meta::version.eq(version))
+            .execute(c)
+            .map(|_| ()),
+        // PostgreSQL's counter is a sequence, taken from by each transaction.
+        DbConnection::Postgres(_) => Err(diesel::result::Error::QueryBuilderError(
+            "batched versions are SQLite's".into(),
+        )),
+    }
+}
+
 /// Writes `row` over whatever row holds its key (the caller holds the key's lock). On SQLite
 /// one `REPLACE`, whose prepared statement diesel caches (an `UPDATE` it prepares anew each
 /// time); on PostgreSQL an `UPDATE` or `INSERT`.

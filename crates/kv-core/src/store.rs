@@ -66,21 +66,48 @@ pub fn get(conn: &mut DbConnection, now: i64, key: &str) -> Result<Lookup<KeyVal
 }
 
 /// Runs `f` as one write transaction, run again from the start when it loses a race with
-/// another server (PostgreSQL unique violation or serialization failure).
+/// another server (PostgreSQL unique violation or serialization failure). Its version comes
+/// from the store-wide counter in the database.
 pub fn write<T>(
     conn: &mut DbConnection,
+    now: i64,
+    f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    run_write(conn, None, now, f)
+}
+
+/// Runs `f` as one write transaction of a SQLite batch (inside the batch's transaction, see
+/// [`crate::writer`]), its version taken from `batch`.
+pub fn write_in_batch<T>(
+    conn: &mut DbConnection,
+    batch: &mut BatchVersions,
+    now: i64,
+    f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    run_write(conn, Some(batch), now, f)
+}
+
+fn run_write<T>(
+    conn: &mut DbConnection,
+    mut batch: Option<&mut BatchVersions>,
     now: i64,
     mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut attempt = 0;
     loop {
+        let unused = batch.as_ref().map(|b| b.last);
         let result = backend::write_transaction(conn, |conn| {
             f(&mut Tx {
                 conn,
+                batch: batch.as_deref_mut(),
                 now,
                 version: None,
             })
         });
+        if let (Err(_), Some(batch), Some(unused)) = (&result, batch.as_deref_mut(), unused) {
+            // Rolled back: the version it took goes to the next write, as if never taken.
+            batch.last = unused;
+        }
         match result {
             Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,
             other => return other,
@@ -88,10 +115,45 @@ pub fn write<T>(
     }
 }
 
+/// The versions of one SQLite batch: the writer holds the database's write lock from the
+/// batch's start to its commit, so it reads the store-wide counter once, hands out the next
+/// versions from memory and writes the last one back before committing — one counter update
+/// per batch instead of one per write. A write that rolls back gives its version back.
+#[derive(Debug)]
+pub struct BatchVersions {
+    stored: i64,
+    last: i64,
+}
+
+impl BatchVersions {
+    /// Reads the counter (inside the batch's transaction).
+    pub fn start(conn: &mut DbConnection) -> Result<Self, StoreError> {
+        let stored = backend::current_version(conn)?;
+        Ok(BatchVersions {
+            stored,
+            last: stored,
+        })
+    }
+
+    fn next(&mut self) -> i64 {
+        self.last += 1;
+        self.last
+    }
+
+    /// Writes the last version handed out back to the counter (before the batch commits).
+    pub fn finish(self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        if self.last != self.stored {
+            backend::set_version(conn, self.last)?;
+        }
+        Ok(())
+    }
+}
+
 /// Store operations inside one write transaction. Every write in it carries the same new
-/// version, taken from the store-wide counter on the first write.
+/// version, taken from the store-wide counter (or its batch's) on the first write.
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
+    batch: Option<&'c mut BatchVersions>,
     now: i64,
     version: Option<i64>,
 }
@@ -108,9 +170,10 @@ impl Tx<'_> {
 
     /// The store's current version (this transaction's, if it wrote).
     pub fn store_version(&mut self) -> Result<i64, StoreError> {
-        match self.version {
-            Some(v) => Ok(v),
-            None => Ok(backend::current_version(self.conn)?),
+        match (self.version, &self.batch) {
+            (Some(v), _) => Ok(v),
+            (None, Some(batch)) => Ok(batch.last),
+            (None, None) => Ok(backend::current_version(self.conn)?),
         }
     }
 
@@ -118,7 +181,10 @@ impl Tx<'_> {
         if let Some(v) = self.version {
             return Ok(v);
         }
-        let v = backend::next_version(self.conn)?;
+        let v = match self.batch.as_deref_mut() {
+            Some(batch) => batch.next(),
+            None => backend::next_version(self.conn)?,
+        };
         self.version = Some(v);
         Ok(v)
     }

@@ -394,18 +394,13 @@ impl r2d2::HandleError<DbSetupError> for PoolErrorLog {
 
 /// Runs `f` in one write transaction: `BEGIN IMMEDIATE` on SQLite (the write lock up front,
 /// so two processes on one file wait for each other instead of failing), an ordinary
-/// transaction with row locks on PostgreSQL. Commits on `Ok`, rolls back on `Err`. Inside an
-/// open transaction (the group-commit writer's batch) it is a savepoint instead, so one
-/// request's failure rolls back only that request.
+/// transaction with row locks on PostgreSQL. Commits on `Ok`, rolls back on `Err`. (The
+/// group-commit writer's batches are [`sqlite_batch`]es, their requests [`sqlite_savepoint`]s.)
 pub(crate) fn write_transaction<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let nested = with_conn!(conn, c => AnsiTransactionManager::transaction_manager_status_mut(c)
-        .transaction_depth())?
-    .is_some();
     match conn {
-        DbConnection::Sqlite(_) if nested => return sqlite_savepoint(conn, f),
         DbConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
@@ -427,28 +422,55 @@ pub(crate) fn write_transaction<T>(
     }
 }
 
-/// A savepoint inside SQLite's open transaction (one request of the writer's batch), with
-/// statements prepared once per connection: diesel's own savepoints are SQL text it parses
-/// anew every time, which cost the writer a parse twice per request.
-fn sqlite_savepoint<T>(
+/// The group-commit writer's batch: one SQLite write transaction (`BEGIN IMMEDIATE`, see
+/// [`write_transaction`]) around `f`, committed on `Ok` and rolled back on `Err`, with
+/// statements prepared once per connection (diesel's transaction manager runs them as SQL
+/// text it parses anew each time). Its requests run in [`sqlite_savepoint`]s. A connection
+/// whose rollback failed is marked broken ([`is_broken`]), so the writer replaces it.
+pub(crate) fn sqlite_batch<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    fn run(conn: &mut DbConnection, statement: impl SqliteStatement) -> QueryResult<()> {
-        match conn {
-            DbConnection::Sqlite(c) => statement.execute(c).map(|_| ()),
-            DbConnection::Postgres(_) => Err(diesel::result::Error::BrokenTransactionManager),
+    run_sqlite(conn, BeginImmediate)?;
+    let result = f(conn).and_then(|value| {
+        run_sqlite(conn, Commit)?;
+        Ok(value)
+    });
+    if result.is_err()
+        && let Err(rollback) = run_sqlite(conn, Rollback)
+    {
+        log::warn!("rollback failed: {rollback}");
+        if let DbConnection::Sqlite(c) = conn {
+            AnsiTransactionManager::transaction_manager_status_mut(c).set_in_error();
         }
     }
-    run(conn, Savepoint)?;
+    result
+}
+
+/// Runs one of the fixed SQLite statements (an error on PostgreSQL, which has none).
+fn run_sqlite(conn: &mut DbConnection, statement: impl SqliteStatement) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => statement.execute(c).map(|_| ()),
+        DbConnection::Postgres(_) => Err(diesel::result::Error::BrokenTransactionManager),
+    }
+}
+
+/// A savepoint inside SQLite's open transaction (one request of the writer's batch), with
+/// statements prepared once per connection: diesel's own savepoints are SQL text it parses
+/// anew every time, which cost the writer a parse twice per request.
+pub(crate) fn sqlite_savepoint<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    run_sqlite(conn, Savepoint)?;
     match f(conn) {
         Ok(value) => {
-            run(conn, ReleaseSavepoint)?;
+            run_sqlite(conn, ReleaseSavepoint)?;
             Ok(value)
         }
         Err(err) => {
-            if let Err(rollback) =
-                run(conn, RollbackToSavepoint).and_then(|()| run(conn, ReleaseSavepoint))
+            if let Err(rollback) = run_sqlite(conn, RollbackToSavepoint)
+                .and_then(|()| run_sqlite(conn, ReleaseSavepoint))
             {
                 log::warn!("rollback to savepoint failed: {rollback}");
             }
@@ -574,16 +596,32 @@ pub(crate) fn next_version(conn: &mut DbConnection) -> QueryResult<i64> {
 /// Sets SQLite's store-wide version counter (see [`crate::store::BatchVersions`]).
 pub(crate) fn set_version(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
     match conn {
-        DbConnection::Sqlite(c) => diesel::update(kv_meta::table.find(1))
-            .set(kv_meta::version.eq(version))
-            .execute(c)
-            .map(|_| ()),
+        DbConnection::Sqlite(c) => SetSqliteVersion(version).execute(c).map(|_| ()),
         // PostgreSQL's counter is a sequence, taken from by each transaction.
         DbConnection::Postgres(_) => Err(diesel::result::Error::QueryBuilderError(
             "batched versions are SQLite's".into(),
         )),
     }
 }
+
+/// `UPDATE kv_meta SET version = ?`, prepared once per connection like the statements of
+/// [`sqlite_statement!`] (its static query id lets diesel keep it).
+#[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
+struct SetSqliteVersion(i64);
+
+impl diesel::query_builder::QueryFragment<diesel::sqlite::Sqlite> for SetSqliteVersion {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::sqlite::Sqlite>,
+    ) -> QueryResult<()> {
+        out.push_sql("UPDATE kv_meta SET version = ");
+        out.push_bind_param::<BigInt, _>(&self.0)?;
+        out.push_sql(" WHERE id = 1");
+        Ok(())
+    }
+}
+
+impl RunQueryDsl<SqliteConnection> for SetSqliteVersion {}
 
 /// Writes `row` over whatever row holds its key (the caller holds the key's lock). On SQLite
 /// one `REPLACE`, whose prepared statement diesel caches (an `UPDATE` it prepares anew each
@@ -642,6 +680,9 @@ sqlite_statement!(
 sqlite_statement!(Savepoint = "SAVEPOINT kv_write");
 sqlite_statement!(ReleaseSavepoint = "RELEASE kv_write");
 sqlite_statement!(RollbackToSavepoint = "ROLLBACK TO kv_write");
+sqlite_statement!(BeginImmediate = "BEGIN IMMEDIATE");
+sqlite_statement!(Commit = "COMMIT");
+sqlite_statement!(Rollback = "ROLLBACK");
 sqlite_statement!(BeginRead = "BEGIN");
 sqlite_statement!(EndRead = "COMMIT");
 

@@ -96,14 +96,19 @@ fn run_write<T>(
     let mut attempt = 0;
     loop {
         let unused = batch.as_ref().map(|b| b.last);
-        let result = backend::write_transaction(conn, |conn| {
+        let run = |conn: &mut DbConnection| {
             f(&mut Tx {
                 conn,
                 batch: batch.as_deref_mut(),
                 now,
                 version: None,
             })
-        });
+        };
+        // In a batch, the batch's transaction is open: the write is a savepoint in it.
+        let result = match unused {
+            Some(_) => backend::sqlite_savepoint(conn, run),
+            None => backend::write_transaction(conn, run),
+        };
         if let (Err(_), Some(batch), Some(unused)) = (&result, batch.as_deref_mut(), unused) {
             // Rolled back: the version it took goes to the next write, as if never taken.
             batch.last = unused;

@@ -172,7 +172,7 @@ fn serve<C>(
                 .ok();
         }
         let committed = match conn.as_mut() {
-            Some(conn) => backend::write_transaction(conn, |conn| {
+            Some(conn) => backend::sqlite_batch(conn, |conn| {
                 let mut versions = BatchVersions::start(conn)?;
                 for job in batch.iter_mut() {
                     job.run(conn, &mut versions);
@@ -185,7 +185,13 @@ fn serve<C>(
         if let Err(err) = &committed {
             log::warn!("a batch of {} writes failed: {err}", batch.len());
         }
-        if conn.as_mut().is_some_and(backend::is_broken) {
+        // After a database fault (read-only file, full disk, I/O error) a new connection
+        // finds the database as it is now; SQLite's may keep reporting the fault.
+        let fault = matches!(
+            committed.as_ref().map_err(StoreError::root),
+            Err(StoreError::Unavailable(_))
+        );
+        if fault || conn.as_mut().is_some_and(backend::is_broken) {
             conn = None;
         }
         writes_since_checkpoint += batch.len();

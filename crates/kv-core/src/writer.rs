@@ -26,7 +26,7 @@ use crate::store::{self, BatchVersions, Tx};
 const MAX_BATCH: usize = 1024;
 
 /// Writes after which the checkpoint thread is woken (about 2 log pages each).
-const CHECKPOINT_EVERY: usize = 2000;
+const CHECKPOINT_EVERY: usize = 500;
 
 /// How often the checkpoint thread runs without being woken.
 const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);

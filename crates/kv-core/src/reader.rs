@@ -109,69 +109,50 @@ impl SnapshotReader {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
     use std::thread;
 
     use diesel::connection::SimpleConnection;
 
     use super::*;
     use crate::backend::{ConnectionOptions, DatabaseUrl};
-    use crate::request::{SetArgs, SetExpiry};
     use crate::store::{self, Lookup};
     use crate::writer::Writer;
+    use crate::writer::tests::{block_on, set_args, sqlite_store};
 
     struct Store {
         _dir: tempfile::TempDir,
-        url: DatabaseUrl,
+        path: PathBuf,
         writer: Writer,
     }
 
     impl Store {
         fn new() -> Store {
             let dir = tempfile::tempdir().expect("tempdir");
-            let url: DatabaseUrl = dir
-                .path()
-                .join("kv.sqlite3")
-                .display()
-                .to_string()
-                .parse()
-                .expect("url");
-            let mut conn = backend::connect(&url, &ConnectionOptions::default()).expect("connect");
-            backend::run_migrations(&mut conn).expect("migrate");
-            let writer_url = url.clone();
-            let writer = Writer::spawn(move || {
-                backend::connect(&writer_url, &ConnectionOptions::default())
-                    .map_err(|e| e.to_string())
-            })
-            .expect("writer");
+            let (path, writer) = sqlite_store(&dir);
             Store {
                 _dir: dir,
-                url,
+                path,
                 writer,
             }
         }
 
+        fn connect(&self) -> DbConnection {
+            let url: DatabaseUrl = self.path.display().to_string().parse().expect("url");
+            backend::connect(&url, &ConnectionOptions::default()).expect("connect")
+        }
+
         fn reader(&self, max_age: Duration) -> SnapshotReader {
-            let conn = backend::connect(&self.url, &ConnectionOptions::default()).expect("connect");
-            SnapshotReader::new(conn, max_age)
+            SnapshotReader::new(self.connect(), max_age)
         }
 
         fn set(&self, key: &str, value: &str) {
-            let (key, args) = (
-                key.to_owned(),
-                SetArgs {
-                    value: value.to_owned(),
-                    expiry: SetExpiry::Persist,
-                    precondition: Default::default(),
-                },
-            );
-            let write = self
-                .writer
-                .write(crate::now_ms(), move |tx| tx.set(&key, &args));
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("runtime")
-                .block_on(write)
-                .expect("set");
+            let (key, args) = (key.to_owned(), set_args(value));
+            block_on(
+                self.writer
+                    .write(crate::now_ms(), move |tx| tx.set(&key, &args)),
+            )
+            .expect("set");
         }
     }
 
@@ -212,8 +193,7 @@ mod tests {
         let commits = store.writer.commits();
         assert_eq!(value(&mut reader, commits, "k"), "1");
         // A write by another process does not move this writer's count.
-        let mut other =
-            backend::connect(&store.url, &ConnectionOptions::default()).expect("connect");
+        let mut other = store.connect();
         match &mut other {
             DbConnection::Sqlite(c) => c
                 .batch_execute("UPDATE kv_store SET value = '2' WHERE key = 'k'")

@@ -237,14 +237,15 @@ fn checkpoint(conn: DbConnection, wakes: mpsc::Receiver<()>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Instant;
 
     use super::*;
     use crate::backend::{ConnectionOptions, DatabaseUrl};
     use crate::request::{SetArgs, SetExpiry};
 
-    fn sqlite_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Writer) {
+    /// A migrated SQLite file in `dir` and a writer over it.
+    pub(crate) fn sqlite_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Writer) {
         let path = dir.path().join("kv.sqlite3");
         let url: DatabaseUrl = path.display().to_string().parse().expect("url");
         let options = ConnectionOptions::default();
@@ -256,7 +257,7 @@ mod tests {
         (path, writer)
     }
 
-    fn set_args(value: &str) -> SetArgs {
+    pub(crate) fn set_args(value: &str) -> SetArgs {
         SetArgs {
             value: value.to_owned(),
             expiry: SetExpiry::Persist,
@@ -264,7 +265,7 @@ mod tests {
         }
     }
 
-    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime")

@@ -95,7 +95,7 @@ if [ "$SWEEP" = 1 ]; then
   sleep 1
   # The mix starts with the sweep and runs for SWEEP_MIX; the sweep should outlast it, so
   # every request measured competes with the sweeper.
-  SWEEP_MIX=15s
+  SWEEP_MIX=8s
   (DURATION=$SWEEP_MIX; run mix_during_sweep 32 mix.lua / >>"$RESULTS") &
   MIX=$!
   start=$(date +%s.%N)

@@ -339,9 +339,17 @@ fn incr_errors_leave_the_value_unchanged() {
         r#"{"x": 1}"#,
         "[1]",
         "{",
+        // Only a body of no bytes at all is the empty body ({}); whitespace is not JSON.
+        " ",
+        "\t\n",
     ] {
         server.post("/m/incr", bad).expect(400);
     }
+    // Checked before any precondition: a bad body is 400 even when If-Match fails too.
+    server
+        .send("POST", "/m/incr", &[("If-Match", "\"999\"")], Some("\t "))
+        .expect_error(400, "invalid_json");
+    assert_eq!(server.get("/m").expect(200)["value"], json!(i64::MIN));
 }
 
 trait ExpectAny {

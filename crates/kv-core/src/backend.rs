@@ -683,18 +683,17 @@ sqlite_statement!(RollbackToSavepoint = "ROLLBACK TO kv_write");
 sqlite_statement!(BeginImmediate = "BEGIN IMMEDIATE");
 sqlite_statement!(Commit = "COMMIT");
 sqlite_statement!(Rollback = "ROLLBACK");
-sqlite_statement!(BeginRead = "BEGIN");
-sqlite_statement!(EndRead = "COMMIT");
+sqlite_statement!(BeginDeferred = "BEGIN");
 
 /// Opens a read transaction on a SQLite connection: its first read takes a snapshot that
 /// every read until [`end_read`] sees (see [`crate::reader`]).
-pub(crate) fn begin_read(conn: &mut SqliteConnection) -> QueryResult<()> {
-    BeginRead.execute(conn).map(|_| ())
+pub(crate) fn begin_read(conn: &mut DbConnection) -> QueryResult<()> {
+    run_sqlite(conn, BeginDeferred)
 }
 
 /// Ends the read transaction [`begin_read`] opened.
-pub(crate) fn end_read(conn: &mut SqliteConnection) -> QueryResult<()> {
-    EndRead.execute(conn).map(|_| ())
+pub(crate) fn end_read(conn: &mut DbConnection) -> QueryResult<()> {
+    run_sqlite(conn, Commit)
 }
 
 impl diesel::query_builder::Query for BumpSqliteVersion {

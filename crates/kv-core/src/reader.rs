@@ -58,10 +58,10 @@ impl SnapshotReader {
             self.end()?;
         }
         if self.snapshot.is_none() {
-            match &mut self.conn {
-                DbConnection::Sqlite(c) => backend::begin_read(c)?,
-                DbConnection::Postgres(_) => return f(&mut self.conn),
+            if let DbConnection::Postgres(_) = self.conn {
+                return f(&mut self.conn); // every PostgreSQL read is its own transaction
             }
+            backend::begin_read(&mut self.conn)?;
             self.snapshot = Some(Snapshot {
                 commits,
                 taken: now,
@@ -97,8 +97,7 @@ impl SnapshotReader {
 
     fn end(&mut self) -> Result<(), StoreError> {
         if self.snapshot.take().is_some()
-            && let DbConnection::Sqlite(c) = &mut self.conn
-            && let Err(err) = backend::end_read(c)
+            && let Err(err) = backend::end_read(&mut self.conn)
         {
             self.broken = true;
             return Err(err.into());

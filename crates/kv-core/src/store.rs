@@ -76,45 +76,68 @@ pub fn write<T>(
     run_write(conn, None, now, f)
 }
 
+/// How a write of a SQLite batch is kept apart from the batch's other writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchIsolation {
+    /// In its own savepoint: a failing write rolls back alone. SQLite then copies every page
+    /// the write changes into a statement journal first.
+    Savepoint,
+    /// Straight in the batch's transaction: a failing write leaves the transaction in a state
+    /// only a rollback of the whole batch undoes (see [`crate::writer`]).
+    Shared,
+}
+
 /// Runs `f` as one write transaction of a SQLite batch (inside the batch's transaction, see
 /// [`crate::writer`]), its version taken from `batch`.
 pub fn write_in_batch<T>(
     conn: &mut DbConnection,
     batch: &mut BatchVersions,
+    isolation: BatchIsolation,
     now: i64,
     f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    run_write(conn, Some(batch), now, f)
+    run_write(conn, Some((batch, isolation)), now, f)
 }
 
 fn run_write<T>(
     conn: &mut DbConnection,
-    mut batch: Option<&mut BatchVersions>,
+    mut batch: Option<(&mut BatchVersions, BatchIsolation)>,
     now: i64,
     mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let mut attempt = 0;
     loop {
-        let unused = batch.as_ref().map(|b| b.last);
-        let run = |conn: &mut DbConnection| {
+        let unused = batch.as_ref().map(|(b, _)| b.last);
+        let isolation = batch.as_ref().map(|(_, isolation)| *isolation);
+        let mut run = |conn: &mut DbConnection| {
             f(&mut Tx {
                 conn,
-                batch: batch.as_deref_mut(),
+                batch: batch.as_mut().map(|(b, _)| &mut **b),
                 now,
                 version: None,
             })
         };
-        // In a batch, the batch's transaction is open: the write is a savepoint in it.
-        let result = match unused {
-            Some(_) => backend::sqlite_savepoint(conn, run),
+        // In a batch, the batch's transaction is open: the write is a savepoint in it, or
+        // runs in it directly.
+        let result = match isolation {
+            Some(BatchIsolation::Savepoint) => backend::sqlite_savepoint(conn, run),
+            Some(BatchIsolation::Shared) => run(conn),
             None => backend::write_transaction(conn, run),
         };
-        if let (Err(_), Some(batch), Some(unused)) = (&result, batch.as_deref_mut(), unused) {
+        if let (Err(_), Some((batch, _)), Some(unused)) = (&result, batch.as_mut(), unused) {
             // Rolled back: the version it took goes to the next write, as if never taken.
             batch.last = unused;
         }
         match result {
-            Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,
+            // A shared write that failed is not run again here: its partial effects stay
+            // until the writer rolls back the batch and runs it again with savepoints.
+            Err(err)
+                if err.is_retryable()
+                    && attempt < MAX_WRITE_RETRIES
+                    && isolation != Some(BatchIsolation::Shared) =>
+            {
+                attempt += 1
+            }
             other => return other,
         }
     }

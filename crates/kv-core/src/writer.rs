@@ -1,10 +1,18 @@
 //! Group commit for SQLite. One thread owns the write connection; requests queue their writes
 //! to it and it commits them in batches — one `BEGIN IMMEDIATE … COMMIT` for every request
-//! waiting at that moment. Each request runs in its own savepoint, so a failing request rolls
-//! back alone, and each is answered only after its batch has committed: durability is the
-//! same as one transaction per request, at a fraction of the commits. The batch also takes
-//! its requests' versions from memory ([`BatchVersions`]) and updates the store-wide counter
-//! once.
+//! waiting at that moment. Each request is answered only after its batch has committed:
+//! durability is the same as one transaction per request, at a fraction of the commits. The
+//! batch also takes its requests' versions from memory ([`BatchVersions`]) and updates the
+//! store-wide counter once.
+//!
+//! A failing request must roll back alone. A batch therefore runs first with its requests
+//! straight in the transaction ([`BatchIsolation::Shared`]); if one of them fails, that whole
+//! attempt is rolled back and the batch runs again with each request in its own savepoint
+//! ([`BatchIsolation::Savepoint`]), where the failing ones roll back alone and the others
+//! commit. Requests are deterministic over the same database state (each carries its own
+//! `now`), so the second run fails the same requests. Savepoints are not free: SQLite copies
+//! every page a request changes into a statement journal (measured in docs/BENCHMARKS.md), and
+//! batches where every request succeeds are the common case.
 //!
 //! A second thread checkpoints the write-ahead log (copies it into the database file, which
 //! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and five times a second, so no
@@ -20,7 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::{self, DbConnection};
 use crate::error::StoreError;
-use crate::store::{self, BatchVersions, Tx};
+use crate::store::{self, BatchIsolation, BatchVersions, Tx};
 
 /// The most requests committed together.
 const MAX_BATCH: usize = 1024;
@@ -33,15 +41,21 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(200);
 
 /// A queued request, type-erased so one queue carries every kind of write.
 trait Job: Send {
-    /// Runs the request's writes (in their own savepoint) inside the open batch.
-    fn run(&mut self, conn: &mut DbConnection, versions: &mut BatchVersions);
+    /// Runs the request's writes inside the open batch (again if the batch is run again).
+    /// Returns whether they succeeded.
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        versions: &mut BatchVersions,
+        isolation: BatchIsolation,
+    ) -> bool;
     /// Answers the request once the batch has committed, or failed to.
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
 }
 
 struct Request<T, F> {
     now: i64,
-    op: Option<F>,
+    op: F,
     result: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -51,10 +65,16 @@ where
     T: Send,
     F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send,
 {
-    fn run(&mut self, conn: &mut DbConnection, versions: &mut BatchVersions) {
-        if let Some(op) = self.op.take() {
-            self.result = Some(store::write_in_batch(conn, versions, self.now, op));
-        }
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        versions: &mut BatchVersions,
+        isolation: BatchIsolation,
+    ) -> bool {
+        let result = store::write_in_batch(conn, versions, isolation, self.now, &mut self.op);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
     }
 
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
@@ -124,7 +144,7 @@ impl Writer {
         let (reply, answer) = oneshot::channel();
         let job = Request {
             now,
-            op: Some(op),
+            op,
             result: None,
             reply,
         };
@@ -172,13 +192,7 @@ fn serve<C>(
                 .ok();
         }
         let committed = match conn.as_mut() {
-            Some(conn) => backend::sqlite_batch(conn, |conn| {
-                let mut versions = BatchVersions::start(conn)?;
-                for job in batch.iter_mut() {
-                    job.run(conn, &mut versions);
-                }
-                versions.finish(conn)
-            }),
+            Some(conn) => run_batch(conn, &mut batch),
             None => Err(StoreError::Unavailable("no database connection".into())),
         };
         commits.fetch_add(1, Ordering::Release);
@@ -203,6 +217,29 @@ fn serve<C>(
         for job in batch {
             job.finish(committed.as_ref().map(|_| ()));
         }
+    }
+}
+
+/// Runs `batch` in one transaction and commits it: shared, and if a request fails, again
+/// with savepoints (see the module's documentation).
+fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let mut attempt = |conn: &mut DbConnection, isolation| {
+        let mut failed = false;
+        let committed = backend::sqlite_batch(conn, |conn| {
+            let mut versions = BatchVersions::start(conn)?;
+            for job in batch.iter_mut() {
+                if !job.run(conn, &mut versions, isolation) && isolation == BatchIsolation::Shared {
+                    failed = true;
+                    return Err(StoreError::Internal("a shared batch write failed".into()));
+                }
+            }
+            versions.finish(conn)
+        });
+        (committed, failed)
+    };
+    match attempt(conn, BatchIsolation::Shared) {
+        (_, true) => attempt(conn, BatchIsolation::Savepoint).0,
+        (committed, false) => committed,
     }
 }
 
@@ -329,6 +366,59 @@ pub(crate) mod tests {
             backend::current_version(&mut conn).expect("version"),
             40,
             "the counter is at the last version"
+        );
+    }
+
+    #[test]
+    fn a_batch_run_again_with_savepoints_gives_each_write_what_it_saw_the_first_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_path, writer) = sqlite_store(&dir);
+        let incr = crate::request::IncrArgs {
+            by: 1,
+            decrement: false,
+            expires_at_if_created: None,
+        };
+        // Sent together, so they share batches: increments of one counter, and every fifth
+        // request increments it and then fails, so its batch runs again with savepoints.
+        let results = block_on(async {
+            let writes = (0..50).map(|i| {
+                let writer = writer.clone();
+                async move {
+                    writer
+                        .write(crate::now_ms(), move |tx| {
+                            let row = tx.incr("counter", &incr, &Default::default())?;
+                            if i % 5 == 0 {
+                                return Err(StoreError::Conflict);
+                            }
+                            crate::request::counter_value(&row.value)
+                        })
+                        .await
+                }
+            });
+            let handles: Vec<_> = writes.map(tokio::spawn).collect();
+            let mut results = Vec::new();
+            for handle in handles {
+                results.push(handle.await.expect("task"));
+            }
+            results
+        });
+        let mut counted: Vec<i64> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .copied()
+            .collect();
+        counted.sort_unstable();
+        assert_eq!(
+            counted,
+            (1..=40).collect::<Vec<i64>>(),
+            "each committed increment saw the ones before it, and the failed ones left nothing"
+        );
+        assert_eq!(
+            results
+                .iter()
+                .filter(|r| matches!(r, Err(StoreError::Conflict)))
+                .count(),
+            10
         );
     }
 

@@ -24,3 +24,21 @@ impl KeyValue {
         expiry::is_expired(self.expires_at, now)
     }
 }
+
+/// What a read of one key (`GET`, `HEAD`) takes of its row: a point read selects only these
+/// columns, and does not build the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = kv_store)]
+pub struct StoredValue {
+    /// JSON text, validated before it was written.
+    pub value: String,
+    pub version: i64,
+    pub expires_at: Option<i64>,
+}
+
+impl StoredValue {
+    /// Whether this row is expired at `now` (and so absent for every operation).
+    pub fn is_expired(&self, now: i64) -> bool {
+        expiry::is_expired(self.expires_at, now)
+    }
+}

@@ -7,7 +7,7 @@ use crate::backend::{self, DbConnection, with_conn};
 use crate::error::StoreError;
 use crate::glob::Glob;
 use crate::key::{validate_key, validate_writable_key};
-use crate::model::KeyValue;
+use crate::model::{KeyValue, StoredValue};
 use crate::precondition::Precondition;
 use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::schema::kv_store;
@@ -51,11 +51,15 @@ fn live_at(now: i64) -> _ {
 
 /// `GET`: the live row, or why there is none. Reads only: the caller removes an expired row
 /// with [`Tx::purge_expired`] (lazy expiry) through the write path.
-pub fn get(conn: &mut DbConnection, now: i64, key: &str) -> Result<Lookup<KeyValue>, StoreError> {
+pub fn get(
+    conn: &mut DbConnection,
+    now: i64,
+    key: &str,
+) -> Result<Lookup<StoredValue>, StoreError> {
     validate_key(key)?;
-    let row: Option<KeyValue> = with_conn!(conn, c => kv_store::table
+    let row: Option<StoredValue> = with_conn!(conn, c => kv_store::table
         .find(key)
-        .select(KeyValue::as_select())
+        .select(StoredValue::as_select())
         .get_result(c)
         .optional())?;
     Ok(match row {

@@ -1,15 +1,17 @@
 //! `/<key>/`: GET, HEAD, POST/PUT (SET), PATCH (EXPIRE/PERSIST), DELETE, and
 //! `/<key>/incr`, `/<key>/decr`.
 
+use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use kv_core::key::is_reserved;
+use kv_core::model::StoredValue;
 use kv_core::now_ms;
 use kv_core::request::{
     ExpireRequest, IncrArgs, IncrRequest, SetArgs, SetRequest, expiry_from_json,
 };
 use kv_core::store::{self, Lookup};
-use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView};
+use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{etag, header_precondition, json_object, json_with_etag, not_modified};
@@ -39,17 +41,26 @@ fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
 
 /// The live key, or its 404. An expired row is deleted before answering (lazy expiry) and,
 /// when this request is the one that deleted it, counted in `kv_keys_expired_lazily_total`.
-async fn lookup(state: &AppState, metrics: &Metrics, key: String) -> Result<KeyView, ApiError> {
+/// Returns the key, what is stored under it, and the time it was read at.
+async fn lookup(
+    state: &AppState,
+    metrics: &Metrics,
+    key: String,
+) -> Result<(String, StoredValue, i64), ApiError> {
     let now = now_ms();
     let (found, key) = state
         .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
         .await?;
-    if let Lookup::Expired = found
-        && state.write(now, move |tx| tx.purge_expired(&key)).await?
-    {
-        metrics.lazily_expired.inc();
+    if let Lookup::Expired = found {
+        let purging = key.clone();
+        if state
+            .write(now, move |tx| tx.purge_expired(&purging))
+            .await?
+        {
+            metrics.lazily_expired.inc();
+        }
     }
-    Ok(KeyView::new(found.live()?, now)?)
+    Ok((key, found.live()?, now))
 }
 
 #[utoipa::path(get, path = "/{key}", tag = "keys", operation_id = "get_key",
@@ -66,13 +77,16 @@ pub async fn get(
     metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(req, key)?;
-    let view = lookup(state, metrics, key).await?;
-    if not_modified(req.headers(), view.version)? {
+    let (key, stored, now) = lookup(state, metrics, key).await?;
+    if not_modified(req.headers(), stored.version)? {
         return Ok(HttpResponse::NotModified()
-            .insert_header(etag(view.version))
+            .insert_header(etag(stored.version))
             .finish());
     }
-    Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(stored.version))
+        .content_type(ContentType::json())
+        .body(key_json(&key, &stored, now)?))
 }
 
 #[utoipa::path(head, path = "/{key}", tag = "keys", operation_id = "head_key",
@@ -88,9 +102,9 @@ pub async fn head(
     metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(req, key)?;
-    let view = lookup(state, metrics, key).await?;
+    let (_, stored, _) = lookup(state, metrics, key).await?;
     Ok(HttpResponse::Ok()
-        .insert_header(etag(view.version))
+        .insert_header(etag(stored.version))
         .finish())
 }
 

@@ -198,8 +198,12 @@ impl SetArgs {
             None | Some(Value::Null) => None,
             Some(v) => Some(positive_i64(&v, "if_version")?),
         };
+        // Straight into a buffer: `Value`'s `Display` (`to_string`) writes the same text
+        // through `fmt::Write`, piece by piece.
+        let value = serde_json::to_string(&value)
+            .map_err(|e| StoreError::Internal(format!("value not serializable: {e}")))?;
         Ok(SetArgs {
-            value: value.to_string(),
+            value,
             expiry,
             precondition: Precondition {
                 nx,

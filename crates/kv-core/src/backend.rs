@@ -484,7 +484,7 @@ pub(crate) fn sqlite_savepoint<T>(
 /// waits for the disk (`fsync`), and every write queued behind the commit would wait with it.
 /// The writer's connection still checkpoints itself once the log reaches this many pages
 /// (about 40 MB), should the checkpoint thread fall behind.
-const WRITER_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Makes `conn` the group-commit writer's connection: it leaves checkpoints to the [`Checkpointer`].
 pub(crate) fn defer_checkpoints(conn: &mut DbConnection) -> QueryResult<()> {
@@ -552,9 +552,10 @@ impl Checkpointer {
         }
     }
 
-    pub(crate) fn checkpoint(&mut self) -> Result<(), String> {
+    /// Checkpoints; returns how many pages the log holds.
+    pub(crate) fn checkpoint(&mut self) -> Result<i32, String> {
         let DbConnection::Sqlite(c) = &mut self.conn else {
-            return Ok(());
+            return Ok(0);
         };
         let row = diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
             .get_result::<CheckpointRow>(c)
@@ -568,7 +569,7 @@ impl Checkpointer {
                 .map_err(|e| format!("flushing the database file: {e}"))?;
         }
         self.last = now;
-        Ok(())
+        Ok(row.log)
     }
 }
 

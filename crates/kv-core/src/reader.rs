@@ -5,12 +5,15 @@
 //! starts a new one as soon as the group-commit writer has committed since — so a read
 //! that starts after a write was acknowledged still sees it — or once the snapshot reaches
 //! its maximum age ([`SNAPSHOT_MAX_AGE`] in the server), which bounds how long a write by
-//! another process on the same file (`kv-sweeper`, or a second server) stays unseen.
+//! another process on the same file (`kv-sweeper`, or a second server) stays unseen. While the
+//! write-ahead log is long and growing it keeps no snapshot between reads, so that the log can
+//! start over ([`crate::writer::WriterProgress::snapshots_allowed`]).
 
 use std::time::{Duration, Instant};
 
 use crate::backend::{self, DbConnection};
 use crate::error::StoreError;
+use crate::writer::WriterProgress;
 
 /// The oldest snapshot the server's reads may see.
 pub const SNAPSHOT_MAX_AGE: Duration = Duration::from_millis(1);
@@ -41,15 +44,16 @@ impl SnapshotReader {
         }
     }
 
-    /// Runs the reads of `f` in a snapshot taken after the writer's `commits`-th commit
-    /// (read [`crate::writer::Writer::commits`] before calling) and no older than its
-    /// maximum age.
+    /// Runs the reads of `f` in a snapshot taken after the writer's `writer.commits`-th
+    /// commit (read [`crate::writer::Writer::progress`] before calling) and no older than its
+    /// maximum age. The snapshot is kept for the next read only if `writer` allows it.
     pub fn read<T>(
         &mut self,
-        commits: u64,
+        writer: WriterProgress,
         f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let now = Instant::now();
+        let commits = writer.commits;
         if self
             .snapshot
             .as_ref()
@@ -72,6 +76,8 @@ impl SnapshotReader {
             // Start afresh after a failed read. SQLite may have ended the transaction itself
             // (an I/O error does), so ending it can fail too; the read's error is the one to report.
             let _ = self.end();
+        } else if !writer.snapshots_allowed {
+            self.end()?;
         }
         result
     }
@@ -155,9 +161,9 @@ mod tests {
         }
     }
 
-    fn value(reader: &mut SnapshotReader, commits: u64, key: &str) -> String {
+    fn value(reader: &mut SnapshotReader, writer: WriterProgress, key: &str) -> String {
         let found = reader
-            .read(commits, |conn| store::get(conn, crate::now_ms(), key))
+            .read(writer, |conn| store::get(conn, crate::now_ms(), key))
             .expect("read");
         match found {
             Lookup::Live(row) => row.value,
@@ -170,7 +176,8 @@ mod tests {
         let store = Store::new();
         let mut reader = store.reader(Duration::from_secs(3600));
         store.set("k", "1");
-        let before = store.writer.commits();
+        let before = store.writer.progress();
+        assert!(before.snapshots_allowed);
         assert_eq!(value(&mut reader, before, "k"), "1");
         store.set("k", "2");
         assert_eq!(
@@ -178,8 +185,8 @@ mod tests {
             "1",
             "the snapshot is kept while the commit count stays"
         );
-        let after = store.writer.commits();
-        assert!(after > before, "the write was counted");
+        let after = store.writer.progress();
+        assert!(after.commits > before.commits, "the write was counted");
         assert_eq!(value(&mut reader, after, "k"), "2");
     }
 
@@ -189,7 +196,7 @@ mod tests {
         let max_age = Duration::from_millis(20);
         let mut reader = store.reader(max_age);
         store.set("k", "1");
-        let commits = store.writer.commits();
+        let commits = store.writer.progress();
         assert_eq!(value(&mut reader, commits, "k"), "1");
         // A write by another process does not move this writer's count.
         let mut other = store.connect();
@@ -205,5 +212,29 @@ mod tests {
             "an old snapshot is ended"
         );
         assert_eq!(value(&mut reader, commits, "k"), "2");
+    }
+
+    #[test]
+    fn no_snapshot_is_kept_when_the_writer_says_so() {
+        let store = Store::new();
+        let mut reader = store.reader(Duration::from_secs(3600));
+        store.set("k", "1");
+        let progress = WriterProgress {
+            snapshots_allowed: false,
+            ..store.writer.progress()
+        };
+        assert_eq!(value(&mut reader, progress, "k"), "1");
+        assert!(
+            !reader.release_old_snapshot().expect("release"),
+            "the read left no snapshot open"
+        );
+        // Another process's write, which does not move the commit count either.
+        match &mut store.connect() {
+            DbConnection::Sqlite(c) => c
+                .batch_execute("UPDATE kv_store SET value = '2' WHERE key = 'k'")
+                .expect("update"),
+            DbConnection::Postgres(_) => unreachable!("a SQLite test"),
+        }
+        assert_eq!(value(&mut reader, progress, "k"), "2");
     }
 }

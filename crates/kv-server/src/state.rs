@@ -15,7 +15,7 @@ use actix_web::web;
 use kv_core::backend::{self, ConnectionOptions};
 use kv_core::reader::{SNAPSHOT_MAX_AGE, SnapshotReader};
 use kv_core::store::{self, Tx};
-use kv_core::writer::Writer;
+use kv_core::writer::{Writer, WriterProgress};
 use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
 
 use crate::error::ApiError;
@@ -86,7 +86,14 @@ impl AppState {
         if self.backend != Backend::Sqlite {
             return self.db(f).await;
         }
-        let commits = self.writer.as_ref().map_or(0, Writer::commits);
+        // (SQLite always has its writer; without one, nothing would end a kept snapshot.)
+        let writer = self.writer.as_ref().map_or(
+            WriterProgress {
+                commits: 0,
+                snapshots_allowed: false,
+            },
+            Writer::progress,
+        );
         let result = READER.with(|slot| {
             let mut slot = slot.borrow_mut();
             if slot.is_none() {
@@ -97,7 +104,7 @@ impl AppState {
             let reader = slot
                 .as_mut()
                 .ok_or_else(|| StoreError::Internal("no reader".into()))?;
-            let result = reader.read(commits, f);
+            let result = reader.read(writer, f);
             if matches!(result, Err(StoreError::Unavailable(_))) || reader.is_broken() {
                 *slot = None; // reconnect on the next request
             }

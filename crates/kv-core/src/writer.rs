@@ -344,6 +344,30 @@ pub(crate) mod tests {
         }
     }
 
+    /// Sends `count` writes at once, so that they share batches, the `i`-th running `op(i, …)`,
+    /// and returns their results in order.
+    fn write_together<T, F>(writer: &Writer, count: usize, op: F) -> Vec<Result<T, StoreError>>
+    where
+        T: Send + 'static,
+        F: Fn(usize, &mut Tx<'_>) -> Result<T, StoreError> + Clone + Send + 'static,
+    {
+        block_on(async {
+            let handles: Vec<_> = (0..count)
+                .map(|i| {
+                    let (writer, op) = (writer.clone(), op.clone());
+                    tokio::spawn(
+                        async move { writer.write(crate::now_ms(), move |tx| op(i, tx)).await },
+                    )
+                })
+                .collect();
+            let mut results = Vec::new();
+            for handle in handles {
+                results.push(handle.await.expect("task"));
+            }
+            results
+        })
+    }
+
     pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -356,27 +380,12 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (path, writer) = sqlite_store(&dir);
         // Sent together, so they share batches: every third one writes, then fails.
-        let results = block_on(async {
-            let writes = (0..60).map(|i| {
-                let writer = writer.clone();
-                async move {
-                    writer
-                        .write(crate::now_ms(), move |tx| {
-                            let outcome = tx.set(&format!("k{i}"), &set_args("1"))?;
-                            if i % 3 == 0 {
-                                return Err(StoreError::Conflict);
-                            }
-                            Ok(outcome.row.version)
-                        })
-                        .await
-                }
-            });
-            let handles: Vec<_> = writes.map(tokio::spawn).collect();
-            let mut results = Vec::new();
-            for handle in handles {
-                results.push(handle.await.expect("task"));
+        let results = write_together(&writer, 60, |i, tx| {
+            let outcome = tx.set(&format!("k{i}"), &set_args("1"))?;
+            if i % 3 == 0 {
+                return Err(StoreError::Conflict);
             }
-            results
+            Ok(outcome.row.version)
         });
         let url: DatabaseUrl = path.display().to_string().parse().expect("url");
         let mut conn = backend::connect(&url, &ConnectionOptions::default()).expect("connect");
@@ -422,27 +431,12 @@ pub(crate) mod tests {
         };
         // Sent together, so they share batches: increments of one counter, and every fifth
         // request increments it and then fails, so its batch runs again with savepoints.
-        let results = block_on(async {
-            let writes = (0..50).map(|i| {
-                let writer = writer.clone();
-                async move {
-                    writer
-                        .write(crate::now_ms(), move |tx| {
-                            let row = tx.incr("counter", &incr, &Default::default())?;
-                            if i % 5 == 0 {
-                                return Err(StoreError::Conflict);
-                            }
-                            crate::request::counter_value(&row.value)
-                        })
-                        .await
-                }
-            });
-            let handles: Vec<_> = writes.map(tokio::spawn).collect();
-            let mut results = Vec::new();
-            for handle in handles {
-                results.push(handle.await.expect("task"));
+        let results = write_together(&writer, 50, move |i, tx| {
+            let row = tx.incr("counter", &incr, &Default::default())?;
+            if i % 5 == 0 {
+                return Err(StoreError::Conflict);
             }
-            results
+            crate::request::counter_value(&row.value)
         });
         let mut counted: Vec<i64> = results
             .iter()

@@ -6,10 +6,11 @@
 #
 #   scripts/bench.sh [--keys N] [--duration 10s] [--rounds 3] [--connections "32 256"] [--sweep]
 #
-# Each round runs every scenario once (--duration each), the ceiling first; a scenario's
-# req/s is its requests over its time across all rounds, and its ratio is to the ceiling of
-# the same rounds. Interleaving keeps the ratios steady on a machine whose speed drifts
-# (a shared VM's does, by a third within a minute); p50 and p99 are the medians of the rounds.
+# Each round runs every scenario once (--duration each), each right after a run of the
+# ceiling; a scenario's req/s is its requests over its time across all rounds, and its ratio
+# is to the ceiling runs just before it. Interleaving keeps the ratios steady on a machine
+# whose speed drifts (a shared VM's does, by a third within a minute); p50 and p99 are the
+# medians of the rounds. The ceiling's row sums all its runs.
 # --sweep also measures kv-sweeper deleting N expired keys while the 90/10 mix runs.
 # Needs wrk (apt-get install wrk), curl and python3. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
@@ -81,12 +82,11 @@ run() { # name connections [script] path
 
 RESULTS=$WORK/results
 for c in $CONNECTIONS; do for _ in $(seq "$ROUNDS"); do
-  run ceiling "$c" "" /_health/live
-  run get_hit "$c" get_hit.lua /
-  run get_miss "$c" get_miss.lua /
-  run set "$c" set.lua /
-  run incr "$c" incr.lua /
-  run mix_90_10 "$c" mix.lua /
+  for scenario in get_hit get_miss set incr mix; do
+    name=$scenario; [ "$scenario" = mix ] && name=mix_90_10
+    run "ceiling@$name" "$c" "" /_health/live
+    run "$name" "$c" "$scenario.lua" /
+  done
 done; done | tee "$RESULTS" >&2
 
 if [ "$SWEEP" = 1 ]; then
@@ -96,6 +96,7 @@ if [ "$SWEEP" = 1 ]; then
   # The mix starts with the sweep and runs for SWEEP_MIX; the sweep should outlast it, so
   # every request measured competes with the sweeper.
   SWEEP_MIX=8s
+  (DURATION=$SWEEP_MIX; run ceiling@mix_during_sweep 32 "" /_health/live >>"$RESULTS")
   (DURATION=$SWEEP_MIX; run mix_during_sweep 32 mix.lua / >>"$RESULTS") &
   MIX=$!
   start=$(date +%s.%N)
@@ -111,8 +112,8 @@ RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER/status")
 echo
 echo "kvstore benchmark: $KEYS keys, $ROUNDS rounds of $DURATION per scenario, wrk on the same machine ($(nproc) cores)"
 echo
-echo "| scenario | conns | req/s | of ceiling | p50 ms | p99 ms | non-2xx |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| scenario | conns | req/s | its ceiling req/s | of ceiling | p50 ms | p99 ms | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 python3 - "$RESULTS" <<'PY'
 import statistics, sys
 # rows: name conns requests seconds p50 p99 non2xx, one per scenario and round
@@ -125,12 +126,25 @@ for line in open(sys.argv[1]):
     run["p50"].append(float(p50))
     run["p99"].append(float(p99))
     run["non2xx"] += int(non2xx)
-for (name, conns), run in runs.items():
+# Each scenario's ratio is to the ceiling runs just before it ("ceiling@<scenario>"); the
+# ceiling's own row sums all of them.
+for (name, conns), run in list(runs.items()):
+    if name.startswith("ceiling@"):
+        total = runs.setdefault(("ceiling", conns), {"requests": 0, "seconds": 0.0, "p50": [], "p99": [], "non2xx": 0})
+        for field in ("requests", "seconds", "non2xx"):
+            total[field] += run[field]
+        total["p50"] += run["p50"]
+        total["p99"] += run["p99"]
+order = sorted((k for k in runs if not k[0].startswith("ceiling@")),
+               key=lambda k: (int(k[1]), k[0] != "ceiling"))
+for name, conns in order:
+    run = runs[(name, conns)]
     rps = run["requests"] / run["seconds"]
-    ceiling = runs[("ceiling", conns)]
-    ratio = rps / (ceiling["requests"] / ceiling["seconds"])
+    ceiling = runs[("ceiling" if name == "ceiling" else f"ceiling@{name}", conns)]
+    ceiling_rps = ceiling["requests"] / ceiling["seconds"]
     p50, p99 = statistics.median(run["p50"]), statistics.median(run["p99"])
-    print(f"| {name} | {conns} | {rps:.0f} | {ratio:.2f} | {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
+    print(f"| {name} | {conns} | {rps:.0f} | {ceiling_rps:.0f} | {rps / ceiling_rps:.2f} "
+          f"| {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
 PY
 echo
 echo "peak RSS of kv-server: $((RSS_KB / 1024)) MiB"

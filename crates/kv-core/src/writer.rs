@@ -368,6 +368,20 @@ pub(crate) mod tests {
         })
     }
 
+    /// Sets `k0`, `k1`, … to `value`, one write at a time, calling `after(i)` after each.
+    fn set_one_by_one(writer: &Writer, count: usize, value: &str, mut after: impl FnMut(usize)) {
+        block_on(async {
+            for i in 0..count {
+                let args = set_args(value);
+                writer
+                    .write(crate::now_ms(), move |tx| tx.set(&format!("k{i}"), &args))
+                    .await
+                    .expect("write");
+                after(i);
+            }
+        });
+    }
+
     pub(crate) fn block_on<F: std::future::Future>(future: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()
             .build()
@@ -490,16 +504,9 @@ pub(crate) mod tests {
         // over, twice the length at which the writer's connection checkpoints itself.
         let value = format!("\"{}\"", "x".repeat(3000));
         let mut largest = 0;
-        block_on(async {
-            for i in 0..20_000 {
-                let args = set_args(&value);
-                writer
-                    .write(crate::now_ms(), move |tx| tx.set(&format!("k{i}"), &args))
-                    .await
-                    .expect("write");
-                if i % 100 == 0 {
-                    largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
-                }
+        set_one_by_one(&writer, 20_000, &value, |i| {
+            if i % 100 == 0 {
+                largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
             }
         });
         done.store(true, Ordering::Relaxed);
@@ -521,15 +528,7 @@ pub(crate) mod tests {
         let size = |path: &std::path::Path| std::fs::metadata(path).map_or(0, |m| m.len());
         let empty = size(&path);
         let value = format!("\"{}\"", "x".repeat(400));
-        block_on(async {
-            for i in 0..200 {
-                let args = set_args(&value);
-                writer
-                    .write(crate::now_ms(), move |tx| tx.set(&format!("k{i}"), &args))
-                    .await
-                    .expect("write");
-            }
-        });
+        set_one_by_one(&writer, 200, &value, |_| {});
         // These writes fill a few hundred log pages: fewer than any connection checkpoints
         // itself at (1,000 by default, 10,000 for the writer), so only the checkpoint thread
         // (at the latest after CHECKPOINT_INTERVAL) moves them into the database file.

@@ -85,6 +85,9 @@ pub async fn run(config: Config) -> io::Result<()> {
     let open_to_all = api_keys.is_empty();
     let openapi = web::Data::new(openapi::OpenApiDocument::new(!open_to_all));
     let api_keys = web::Data::new(api_keys);
+    // The access log renders every request's line (address, request line, a timestamp) before
+    // `log` filters it: skipped altogether when its level is off (`RUST_LOG=warn`).
+    let access_log = log::log_enabled!(target: "actix_web::middleware::logger", log::Level::Info);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -101,7 +104,10 @@ pub async fn run(config: Config) -> io::Result<()> {
             .wrap(json_errors::middleware(max_body))
             // Never log request headers here: they carry the API keys.
             .wrap(middleware::from_fn(metrics::middleware::track))
-            .wrap(middleware::Logger::new("%a \"%r\" %s %b %Dms"))
+            .wrap(middleware::Condition::new(
+                access_log,
+                middleware::Logger::new("%a \"%r\" %s %b %Dms"),
+            ))
     })
     .workers(workers)
     .shutdown_timeout(10)

@@ -353,6 +353,31 @@ fn json_logs_are_one_object_per_line() {
 }
 
 #[test]
+fn the_access_log_follows_its_level_in_rust_log() {
+    let db = TestDatabase::new();
+    // The start-up line (target kv_server) is how the harness finds the port.
+    let quiet = Server::start_with(&db.url, &[], &[("RUST_LOG", "warn,kv_server=info")]);
+    let loud = Server::start_with(
+        &db.url,
+        &[],
+        &[(
+            "RUST_LOG",
+            "warn,kv_server=info,actix_web::middleware::logger=info",
+        )],
+    );
+    // One database: the first SET creates the key, the second updates it.
+    for (server, set_status) in [(&quiet, 201), (&loud, 200)] {
+        server.post("/logged", r#"{"value": 1}"#).expect(set_status);
+        server.get("/logged").expect(200);
+    }
+    wait_for_log(&loud, |log| log.contains("\"GET /logged HTTP/1.1\" 200"));
+    // The quiet server had answered both of its requests before the loud one got its first.
+    let log = quiet.log();
+    assert!(log.contains("listening on"), "{log}");
+    assert!(!log.contains("/logged"), "access log lines at warn:\n{log}");
+}
+
+#[test]
 fn sweeper_logs_a_summary_and_writes_its_metrics_file() {
     let db = TestDatabase::new();
     let server = Server::start(&db);

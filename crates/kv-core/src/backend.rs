@@ -514,6 +514,9 @@ pub(crate) struct Checkpointer {
 
 #[derive(QueryableByName)]
 struct CheckpointRow {
+    /// 1 when the checkpoint could not finish: another was running, or readers stayed.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    busy: i32,
     #[diesel(sql_type = diesel::sql_types::Integer)]
     log: i32,
     #[diesel(sql_type = diesel::sql_types::Integer)]
@@ -571,6 +574,46 @@ impl Checkpointer {
         self.last = now;
         Ok(row.log)
     }
+}
+
+/// What [`restart_log`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogRestart {
+    /// The whole log is in the database file and no reader reads from it: the connection's
+    /// next write starts it over from its beginning.
+    Due,
+    /// Another connection was checkpointing; nothing was waited for.
+    CheckpointRunning,
+    /// A reader kept reading from the log (or another process kept the write lock) for
+    /// longer than the wait allowed.
+    ReadersStayed,
+}
+
+#[derive(QueryableByName)]
+struct BusyTimeoutRow {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    timeout: i32,
+}
+
+/// Checkpoints the whole write-ahead log and waits, at most `wait`, until no reader reads
+/// from it (`RESTART`), so that the next write on `conn` starts the log over. For the
+/// group-commit writer's connection between batches: it is the one writer, so nothing
+/// appends meanwhile. The connection's own busy timeout is put back afterwards.
+pub(crate) fn restart_log(conn: &mut DbConnection, wait: Duration) -> QueryResult<LogRestart> {
+    let DbConnection::Sqlite(c) = conn else {
+        return Ok(LogRestart::Due);
+    };
+    let configured = diesel::sql_query("PRAGMA busy_timeout").get_result::<BusyTimeoutRow>(c)?;
+    c.batch_execute(&format!("PRAGMA busy_timeout = {}", wait.as_millis()))?;
+    let row = diesel::sql_query("PRAGMA wal_checkpoint(RESTART)").get_result::<CheckpointRow>(c);
+    c.batch_execute(&format!("PRAGMA busy_timeout = {}", configured.timeout))?;
+    let row = row?;
+    Ok(match (row.busy, row.log) {
+        (0, _) => LogRestart::Due,
+        // SQLite answers -1 when another checkpoint held the checkpoint lock.
+        (_, -1) => LogRestart::CheckpointRunning,
+        _ => LogRestart::ReadersStayed,
+    })
 }
 
 /// Whether the connection is unusable after a failed transaction and must be replaced.
@@ -840,6 +883,77 @@ mod tests {
             Ok(Backend::Postgres)
         );
         assert!(parse("").is_err() && parse(":memory:").is_err() && parse("sqlite://").is_err());
+    }
+
+    /// Pages in the write-ahead log, as a passive checkpoint on `conn` reports them.
+    fn log_pages(conn: &mut DbConnection) -> i32 {
+        let DbConnection::Sqlite(c) = conn else {
+            panic!("SQLite")
+        };
+        diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+            .get_result::<CheckpointRow>(c)
+            .expect("checkpoint")
+            .log
+    }
+
+    fn execute(conn: &mut DbConnection, sql: &str) {
+        with_conn!(conn, c => c.batch_execute(sql)).expect(sql);
+    }
+
+    #[test]
+    fn a_restarted_log_starts_over_at_the_next_write_once_no_reader_reads_from_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = parse(&dir.path().join("kv.sqlite3").display().to_string()).expect("url");
+        let options = ConnectionOptions {
+            busy_timeout: Duration::from_millis(4321),
+            ..Default::default()
+        };
+        let mut writer = connect(&url, &options).expect("writer");
+        let mut reader = connect(&url, &options).expect("reader");
+        defer_checkpoints(&mut writer).expect("defer");
+        execute(&mut writer, "CREATE TABLE t (x BLOB)");
+        let write = |conn: &mut DbConnection| {
+            execute(conn, "INSERT INTO t VALUES (randomblob(3000))");
+        };
+        (0..50).for_each(|_| write(&mut writer));
+        // A reader in the middle of a read, on a snapshot the writer has written past.
+        execute(&mut reader, "BEGIN; SELECT count(*) FROM t;");
+        (0..50).for_each(|_| write(&mut writer));
+        let long = log_pages(&mut writer);
+        assert!(long > 100, "{long} log pages");
+
+        let waited = std::time::Instant::now();
+        let wait = Duration::from_millis(20);
+        assert_eq!(
+            restart_log(&mut writer, wait).expect("restart"),
+            LogRestart::ReadersStayed
+        );
+        assert!(waited.elapsed() >= wait, "waited {:?}", waited.elapsed());
+        write(&mut writer);
+        assert!(
+            log_pages(&mut writer) > long,
+            "the log goes on past the reader"
+        );
+
+        execute(&mut reader, "COMMIT");
+        assert_eq!(
+            restart_log(&mut writer, wait).expect("restart"),
+            LogRestart::Due
+        );
+        let DbConnection::Sqlite(c) = &mut writer else {
+            unreachable!()
+        };
+        let timeout = diesel::sql_query("PRAGMA busy_timeout")
+            .get_result::<BusyTimeoutRow>(c)
+            .expect("busy_timeout")
+            .timeout;
+        assert_eq!(timeout, 4321, "the connection's busy timeout is put back");
+        write(&mut writer);
+        let restarted = log_pages(&mut writer);
+        assert!(
+            (1..10).contains(&restarted),
+            "the write starts the log over: {restarted} pages"
+        );
     }
 
     #[test]

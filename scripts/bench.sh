@@ -109,6 +109,8 @@ if [ "$SWEEP" = 1 ]; then
 fi
 
 RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$SERVER/status")
+# The -wal file is reused from its start, not truncated: its size is the log's largest length.
+WAL_BYTES=$(stat -c %s "$WORK/kv.sqlite3-wal" 2>/dev/null || echo 0)
 echo
 echo "kvstore benchmark: $KEYS keys, $ROUNDS rounds of $DURATION per scenario, wrk on the same machine ($(nproc) cores)"
 echo
@@ -148,5 +150,6 @@ for name, conns in order:
 PY
 echo
 echo "peak RSS of kv-server: $((RSS_KB / 1024)) MiB"
+echo "largest write-ahead log (kv.sqlite3-wal): $((WAL_BYTES / 1000000)) MB"
 [ "$SWEEP" = 1 ] && echo "kv-sweeper --once over $KEYS expired keys during the mix: $(tail -1 "$WORK/sweep.log") in ${SWEEP_SECS}s"
 echo "(get_miss answers 404 by design: its non-2xx count is its request count.)"

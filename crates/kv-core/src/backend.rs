@@ -17,7 +17,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use crate::clock;
 use crate::error::StoreError;
 use crate::model::KeyValue;
-use crate::schema::{kv_meta, kv_store};
+use crate::schema::{kv_meta, kv_store, kv_sweeps};
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
@@ -828,6 +828,23 @@ pub(crate) fn lock_keys(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<(
 
 /// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
 /// locked are skipped, so sweepers never wait on each other or count a row twice.
+/// Adds `deleted` to the sweeps' count of deleted keys, inside the sweep batch's transaction.
+pub(crate) fn count_swept(conn: &mut DbConnection, deleted: usize) -> QueryResult<()> {
+    let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
+    with_conn!(conn, c => diesel::update(kv_sweeps::table.find(1))
+        .set(kv_sweeps::deleted_keys.eq(kv_sweeps::deleted_keys + deleted))
+        .execute(c))
+    .map(|_| ())
+}
+
+/// Expired keys deleted by sweeps so far, all sweepers together.
+pub(crate) fn swept_keys(conn: &mut DbConnection) -> QueryResult<i64> {
+    with_conn!(conn, c => kv_sweeps::table
+        .find(1)
+        .select(kv_sweeps::deleted_keys)
+        .get_result(c))
+}
+
 pub(crate) fn delete_expired_batch(
     conn: &mut DbConnection,
     now: i64,

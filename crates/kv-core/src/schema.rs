@@ -18,3 +18,11 @@ diesel::table! {
         version -> BigInt,
     }
 }
+
+// Expired keys deleted by sweeps, all sweepers together (one row).
+diesel::table! {
+    kv_sweeps (id) {
+        id -> Integer,
+        deleted_keys -> BigInt,
+    }
+}

@@ -609,13 +609,20 @@ pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
     })
 }
 
+/// Expired keys deleted by sweeps ([`sweep_expired`]) so far: every sweeper's, since the
+/// database was created (or migrated to count them).
+pub fn swept_keys(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(backend::swept_keys(conn)?)
+}
+
 /// Deletes rows expired at `now` in transactions of at most `batch_size` rows, so the write
 /// lock is never held for long, and pauses after each full batch for as long as the batch
 /// took (at least 5 ms), so the server's writes get the lock in between: a sweep of a million
 /// keys takes seconds longer, and requests meanwhile do not wait behind it (measured in
 /// docs/BENCHMARKS.md: 1,000,000 keys in 17.7 s, a 90/10 mix's p99 17 ms meanwhile; twice
-/// as long a pause took 27 s for a p99 of 19 ms). Stops
-/// early when `stop()` says so (between batches).
+/// as long a pause took 27 s for a p99 of 19 ms). Each batch adds its deletions to the count
+/// [`swept_keys`] reads, in its own transaction. Stops early when `stop()` says so (between
+/// batches).
 pub fn sweep_expired(
     conn: &mut DbConnection,
     now: i64,
@@ -627,11 +634,11 @@ pub fn sweep_expired(
     loop {
         let started = std::time::Instant::now();
         let deleted = backend::write_transaction(conn, |c| {
-            Ok(backend::delete_expired_batch(
-                c,
-                now,
-                i64::from(batch_size),
-            )?)
+            let deleted = backend::delete_expired_batch(c, now, i64::from(batch_size))?;
+            if deleted > 0 {
+                backend::count_swept(c, deleted)?;
+            }
+            Ok(deleted)
         })?;
         total += deleted as u64;
         if deleted < batch_size as usize || stop() {

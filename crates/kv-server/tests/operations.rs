@@ -181,6 +181,47 @@ fn metrics_report_keys_lazy_expiry_and_the_pool() {
     assert_sample(&scrape(&server), "kv_keys", 4.0);
 }
 
+#[test]
+fn metrics_count_the_keys_sweeps_deleted_as_of_each_scrape() {
+    let db = TestDatabase::new();
+    // Key counts cached for an hour: the sweeps' count is read on every scrape all the same.
+    let server = Server::start_with(&db.url, &["--key-count-interval", "3600"], &[]);
+    let metrics = scrape(&server);
+    assert!(
+        metrics.contains("# TYPE kv_keys_expired_swept_total counter"),
+        "{metrics}"
+    );
+    assert_sample(&metrics, "kv_keys_expired_swept_total", 0.0);
+    let expiring = |key: &str| {
+        server
+            .post(&format!("/{key}"), r#"{"value": 1, "ttl_ms": 20}"#)
+            .expect(201);
+    };
+    for key in ["gone0", "gone1", "gone2"] {
+        expiring(key);
+    }
+    server.post("/stays", r#"{"value": 1}"#).expect(201);
+    thread::sleep(Duration::from_millis(40));
+    let sweep = |args: &[&str]| assert!(sweep_once(&db.url, args).status.success());
+    sweep(&["--batch-size", "2"]);
+    let metrics = scrape(&server);
+    assert_sample(&metrics, "kv_keys_expired_swept_total", 3.0);
+    assert_sample(&metrics, "kv_keys_expired_lazily_total", 0.0);
+
+    // Later sweeps add to it; one that finds nothing leaves it as it is.
+    expiring("gone3");
+    thread::sleep(Duration::from_millis(40));
+    sweep(&[]);
+    sweep(&[]);
+    assert_sample(&scrape(&server), "kv_keys_expired_swept_total", 4.0);
+
+    // The count is kept in the database, so a restarted server starts from it.
+    let mut server = server;
+    server.terminate();
+    let server = Server::start(&db);
+    assert_sample(&scrape(&server), "kv_keys_expired_swept_total", 4.0);
+}
+
 /// Reads from `stream` until `needle` has arrived (or the connection closes).
 fn read_until(stream: &mut TcpStream, needle: &str) -> String {
     let mut got = Vec::new();

@@ -4,10 +4,11 @@ use actix_web::{HttpResponse, web};
 use kv_core::StoreError;
 
 use crate::error::ApiError;
-use crate::metrics::{CONTENT_TYPE, Metrics, key_counts};
+use crate::metrics::{CONTENT_TYPE, Metrics, key_counts, sweeps};
 use crate::state::AppState;
 
-/// Prometheus text: requests by route template and status, latency, keys, pool.
+/// Prometheus text: requests by route template and status, latency, keys, expired keys (lazily
+/// and by sweeps), pool.
 #[utoipa::path(get, path = "/_metrics", tag = "server", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text exposition format (see docs/OPERATIONS.md)",
         content_type = "text/plain; version=0.0.4", body = String)))]
@@ -16,6 +17,7 @@ pub async fn metrics(
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
     key_counts::before_scrape(state.clone(), metrics.clone()).await;
+    sweeps::before_scrape(&state, &metrics).await;
     metrics.observe_pool(&state.pool);
     let body = metrics
         .render()

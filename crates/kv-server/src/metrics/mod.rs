@@ -2,10 +2,11 @@
 //!
 //! Requests are counted by route template (never by key, so the number of series stays
 //! small), live and expiring keys come from a cached count (see [`key_counts`]), and the
-//! pool gauges are read when scraped.
+//! sweeps' count of deleted keys ([`sweeps`]) and the pool gauges are read when scraped.
 
 pub mod key_counts;
 pub mod middleware;
+pub mod sweeps;
 
 pub use middleware::RouteLabel;
 
@@ -33,6 +34,8 @@ pub struct Metrics {
     pub(crate) http_duration: HistogramVec,
     /// Expired rows a read found (and deleted: lazy expiry).
     pub lazily_expired: IntCounter,
+    /// Expired rows kv-sweeper deleted, as the database counts them (every sweeper's).
+    pub(crate) swept: IntCounter,
     pub(crate) keys: IntGauge,
     pub(crate) keys_expiring: IntGauge,
     pub(crate) store_version: IntGauge,
@@ -65,6 +68,10 @@ impl Metrics {
         let lazily_expired = IntCounter::new(
             "kv_keys_expired_lazily_total",
             "Expired keys found by a read and deleted then (lazy expiry).",
+        )?;
+        let swept = IntCounter::new(
+            "kv_keys_expired_swept_total",
+            "Expired keys deleted by sweeps (kv-sweeper), all sweepers on this database together.",
         )?;
         let keys = IntGauge::new(
             "kv_keys",
@@ -116,6 +123,7 @@ impl Metrics {
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(http_duration.clone()))?;
         registry.register(Box::new(lazily_expired.clone()))?;
+        registry.register(Box::new(swept.clone()))?;
         registry.register(Box::new(keys.clone()))?;
         registry.register(Box::new(keys_expiring.clone()))?;
         registry.register(Box::new(store_version.clone()))?;
@@ -130,6 +138,7 @@ impl Metrics {
             http_requests,
             http_duration,
             lazily_expired,
+            swept,
             keys,
             keys_expiring,
             store_version,

@@ -826,8 +826,6 @@ pub(crate) fn lock_keys(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<(
     Ok(())
 }
 
-/// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
-/// locked are skipped, so sweepers never wait on each other or count a row twice.
 /// Adds `deleted` to the sweeps' count of deleted keys, inside the sweep batch's transaction.
 pub(crate) fn count_swept(conn: &mut DbConnection, deleted: usize) -> QueryResult<()> {
     let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
@@ -845,6 +843,8 @@ pub(crate) fn swept_keys(conn: &mut DbConnection) -> QueryResult<i64> {
         .get_result(c))
 }
 
+/// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
+/// locked are skipped, so sweepers never wait on each other or count a row twice.
 pub(crate) fn delete_expired_batch(
     conn: &mut DbConnection,
     now: i64,

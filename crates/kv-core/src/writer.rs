@@ -15,8 +15,9 @@
 //! batches where every request succeeds are the common case.
 //!
 //! A second thread checkpoints the write-ahead log (copies it into the database file, which
-//! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and five times a second, so no
-//! batch waits for a checkpoint.
+//! waits for the disk) after every [`CHECKPOINT_EVERY`] writes and five times a second, so
+//! batches do not wait for checkpoints, except for the restart of a long log below (once per
+//! 20 MB or so of log; 1–21 ms each measured in the debug build).
 //!
 //! The log starts over from its beginning only when a write finds it wholly checkpointed and
 //! no reader reading from it. Under steady reads and writes neither happens by itself: a

@@ -902,17 +902,6 @@ mod tests {
         assert!(parse("").is_err() && parse(":memory:").is_err() && parse("sqlite://").is_err());
     }
 
-    /// Pages in the write-ahead log, as a passive checkpoint on `conn` reports them.
-    fn log_pages(conn: &mut DbConnection) -> i32 {
-        let DbConnection::Sqlite(c) = conn else {
-            panic!("SQLite")
-        };
-        diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
-            .get_result::<CheckpointRow>(c)
-            .expect("checkpoint")
-            .log
-    }
-
     fn execute(conn: &mut DbConnection, sql: &str) {
         with_conn!(conn, c => c.batch_execute(sql)).expect(sql);
     }
@@ -927,6 +916,9 @@ mod tests {
         };
         let mut writer = connect(&url, &options).expect("writer");
         let mut reader = connect(&url, &options).expect("reader");
+        // Reports the log's length, as the checkpoint thread sees it.
+        let mut checkpointer = Checkpointer::new(connect(&url, &options).expect("checkpointer"));
+        let mut log_pages = || checkpointer.checkpoint().expect("checkpoint");
         defer_checkpoints(&mut writer).expect("defer");
         execute(&mut writer, "CREATE TABLE t (x BLOB)");
         let write = |conn: &mut DbConnection| {
@@ -936,7 +928,7 @@ mod tests {
         // A reader in the middle of a read, on a snapshot the writer has written past.
         execute(&mut reader, "BEGIN; SELECT count(*) FROM t;");
         (0..50).for_each(|_| write(&mut writer));
-        let long = log_pages(&mut writer);
+        let long = log_pages();
         assert!(long > 100, "{long} log pages");
 
         let waited = std::time::Instant::now();
@@ -947,10 +939,7 @@ mod tests {
         );
         assert!(waited.elapsed() >= wait, "waited {:?}", waited.elapsed());
         write(&mut writer);
-        assert!(
-            log_pages(&mut writer) > long,
-            "the log goes on past the reader"
-        );
+        assert!(log_pages() > long, "the log goes on past the reader");
 
         execute(&mut reader, "COMMIT");
         assert_eq!(
@@ -966,7 +955,7 @@ mod tests {
             .timeout;
         assert_eq!(timeout, 4321, "the connection's busy timeout is put back");
         write(&mut writer);
-        let restarted = log_pages(&mut writer);
+        let restarted = log_pages();
         assert!(
             (1..10).contains(&restarted),
             "the write starts the log over: {restarted} pages"

@@ -278,18 +278,8 @@ fn serve<C>(
         for job in batch {
             job.finish(committed.as_ref().map(|_| ()));
         }
-        if long_log.load(Ordering::Relaxed)
-            && restart.is_due(Instant::now())
-            && let Some(conn) = conn.as_mut()
-        {
-            let outcome = backend::restart_log(conn, RESTART_WAIT);
-            if let Err(err) = &outcome {
-                log::warn!("restarting the write-ahead log failed: {err}");
-            }
-            if outcome == Ok(LogRestart::Due) {
-                long_log.store(false, Ordering::Relaxed);
-            }
-            restart.record(outcome.ok(), Instant::now());
+        if let Some(conn) = conn.as_mut() {
+            restart.restart_if_due(conn, long_log);
         }
     }
 }
@@ -303,6 +293,22 @@ struct RestartSchedule {
 }
 
 impl RestartSchedule {
+    /// Restarts the log (between two batches) if the checkpoint thread found it long and no
+    /// failed attempt asks to wait; clears `long_log` once the restart is due.
+    fn restart_if_due(&mut self, conn: &mut DbConnection, long_log: &AtomicBool) {
+        if !long_log.load(Ordering::Relaxed) || !self.is_due(Instant::now()) {
+            return;
+        }
+        let outcome = backend::restart_log(conn, RESTART_WAIT);
+        if let Err(err) = &outcome {
+            log::warn!("restarting the write-ahead log failed: {err}");
+        }
+        if outcome == Ok(LogRestart::Due) {
+            long_log.store(false, Ordering::Relaxed);
+        }
+        self.record(outcome.ok(), Instant::now());
+    }
+
     fn is_due(&self, now: Instant) -> bool {
         self.not_before.is_none_or(|t| now >= t)
     }

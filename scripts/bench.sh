@@ -1,48 +1,97 @@
 #!/usr/bin/env bash
-# kvstore benchmark: builds release, starts kv-server over a fresh SQLite database, loads
-# --keys keys, and drives it with wrk at fixed concurrency. Prints req/s, p50, p99, non-2xx
-# for each scenario and each req/s as a ratio of the same run's ceiling (GET /_health/live,
-# which never touches the database), plus the server's peak RSS.
+# kvstore benchmark: builds release, starts kv-server over a fresh database, loads --keys keys,
+# and drives it with wrk at fixed concurrency. Prints req/s, p50, p99, non-2xx for each
+# scenario and each req/s as a ratio of the same run's ceiling (GET /_health/live, which never
+# touches the database), plus the server's peak RSS.
 #
-#   scripts/bench.sh [--keys N] [--duration 10s] [--rounds 3] [--connections "32 256"] [--sweep]
+#   scripts/bench.sh [--database sqlite|postgres] [--keys N] [--duration 10s] [--rounds 3]
+#                    [--connections "32 256"] [--scenarios "get_hit get_miss set incr mix"]
+#                    [--sweep]
 #
 # Each round runs every scenario once (--duration each), each right after a run of the
 # ceiling; a scenario's req/s is its requests over its time across all rounds, and its ratio
 # is to the ceiling runs just before it. Interleaving keeps the ratios steady on a machine
 # whose speed drifts (a shared VM's does, by a third within a minute); p50 and p99 are the
 # medians of the rounds. The ceiling's row sums all its runs.
-# --sweep also measures kv-sweeper deleting N expired keys while the 90/10 mix runs.
+#
+# --database postgres starts a throwaway local PostgreSQL cluster (scripts/lib/postgres.sh;
+# fsync and synchronous_commit on, as a real deployment has them) and, in every round, also
+# runs right after each scenario its anchor: pgbench with the statements that are the
+# database's own limit for that work, over a table shaped like kv_store with the same keys and
+# value, as many clients as kv-server's pool, prepared statements (a one-row upsert for set,
+# a primary-key select for get_hit and get_miss, an increment upsert over the same 100 hot
+# keys for incr, 9 selects to 1 upsert for mix). Each scenario is then also given as a ratio
+# of its anchor. Then every scenario runs once more against two kv-servers on the same
+# database, half the connections each, and is compared with one server.
+# --sweep also measures kv-sweeper deleting N expired keys while the 90/10 mix runs (SQLite).
 # Needs wrk (apt-get install wrk), curl and python3. Traffic goes to 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+DATABASE=sqlite
 KEYS=10000
 DURATION=10s
 ROUNDS=3
 CONNECTIONS="32 256"
+SCENARIOS="get_hit get_miss set incr mix"
 SWEEP=0
+POOL_SIZE=16
 while [ $# -gt 0 ]; do
   case "$1" in
+    --database) DATABASE=$2; shift 2 ;;
     --keys) KEYS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
+    --scenarios) SCENARIOS=$2; shift 2 ;;
     --sweep) SWEEP=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+case "$DATABASE" in
+  sqlite | postgres) ;;
+  *) echo "--database is sqlite or postgres" >&2; exit 2 ;;
+esac
+if [ "$SWEEP" = 1 ] && [ "$DATABASE" != sqlite ]; then
+  echo "--sweep measures SQLite" >&2; exit 2
+fi
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 cargo build --release -q -p kv-server -p kv-sweeper
 
 WORK=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+SERVERS=()
+cleanup() {
+  local pid
+  for pid in "${SERVERS[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+  [ "$DATABASE" = postgres ] && pg_cleanup
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+if [ "$DATABASE" = postgres ]; then
+  # shellcheck source=lib/postgres.sh
+  source scripts/lib/postgres.sh
+  pg_setup
+  ADMIN_URL=$(pg_start_cluster bench)
+  "$PG_BINDIR/psql" -q "$ADMIN_URL" -c "CREATE DATABASE kv"
+  DB_URL=${ADMIN_URL%/postgres}/kv
+else
+  DB_URL=$WORK/kv.sqlite3
+fi
+start_server() { # port: starts one kv-server and waits until it answers
+  RUST_LOG=warn target/release/kv-server --bind "127.0.0.1:$1" --database-url "$DB_URL" \
+    --pool-size "$POOL_SIZE" >>"$WORK/server.log" 2>&1 &
+  SERVERS+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/_health/live" >/dev/null && return; sleep 0.1; done
+  echo "kv-server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1
+}
+PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
-RUST_LOG=warn target/release/kv-server --bind "127.0.0.1:$PORT" --database-url "$WORK/kv.sqlite3" \
-  >"$WORK/server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -sf "$BASE/_health/live" >/dev/null && break; sleep 0.1; done
+start_server "$PORT"
+SERVER=${SERVERS[0]}
 
 load_keys() { # prefix count body-extra
   python3 - "$BASE" "$1" "$2" "$3" <<'PY'
@@ -80,14 +129,80 @@ run() { # name connections [script] path
   echo "$name $conns $requests $seconds $p50 $p99 $non2xx"
 }
 
+if [ "$DATABASE" = postgres ]; then
+  # pgbench's table: kv_store's shape, the same keys and the same stored value.
+  "$PG_BINDIR/psql" -q "$DB_URL" <<SQL
+CREATE TABLE kv_bench (LIKE kv_store INCLUDING ALL);
+INSERT INTO kv_bench SELECT 'bench:' || i, '{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}',
+  i, 0, 0, NULL FROM generate_series(0, $KEYS - 1) AS i;
+VACUUM ANALYZE kv_bench;
+SQL
+  VALUE='{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}'
+  mkdir -p "$WORK/pgbench"
+  cat >"$WORK/pgbench/select.sql" <<SQL
+\\set k random(0, $KEYS - 1)
+SELECT value, version, expires_at FROM kv_bench WHERE key = 'bench' || chr(58) || :k;
+SQL
+  cat >"$WORK/pgbench/select_miss.sql" <<SQL
+\\set k random(0, 1000000000)
+SELECT value, version, expires_at FROM kv_bench WHERE key = 'missing' || chr(58) || :k;
+SQL
+  cat >"$WORK/pgbench/upsert.sql" <<SQL
+\\set k random(0, $KEYS - 1)
+INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
+  VALUES ('bench' || chr(58) || :k, '$VALUE', 1, 0, 0, NULL)
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
+    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
+SQL
+  cat >"$WORK/pgbench/incr.sql" <<SQL
+\\set k random(0, 99)
+INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
+  VALUES ('hot' || chr(58) || :k, '1', 1, 0, 0, NULL)
+  ON CONFLICT (key) DO UPDATE SET value = (kv_bench.value::bigint + 1)::text,
+    version = kv_bench.version + 1;
+SQL
+fi
+anchor() { # name connections: pgbench for the scenario, as many clients as kv-server's pool
+  local name=$1 conns=$2 scripts out
+  case "$name" in
+    get_hit) scripts=(-f "$WORK/pgbench/select.sql") ;;
+    get_miss) scripts=(-f "$WORK/pgbench/select_miss.sql") ;;
+    set) scripts=(-f "$WORK/pgbench/upsert.sql") ;;
+    incr) scripts=(-f "$WORK/pgbench/incr.sql") ;;
+    mix_90_10) scripts=(-f "$WORK/pgbench/select.sql@9" -f "$WORK/pgbench/upsert.sql@1") ;;
+  esac
+  out=$("$PG_BINDIR/pgbench" -n -M prepared -c "$POOL_SIZE" -j 2 -T "${DURATION%s}" "${scripts[@]}" "$DB_URL" 2>&1)
+  local txns latency
+  txns=$(echo "$out" | awk '/number of transactions actually processed/ { print $NF }')
+  txns=${txns%%/*}
+  latency=$(echo "$out" | awk '/latency average/ { print $4; exit }')
+  echo "pgbench@$name $conns $txns ${DURATION%s} $latency - 0"
+}
 RESULTS=$WORK/results
 for c in $CONNECTIONS; do for _ in $(seq "$ROUNDS"); do
-  for scenario in get_hit get_miss set incr mix; do
+  for scenario in $SCENARIOS; do
     name=$scenario; [ "$scenario" = mix ] && name=mix_90_10
     run "ceiling@$name" "$c" "" /_health/live
     run "$name" "$c" "$scenario.lua" /
+    if [ "$DATABASE" = postgres ]; then anchor "$name" "$c"; fi
   done
 done; done | tee "$RESULTS" >&2
+
+if [ "$DATABASE" = postgres ]; then
+  PORT2=$(free_port)
+  BASE2="http://127.0.0.1:$PORT2"
+  start_server "$PORT2"
+  for c in $CONNECTIONS; do
+    for scenario in $SCENARIOS; do
+      name=$scenario; [ "$scenario" = mix ] && name=mix_90_10
+      run "ceiling@two_servers:$name" "$c" "" /_health/live
+      # Each wrk prints its own row; the table adds them up.
+      (run "two_servers:$name" $((c / 2)) "$scenario.lua" /) &
+      (BASE=$BASE2 run "two_servers:$name" $((c / 2)) "$scenario.lua" /) &
+      wait
+    done
+  done | tee -a "$RESULTS" >&2
+fi
 
 if [ "$SWEEP" = 1 ]; then
   echo "loading $KEYS keys that expire at once, then sweeping them while the mix runs..." >&2
@@ -114,42 +229,74 @@ WAL_BYTES=$(stat -c %s "$WORK/kv.sqlite3-wal" 2>/dev/null || echo 0)
 echo
 echo "kvstore benchmark: $KEYS keys, $ROUNDS rounds of $DURATION per scenario, wrk on the same machine ($(nproc) cores)"
 echo
-echo "| scenario | conns | req/s | its ceiling req/s | of ceiling | p50 ms | p99 ms | non-2xx |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
-python3 - "$RESULTS" <<'PY'
+if [ "$DATABASE" = postgres ]; then
+  echo "| scenario | conns | req/s | its ceiling req/s | of ceiling | pgbench tps | of pgbench | p50 ms | p99 ms | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+else
+  echo "| scenario | conns | req/s | its ceiling req/s | of ceiling | p50 ms | p99 ms | non-2xx |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+fi
+python3 - "$RESULTS" "$DATABASE" <<'PY'
 import statistics, sys
-# rows: name conns requests seconds p50 p99 non2xx, one per scenario and round
+# rows: name conns requests seconds p50 p99 non2xx, one per scenario and round; anchors
+# (pgbench@<scenario>) have pgbench's average latency for p50 and no p99; two_servers:<scenario>
+# rows come in pairs (one per server, half the connections each) and are added up.
+postgres = sys.argv[2] == "postgres"
 runs = {}
+def new_run():
+    return {"requests": 0, "seconds": 0.0, "rates": [], "p50": [], "p99": [], "non2xx": 0}
 for line in open(sys.argv[1]):
     name, conns, requests, seconds, p50, p99, non2xx = line.split()
-    run = runs.setdefault((name, conns), {"requests": 0, "seconds": 0.0, "p50": [], "p99": [], "non2xx": 0})
+    if name.startswith("two_servers:"):
+        conns = str(int(conns) * 2)
+    run = runs.setdefault((name, conns), new_run())
     run["requests"] += int(requests)
     run["seconds"] += float(seconds)
+    run["rates"].append(int(requests) / float(seconds))
     run["p50"].append(float(p50))
-    run["p99"].append(float(p99))
+    if p99 != "-":
+        run["p99"].append(float(p99))
     run["non2xx"] += int(non2xx)
+def rate(name, conns):
+    run = runs.get((name, conns))
+    if run is None:
+        return None
+    if name.startswith("two_servers:"):
+        return sum(run["rates"])  # both servers at once
+    return run["requests"] / run["seconds"]
 # Each scenario's ratio is to the ceiling runs just before it ("ceiling@<scenario>"); the
 # ceiling's own row sums all of them.
 for (name, conns), run in list(runs.items()):
     if name.startswith("ceiling@"):
-        total = runs.setdefault(("ceiling", conns), {"requests": 0, "seconds": 0.0, "p50": [], "p99": [], "non2xx": 0})
+        total = runs.setdefault(("ceiling", conns), new_run())
         for field in ("requests", "seconds", "non2xx"):
             total[field] += run[field]
         total["p50"] += run["p50"]
         total["p99"] += run["p99"]
-order = sorted((k for k in runs if not k[0].startswith("ceiling@")),
-               key=lambda k: (int(k[1]), k[0] != "ceiling"))
+shown = [k for k in runs if not k[0].startswith(("ceiling@", "pgbench@"))]
+order = sorted(shown, key=lambda k: (int(k[1]), k[0].startswith("two_servers:"), k[0] != "ceiling"))
 for name, conns in order:
     run = runs[(name, conns)]
-    rps = run["requests"] / run["seconds"]
-    ceiling = runs[("ceiling" if name == "ceiling" else f"ceiling@{name}", conns)]
-    ceiling_rps = ceiling["requests"] / ceiling["seconds"]
-    p50, p99 = statistics.median(run["p50"]), statistics.median(run["p99"])
-    print(f"| {name} | {conns} | {rps:.0f} | {ceiling_rps:.0f} | {rps / ceiling_rps:.2f} "
-          f"| {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
+    rps = rate(name, conns)
+    ceiling_rps = rate("ceiling" if name == "ceiling" else f"ceiling@{name}", conns)
+    p50 = statistics.median(run["p50"])
+    p99 = statistics.median(run["p99"]) if run["p99"] else float("nan")
+    row = f"| {name} | {conns} | {rps:.0f} | {ceiling_rps:.0f} | {rps / ceiling_rps:.2f} "
+    if postgres:
+        anchor = rate(f"pgbench@{name.split(':')[-1]}", conns)
+        row += f"| {anchor:.0f} | {rps / anchor:.2f} " if anchor else "| | "
+    print(row + f"| {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
+if postgres:
+    print()
+    for name, conns in sorted(k for k in runs if k[0].startswith("two_servers:")):
+        scenario = name.split(":", 1)[1]
+        one = rate(scenario, conns)
+        if one:
+            print(f"two servers / one server, {scenario} at {conns} connections: "
+                  f"{rate(name, conns) / one:.2f}")
 PY
 echo
 echo "peak RSS of kv-server: $((RSS_KB / 1024)) MiB"
-echo "largest write-ahead log (kv.sqlite3-wal): $((WAL_BYTES / 1000000)) MB"
+[ "$DATABASE" = sqlite ] && echo "largest write-ahead log (kv.sqlite3-wal): $((WAL_BYTES / 1000000)) MB"
 [ "$SWEEP" = 1 ] && echo "kv-sweeper --once over $KEYS expired keys during the mix: $(tail -1 "$WORK/sweep.log") in ${SWEEP_SECS}s"
 echo "(get_miss answers 404 by design: its non-2xx count is its request count.)"

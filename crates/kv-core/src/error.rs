@@ -101,6 +101,13 @@ impl StoreError {
         }
     }
 
+    /// The connection this came from is gone (the database restarted, or the network dropped
+    /// it): it must be replaced, and a read may be tried once more on another.
+    pub fn is_connection_fault(&self) -> bool {
+        matches!(self.root(), StoreError::Unavailable(reason)
+            if CONNECTION_FAULTS.contains(&reason.as_str()))
+    }
+
     /// Worth running the whole write transaction again (a lost race on PostgreSQL: unique
     /// violation, serialization failure, deadlock, or a newer version seen; see `store::Tx`).
     pub(crate) fn is_retryable(&self) -> bool {
@@ -138,6 +145,13 @@ impl From<r2d2::Error> for StoreError {
         StoreError::Unavailable("no database connection".into())
     }
 }
+
+/// The reasons of [`StoreError::Unavailable`] that mean the connection itself is gone.
+const CONNECTION_FAULTS: [&str; 3] = [
+    "connection lost",
+    "database is shutting down",
+    "cannot connect to the database",
+];
 
 /// Database faults a client should retry later rather than treat as a bug.
 fn unavailable_reason(message: &str) -> Option<&'static str> {

@@ -17,6 +17,7 @@ pub mod precondition;
 pub mod reader;
 pub mod request;
 pub mod schema;
+pub mod stage;
 pub mod store;
 pub mod tx;
 pub mod view;

@@ -11,7 +11,7 @@ diesel::table! {
     }
 }
 
-// SQLite only: the store-wide version counter (PostgreSQL uses the sequence `kv_version`).
+// The store-wide version counter (one row): the last version handed out.
 diesel::table! {
     kv_meta (id) {
         id -> Integer,

@@ -11,6 +11,7 @@ use crate::model::{KeyValue, StoredValue};
 use crate::precondition::Precondition;
 use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::schema::kv_store;
+use crate::stage::Stage;
 
 /// A write that lost a race (PostgreSQL) is run again this many times before giving up.
 const MAX_WRITE_RETRIES: usize = 8;
@@ -70,14 +71,29 @@ pub fn get(
 }
 
 /// Runs `f` as one write transaction, run again from the start when it loses a race with
-/// another server (PostgreSQL unique violation or serialization failure). Its version comes
-/// from the store-wide counter in the database.
+/// another server (PostgreSQL unique violation, serialization failure or deadlock). Its version
+/// comes from the store-wide counter in the database.
 pub fn write<T>(
     conn: &mut DbConnection,
     now: i64,
-    f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+    mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    run_write(conn, None, now, f)
+    let mut attempt = 0;
+    loop {
+        let result = backend::write_transaction(conn, |conn| {
+            f(&mut Tx {
+                conn,
+                batch: None,
+                stage: None,
+                now,
+                version: None,
+            })
+        });
+        match result {
+            Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
 }
 
 /// How a write of a SQLite batch is kept apart from the batch's other writes.
@@ -91,66 +107,69 @@ pub enum BatchIsolation {
     Shared,
 }
 
-/// Runs `f` as one write transaction of a SQLite batch (inside the batch's transaction, see
-/// [`crate::writer`]), its version taken from `batch`.
-pub fn write_in_batch<T>(
-    conn: &mut DbConnection,
-    batch: &mut BatchVersions,
-    isolation: BatchIsolation,
-    now: i64,
-    f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    run_write(conn, Some((batch, isolation)), now, f)
+/// Where a write of a batch runs (see [`crate::writer`]).
+pub enum InBatch<'b> {
+    /// SQLite: in the batch's open transaction.
+    Sqlite(BatchIsolation),
+    /// PostgreSQL: against the batch's rows staged in memory; a failing write leaves nothing
+    /// there.
+    Staged(&'b mut Stage),
 }
 
-fn run_write<T>(
+/// Runs `f` as one write of a batch (inside the batch's transaction, see
+/// [`crate::writer`]), its version taken from `versions`. A write that fails gives its
+/// version back. Not run again here on a lost race: the writer runs the whole batch again.
+pub fn write_in_batch<T>(
     conn: &mut DbConnection,
-    mut batch: Option<(&mut BatchVersions, BatchIsolation)>,
+    versions: &mut BatchVersions,
+    place: InBatch<'_>,
     now: i64,
     mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let mut attempt = 0;
-    loop {
-        let unused = batch.as_ref().map(|(b, _)| b.last);
-        let isolation = batch.as_ref().map(|(_, isolation)| *isolation);
-        let mut run = |conn: &mut DbConnection| {
-            f(&mut Tx {
+    let unused = versions.last;
+    let result = match place {
+        InBatch::Sqlite(isolation) => {
+            let mut run = |conn: &mut DbConnection| {
+                f(&mut Tx {
+                    conn,
+                    batch: Some(&mut *versions),
+                    stage: None,
+                    now,
+                    version: None,
+                })
+            };
+            match isolation {
+                BatchIsolation::Savepoint => backend::sqlite_savepoint(conn, run),
+                // A shared write that failed leaves its partial effects until the writer
+                // rolls back the batch and runs it again with savepoints.
+                BatchIsolation::Shared => run(conn),
+            }
+        }
+        InBatch::Staged(stage) => {
+            stage.begin_request();
+            let result = f(&mut Tx {
                 conn,
-                batch: batch.as_mut().map(|(b, _)| &mut **b),
+                batch: Some(&mut *versions),
+                stage: Some(&mut *stage),
                 now,
                 version: None,
-            })
-        };
-        // In a batch, the batch's transaction is open: the write is a savepoint in it, or
-        // runs in it directly.
-        let result = match isolation {
-            Some(BatchIsolation::Savepoint) => backend::sqlite_savepoint(conn, run),
-            Some(BatchIsolation::Shared) => run(conn),
-            None => backend::write_transaction(conn, run),
-        };
-        if let (Err(_), Some((batch, _)), Some(unused)) = (&result, batch.as_mut(), unused) {
-            // Rolled back: the version it took goes to the next write, as if never taken.
-            batch.last = unused;
+            });
+            stage.end_request(result.is_ok());
+            result
         }
-        match result {
-            // A shared write that failed is not run again here: its partial effects stay
-            // until the writer rolls back the batch and runs it again with savepoints.
-            Err(err)
-                if err.is_retryable()
-                    && attempt < MAX_WRITE_RETRIES
-                    && isolation != Some(BatchIsolation::Shared) =>
-            {
-                attempt += 1
-            }
-            other => return other,
-        }
+    };
+    if result.is_err() {
+        // Rolled back: the version it took goes to the next write, as if never taken.
+        versions.last = unused;
     }
+    result
 }
 
-/// The versions of one SQLite batch: the writer holds the database's write lock from the
-/// batch's start to its commit, so it reads the store-wide counter once, hands out the next
-/// versions from memory and writes the last one back before committing — one counter update
-/// per batch instead of one per write. A write that rolls back gives its version back.
+/// The versions of one batch: the writer holds the version counter from the batch's start to
+/// its commit (SQLite's write lock, or PostgreSQL's lock on the counter row), so it reads the
+/// counter once, hands out the next versions from memory and writes the last one back before
+/// committing — one counter update per batch instead of one per write. A write that rolls
+/// back gives its version back.
 #[derive(Debug)]
 pub struct BatchVersions {
     stored: i64,
@@ -158,17 +177,27 @@ pub struct BatchVersions {
 }
 
 impl BatchVersions {
-    /// Reads the counter (inside the batch's transaction).
+    /// Reads the counter and locks it (inside the batch's transaction).
     pub fn start(conn: &mut DbConnection) -> Result<Self, StoreError> {
-        let stored = backend::current_version(conn)?;
-        Ok(BatchVersions {
+        let stored = backend::lock_version(conn)?;
+        Ok(BatchVersions::from(stored))
+    }
+
+    /// Versions that follow `stored`.
+    pub fn from(stored: i64) -> Self {
+        BatchVersions {
             stored,
             last: stored,
-        })
+        }
     }
 
     fn next(&mut self) -> i64 {
         self.last += 1;
+        self.last
+    }
+
+    /// The last version handed out.
+    pub fn last(&self) -> i64 {
         self.last
     }
 
@@ -186,6 +215,8 @@ impl BatchVersions {
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
     batch: Option<&'c mut BatchVersions>,
+    /// A PostgreSQL batch's staged rows, which reads and writes go to instead of the database.
+    stage: Option<&'c mut Stage>,
     now: i64,
     version: Option<i64>,
 }
@@ -232,7 +263,13 @@ impl Tx<'_> {
             .into_iter()
             .filter(|k| validate_key(k).is_ok())
             .collect();
-        Ok(backend::lock_keys(self.conn, &keys)?)
+        match self.stage.as_deref_mut() {
+            Some(stage) => {
+                stage.declare(&keys);
+                Ok(())
+            }
+            None => Ok(backend::lock_keys(self.conn, &keys)?),
+        }
     }
 
     /// The row (live or expired), locked until the transaction ends.
@@ -243,7 +280,10 @@ impl Tx<'_> {
     /// (Only on PostgreSQL, SQLite runs one write transaction at a time; and rare there, as
     /// multi-key transactions lock their keys first.)
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let row = backend::find_for_update(self.conn, key)?;
+        let row = match self.stage.as_deref_mut() {
+            Some(stage) => stage.row(self.conn, key)?,
+            None => backend::find_for_update(self.conn, key)?,
+        };
         match (&row, self.version) {
             (Some(row), Some(mine)) if row.version > mine => Err(StoreError::Conflict),
             _ => Ok(row),
@@ -260,11 +300,20 @@ impl Tx<'_> {
 
     /// Writes `row`, inserting or replacing whatever row (live or expired) held the key.
     fn put(&mut self, row: &KeyValue, replaces_row: bool) -> Result<(), StoreError> {
-        Ok(backend::put_row(self.conn, row, replaces_row)?)
+        match self.stage.as_deref_mut() {
+            Some(stage) => stage.put(row.clone()),
+            None => backend::put_row(self.conn, row, replaces_row)?,
+        }
+        Ok(())
     }
 
     fn remove(&mut self, key: &str) -> Result<(), StoreError> {
-        with_conn!(self.conn, c => diesel::delete(kv_store::table.find(key)).execute(c))?;
+        match self.stage.as_deref_mut() {
+            Some(stage) => stage.remove(key),
+            None => {
+                with_conn!(self.conn, c => diesel::delete(kv_store::table.find(key)).execute(c))?;
+            }
+        }
         Ok(())
     }
 
@@ -272,6 +321,15 @@ impl Tx<'_> {
     /// set again meanwhile survives. Not a client write: takes no version.
     pub fn purge_expired(&mut self, key: &str) -> Result<bool, StoreError> {
         let now = self.now;
+        if let Some(stage) = self.stage.as_deref_mut() {
+            let expired = stage
+                .row(self.conn, key)?
+                .is_some_and(|row| row.is_expired(now));
+            if expired {
+                stage.remove(key);
+            }
+            return Ok(expired);
+        }
         let deleted = with_conn!(self.conn, c => diesel::delete(
             kv_store::table
                 .filter(kv_store::key.eq(key))
@@ -421,6 +479,10 @@ impl Tx<'_> {
     /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
     /// counted from the rows the one DELETE removed (exact even while other servers write).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
+        if let Some(stage) = self.stage.as_deref_mut() {
+            // A key range is no set of staged rows: this runs as a transaction of its own.
+            return Err(stage.own_transaction());
+        }
         if let KeyScope::Prefix(prefix) = scope
             && matches_no_key(prefix)
         {

@@ -18,7 +18,6 @@ use std::io;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
-use kv_core::Backend;
 use kv_core::backend::{self, ConnectionOptions};
 use kv_core::writer::Writer;
 
@@ -57,13 +56,10 @@ pub async fn run(config: Config) -> io::Result<()> {
         config.pool_size,
         Duration::from_millis(config.busy_timeout_ms),
     );
-    let writer = match url.backend() {
-        Backend::Sqlite => {
-            let (url, options) = (url.clone(), options.clone());
-            let connect = move || backend::connect(&url, &options).map_err(|e| e.to_string());
-            Some(Writer::spawn(connect).map_err(|e| io::Error::other(e.to_string()))?)
-        }
-        Backend::Postgres => None,
+    let writer = {
+        let (url, options) = (url.clone(), options.clone());
+        let connect = move || backend::connect(&url, &options).map_err(|e| e.to_string());
+        Writer::spawn(connect).map_err(|e| io::Error::other(e.to_string()))?
     };
     let state = web::Data::new(AppState {
         pool,

@@ -1,9 +1,10 @@
 //! What every handler shares, and the ways handlers reach the database:
-//! - [`AppState::write`]: a write transaction — on SQLite queued to the group-commit writer,
-//!   on PostgreSQL run on a pooled connection;
+//! - [`AppState::write`]: a write transaction, queued to the group-commit writer
+//!   ([`kv_core::writer`]);
 //! - [`AppState::point_read`]: a single-key read — on SQLite inline on the worker thread over
 //!   that thread's own connection (microseconds; no thread hop), which keeps its snapshot
-//!   between reads until the writer commits ([`kv_core::reader`]); on PostgreSQL pooled;
+//!   between reads until the writer commits ([`kv_core::reader`]); on PostgreSQL one
+//!   statement on a pooled connection;
 //! - [`AppState::db`]: anything else (scans, counts, health) on a pooled connection on the
 //!   blocking thread pool.
 
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use kv_core::backend::{self, ConnectionOptions};
 use kv_core::reader::{SNAPSHOT_MAX_AGE, SnapshotReader};
-use kv_core::store::{self, Tx};
-use kv_core::writer::{Writer, WriterProgress};
+use kv_core::store::Tx;
+use kv_core::writer::Writer;
 use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
 
 use crate::error::ApiError;
@@ -28,8 +29,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub backend: Backend,
     pub max_body_bytes: usize,
-    /// SQLite's group-commit writer (`None` on PostgreSQL).
-    pub writer: Option<Writer>,
+    /// The group-commit writer.
+    pub writer: Writer,
     pub url: DatabaseUrl,
     pub options: ConnectionOptions,
     /// The last database fault a request met, for `/_health`.
@@ -44,16 +45,31 @@ thread_local! {
 }
 
 impl AppState {
-    /// Runs `f` on a pooled connection on the blocking thread pool.
-    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// Runs the reads of `f` on a pooled connection on the blocking thread pool. Pooled
+    /// connections are not tested before use: when `f` finds its connection gone (the
+    /// database restarted), the pool drops it and `f` runs again on another, until one works
+    /// or the pool has been gone through.
+    pub async fn db<T, F>(&self, mut f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         let pool = self.pool.clone();
         let result = web::block(move || {
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            let mut tries = pool.max_size() + 1;
+            loop {
+                let mut conn = pool.get()?;
+                match f(&mut conn) {
+                    Err(err) if err.is_connection_fault() => {
+                        conn.mark_lost();
+                        tries -= 1;
+                        if tries == 0 {
+                            return Err(err);
+                        }
+                    }
+                    other => return other,
+                }
+            }
         })
         .await
         .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?;
@@ -66,10 +82,8 @@ impl AppState {
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let result = match &self.writer {
-            Some(writer) => Ok(self.faults.observe(writer.write(now, op).await)?),
-            None => self.db(move |conn| store::write(conn, now, op)).await,
-        };
+        let result: Result<T, ApiError> =
+            Ok(self.faults.observe(self.writer.write(now, op).await)?);
         if result.is_ok() {
             // A write went through: the database takes writes again.
             self.faults.clear();
@@ -81,19 +95,12 @@ impl AppState {
     pub async fn point_read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
         if self.backend != Backend::Sqlite {
             return self.db(f).await;
         }
-        // (SQLite always has its writer; without one, nothing would end a kept snapshot.)
-        let writer = self.writer.as_ref().map_or(
-            WriterProgress {
-                commits: 0,
-                snapshots_allowed: false,
-            },
-            Writer::progress,
-        );
+        let writer = self.writer.progress();
         let result = READER.with(|slot| {
             let mut slot = slot.borrow_mut();
             if slot.is_none() {

@@ -48,8 +48,9 @@ async fn lookup(
     key: String,
 ) -> Result<(String, StoredValue, i64), ApiError> {
     let now = now_ms();
-    let (found, key) = state
-        .point_read(move |conn| Ok((store::get(conn, now, &key)?, key)))
+    let reading = key.clone();
+    let found = state
+        .point_read(move |conn| store::get(conn, now, &reading))
         .await?;
     if let Lookup::Expired = found {
         let purging = key.clone();

@@ -1,9 +1,5 @@
-//! Group commit for SQLite. One thread owns the write connection; requests queue their writes
-//! to it and it commits them in batches — one `BEGIN IMMEDIATE … COMMIT` for every request
-//! waiting at that moment. Each request is answered only after its batch has committed:
-//! durability is the same as one transaction per request, at a fraction of the commits. The
-//! batch also takes its requests' versions from memory ([`BatchVersions`]) and updates the
-//! store-wide counter once.
+//! Group commit for SQLite: one `BEGIN IMMEDIATE … COMMIT` for every request waiting at that
+//! moment (see [`super`]).
 //!
 //! A failing request must roll back alone. A batch therefore runs first with its requests
 //! straight in the transaction ([`BatchIsolation::Shared`]); if one of them fails, that whole
@@ -29,17 +25,14 @@
 //! the rest of the log and waits up to [`RESTART_WAIT`] for the readers of the moment to
 //! finish ([`backend::restart_log`]); its next batch starts the log over.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::thread;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
+use super::{Job, Shared, collect_batch, start};
 use crate::backend::{self, DbConnection, LogRestart};
 use crate::error::StoreError;
-use crate::store::{self, BatchIsolation, BatchVersions, Tx};
+use crate::store::{BatchIsolation, BatchVersions, InBatch};
 
 /// The most requests committed together.
 const MAX_BATCH: usize = 1024;
@@ -68,152 +61,33 @@ const RESTART_WAIT: Duration = Duration::from_millis(10);
 /// from it costs the writer about 1% of its time.
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// A queued request, type-erased so one queue carries every kind of write.
-trait Job: Send {
-    /// Runs the request's writes inside the open batch (again if the batch is run again).
-    /// Returns whether they succeeded.
-    fn run(
-        &mut self,
-        conn: &mut DbConnection,
-        versions: &mut BatchVersions,
-        isolation: BatchIsolation,
-    ) -> bool;
-    /// Answers the request once the batch has committed, or failed to.
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
-}
-
-struct Request<T, F> {
-    now: i64,
-    op: F,
-    result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T, F> Job for Request<T, F>
+/// Starts the checkpoint thread and the writer thread over `conn`.
+pub(super) fn spawn<C>(
+    mut conn: DbConnection,
+    mut connect: C,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    shared: Shared,
+) -> Result<(), StoreError>
 where
-    T: Send,
-    F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send,
+    C: FnMut() -> Result<DbConnection, String> + Send + 'static,
 {
-    fn run(
-        &mut self,
-        conn: &mut DbConnection,
-        versions: &mut BatchVersions,
-        isolation: BatchIsolation,
-    ) -> bool {
-        let result = store::write_in_batch(conn, versions, isolation, self.now, &mut self.op);
-        let ok = result.is_ok();
-        self.result = Some(result);
-        ok
-    }
-
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
-        let result = match committed {
-            Ok(()) => self
-                .result
-                .unwrap_or_else(|| Err(StoreError::Internal("a queued write was not run".into()))),
-            Err(err) => Err(err.clone()),
-        };
-        // The client may have gone away; its write stands either way.
-        let _ = self.reply.send(result);
-    }
-}
-
-/// The handle requests use to reach the writer thread.
-#[derive(Clone)]
-pub struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
-    /// Batches ended (committed or not), counted before their requests are answered.
-    commits: Arc<AtomicU64>,
-    /// The write-ahead log is long and growing: readers keep no snapshot.
-    long_log: Arc<AtomicBool>,
-}
-
-/// What a reader needs to know of the writer before a read (see [`crate::reader`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriterProgress {
-    /// Batches ended so far. A write's batch is counted before the write is answered, so a
-    /// read that loads this after an answer knows whether its snapshot predates the write.
-    pub commits: u64,
-    /// Whether a reader may keep its snapshot after a read: not while the write-ahead log is
-    /// due to start over, which no reader may be reading from at that moment.
-    pub snapshots_allowed: bool,
-}
-
-impl Writer {
-    /// Starts the writer thread over a connection from `connect` (called again to replace a
-    /// connection that broke).
-    pub fn spawn<C>(mut connect: C) -> Result<Writer, StoreError>
-    where
-        C: FnMut() -> Result<DbConnection, String> + Send + 'static,
-    {
-        let conn = writer_connection(&mut connect)?;
-        let checkpoints = connect().map_err(StoreError::Unavailable)?;
-        let (wake_checkpointer, wakes) = mpsc::sync_channel(1);
-        let start = |name: &str, body: Box<dyn FnOnce() + Send>| {
-            thread::Builder::new()
-                .name(name.into())
-                .spawn(body)
-                .map_err(|e| StoreError::Internal(format!("cannot start the {name} thread: {e}")))
-        };
-        let long_log = Arc::new(AtomicBool::new(false));
-        let published = Arc::clone(&long_log);
-        start(
-            "kv-checkpoint",
-            Box::new(move || checkpoint(checkpoints, wakes, &published)),
-        )?;
-        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
-        let commits = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&commits);
-        let due_to_restart = Arc::clone(&long_log);
-        start(
-            "kv-writer",
-            Box::new(move || {
-                serve(
-                    conn,
-                    connect,
-                    queue,
-                    wake_checkpointer,
-                    &counted,
-                    &due_to_restart,
-                )
-            }),
-        )?;
-        Ok(Writer {
-            jobs,
-            commits,
-            long_log,
-        })
-    }
-
-    /// Where the writer is, for a read about to start.
-    pub fn progress(&self) -> WriterProgress {
-        WriterProgress {
-            commits: self.commits.load(Ordering::Acquire),
-            snapshots_allowed: !self.long_log.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Runs `op` as one write transaction (see [`store::write`]) in the next batch, and
-    /// answers once that batch has committed.
-    pub async fn write<T, F>(&self, now: i64, op: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        let job = Request {
-            now,
-            op,
-            result: None,
-            reply,
-        };
-        self.jobs
-            .send(Box::new(job))
-            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
-    }
+    backend::defer_checkpoints(&mut conn)?;
+    let checkpoints = connect().map_err(StoreError::Unavailable)?;
+    let (wake_checkpointer, wakes) = mpsc::sync_channel(1);
+    let published = Arc::clone(&shared.long_log);
+    start("kv-checkpoint", move || {
+        checkpoint(checkpoints, wakes, &published)
+    })?;
+    start("kv-writer", move || {
+        serve(
+            conn,
+            connect,
+            queue,
+            wake_checkpointer,
+            &shared.commits,
+            &shared.long_log,
+        )
+    })
 }
 
 /// A connection from `connect`, set up for the writer.
@@ -240,13 +114,7 @@ fn serve<C>(
     let mut writes_since_checkpoint = 0;
     let mut restart = RestartSchedule::default();
     while let Ok(first) = queue.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        let mut batch = collect_batch(first, &queue, MAX_BATCH);
         if conn.is_none() {
             conn = writer_connection(&mut connect)
                 .map_err(|e| log::error!("writer cannot reconnect: {e}"))
@@ -338,7 +206,8 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), 
         let committed = backend::sqlite_batch(conn, |conn| {
             let mut versions = BatchVersions::start(conn)?;
             for job in batch.iter_mut() {
-                if !job.run(conn, &mut versions, isolation) && isolation == BatchIsolation::Shared {
+                let ran = job.run(conn, &mut versions, InBatch::Sqlite(isolation));
+                if !ran && isolation == BatchIsolation::Shared {
                     failed = true;
                     return Err(StoreError::Internal("a shared batch write failed".into()));
                 }
@@ -394,9 +263,12 @@ fn checkpoint(conn: DbConnection, wakes: mpsc::Receiver<()>, long_log: &AtomicBo
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::Writer;
     use super::*;
     use crate::backend::{ConnectionOptions, DatabaseUrl};
     use crate::request::{SetArgs, SetExpiry};
+    use crate::store::{self, Tx};
+    use std::thread;
 
     /// A migrated SQLite file in `dir` and a writer over it.
     pub(crate) fn sqlite_store(dir: &tempfile::TempDir) -> (std::path::PathBuf, Writer) {

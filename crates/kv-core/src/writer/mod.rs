@@ -1,0 +1,193 @@
+//! Group commit. One thread owns the write connection; requests queue their writes to it and
+//! it commits them in batches — one database transaction for every request waiting at that
+//! moment. Each request is answered only after its batch has committed: durability is the
+//! same as one transaction per request, at a fraction of the commits, and a request that fails
+//! rolls back alone while the others commit. The batch takes its requests' versions from
+//! memory ([`BatchVersions`]) and updates the store-wide counter once.
+//!
+//! How a batch runs is each database's own: [`sqlite`] (one `BEGIN IMMEDIATE … COMMIT`,
+//! savepoints when a request fails, the write-ahead log's checkpoints) and [`postgres`] (rows
+//! staged in memory, a fixed handful of round trips per batch, the version counter held until
+//! commit so versions become visible in order across servers).
+
+mod postgres;
+mod sqlite;
+
+#[cfg(test)]
+pub(crate) use sqlite::tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, DbConnection};
+use crate::error::StoreError;
+use crate::store::{self, BatchVersions, InBatch, Tx};
+
+/// A queued request, type-erased so one queue carries every kind of write.
+trait Job: Send {
+    /// Runs the request's writes inside the open batch (again if the batch is run again).
+    /// Returns whether they succeeded.
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        versions: &mut BatchVersions,
+        place: InBatch<'_>,
+    ) -> bool;
+    /// Runs the request as a write transaction of its own (a PostgreSQL request that a batch's
+    /// staged rows cannot serve; see [`crate::stage`]).
+    fn run_alone(&mut self, conn: &mut DbConnection);
+    /// Answers the request once the batch has committed, or failed to.
+    fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
+}
+
+struct Request<T, F> {
+    now: i64,
+    op: F,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for Request<T, F>
+where
+    T: Send,
+    F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send,
+{
+    fn run(
+        &mut self,
+        conn: &mut DbConnection,
+        versions: &mut BatchVersions,
+        place: InBatch<'_>,
+    ) -> bool {
+        let result = store::write_in_batch(conn, versions, place, self.now, &mut self.op);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn run_alone(&mut self, conn: &mut DbConnection) {
+        self.result = Some(store::write(conn, self.now, &mut self.op));
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
+        let result = match committed {
+            Ok(()) => self
+                .result
+                .unwrap_or_else(|| Err(StoreError::Internal("a queued write was not run".into()))),
+            Err(err) => Err(err.clone()),
+        };
+        // The client may have gone away; its write stands either way.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// The handle requests use to reach the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Batches ended (committed or not), counted before their requests are answered.
+    commits: Arc<AtomicU64>,
+    /// SQLite's write-ahead log is long and growing: readers keep no snapshot.
+    long_log: Arc<AtomicBool>,
+}
+
+/// What a reader needs to know of the writer before a read (see [`crate::reader`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterProgress {
+    /// Batches ended so far. A write's batch is counted before the write is answered, so a
+    /// read that loads this after an answer knows whether its snapshot predates the write.
+    pub commits: u64,
+    /// Whether a reader may keep its snapshot after a read: not while the write-ahead log is
+    /// due to start over, which no reader may be reading from at that moment.
+    pub snapshots_allowed: bool,
+}
+
+/// What the writer thread shares with the handles.
+struct Shared {
+    commits: Arc<AtomicU64>,
+    long_log: Arc<AtomicBool>,
+}
+
+/// Starts a named thread.
+fn start(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map(|_| ())
+        .map_err(|e| StoreError::Internal(format!("cannot start the {name} thread: {e}")))
+}
+
+/// The requests waiting now, `first` first, at most `max`.
+fn collect_batch(
+    first: Box<dyn Job>,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+    max: usize,
+) -> Vec<Box<dyn Job>> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match queue.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+impl Writer {
+    /// Starts the writer thread over a connection from `connect` (called again to replace a
+    /// connection that broke). The connection's backend picks how batches run.
+    pub fn spawn<C>(mut connect: C) -> Result<Writer, StoreError>
+    where
+        C: FnMut() -> Result<DbConnection, String> + Send + 'static,
+    {
+        let conn = connect().map_err(StoreError::Unavailable)?;
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
+        let shared = Shared {
+            commits: Arc::new(AtomicU64::new(0)),
+            long_log: Arc::new(AtomicBool::new(false)),
+        };
+        let writer = Writer {
+            jobs,
+            commits: Arc::clone(&shared.commits),
+            long_log: Arc::clone(&shared.long_log),
+        };
+        match conn.backend() {
+            Backend::Sqlite => sqlite::spawn(conn, connect, queue, shared)?,
+            Backend::Postgres => postgres::spawn(conn, connect, queue, shared)?,
+        }
+        Ok(writer)
+    }
+
+    /// Where the writer is, for a read about to start.
+    pub fn progress(&self) -> WriterProgress {
+        WriterProgress {
+            commits: self.commits.load(Ordering::Acquire),
+            snapshots_allowed: !self.long_log.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `op` as one write transaction (see [`store::write`]) in the next batch, and
+    /// answers once that batch has committed.
+    pub async fn write<T, F>(&self, now: i64, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Request {
+            now,
+            op,
+            result: None,
+            reply,
+        };
+        self.jobs
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?
+    }
+}

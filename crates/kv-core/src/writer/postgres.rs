@@ -1,0 +1,235 @@
+//! Group commit for PostgreSQL (see [`super`]). A batch costs the same round trips whatever
+//! its size:
+//!
+//! 1. **Discovery** (no round trip): every request runs once against an empty
+//!    [`Stage`] that notes the keys it asks for ([`crate::stage`]).
+//! 2. `BEGIN`; every key of the batch locked by name and its row read and locked, in two
+//!    statements ([`postgres::lock_and_read`]); the version counter row locked
+//!    ([`postgres::lock_version_counter`]).
+//! 3. Every request runs against those rows in memory, in order, each seeing the ones before
+//!    it; one that fails leaves nothing behind.
+//! 4. What changed is written back and the counter set in one statement
+//!    ([`postgres::write_batch`]); `COMMIT`; then the requests are answered.
+//!
+//! Six round trips for a batch of one or of hundreds. Holding the counter row from step 2 to
+//! the commit serializes batches (not requests) across every server on the database, so
+//! versions become visible in the order they were handed out: once a client has seen version
+//! V, every write with a smaller version is visible to everyone. Another server's batch does
+//! its steps 1 and 2 meanwhile, and takes the counter the moment this one commits.
+//!
+//! A request that needs a statement of its own (a bulk delete over a key range) runs after
+//! the batch, as a transaction of its own ([`store::write`]). A batch that loses a race (a
+//! deadlock, a serialization failure) is rolled back and runs again from the start. Between
+//! batches, and at least once a second when idle, the writer reads the database's clock
+//! ([`crate::clock`]).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{Job, Shared, collect_batch, start};
+use crate::backend::{self, DbConnection, postgres};
+use crate::error::StoreError;
+use crate::stage::Stage;
+use crate::store::{BatchVersions, InBatch};
+
+/// The most requests committed together.
+const MAX_BATCH: usize = 1024;
+
+/// The most keys one batch locks: each advisory lock takes a slot in PostgreSQL's shared lock
+/// table (`max_locks_per_transaction` × `max_connections`, 6,400 by default) until the batch
+/// commits. Requests past this wait for the next batch (a single request with more keys, a
+/// `/_tx` of up to 1,000 ops, still runs, alone).
+const MAX_BATCH_KEYS: usize = 1024;
+
+/// A batch that lost a race is run again this many times before its requests get the error.
+const MAX_BATCH_RETRIES: usize = 8;
+
+/// How often the writer reads the database's clock.
+const CLOCK_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the writer thread over `conn`.
+pub(super) fn spawn<C>(
+    conn: DbConnection,
+    connect: C,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    shared: Shared,
+) -> Result<(), StoreError>
+where
+    C: FnMut() -> Result<DbConnection, String> + Send + 'static,
+{
+    start("kv-writer", move || {
+        serve(conn, connect, queue, &shared.commits)
+    })
+}
+
+fn serve<C>(
+    conn: DbConnection,
+    mut connect: C,
+    queue: mpsc::Receiver<Box<dyn Job>>,
+    commits: &AtomicU64,
+) where
+    C: FnMut() -> Result<DbConnection, String>,
+{
+    let mut conn = Some(conn);
+    let mut clock_read = Instant::now();
+    // Requests a batch left for the next one (it had locked enough keys).
+    let mut waiting: VecDeque<Box<dyn Job>> = VecDeque::new();
+    loop {
+        let first = match waiting.pop_front() {
+            Some(job) => job,
+            None => match queue.recv_timeout(CLOCK_EVERY) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    read_clock(&mut conn, &mut clock_read);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH
+            && let Some(job) = waiting.pop_front()
+        {
+            batch.push(job);
+        }
+        let room = MAX_BATCH - batch.len();
+        if room > 0
+            && let Some(next) = queue.try_recv().ok()
+        {
+            batch.extend(collect_batch(next, &queue, room));
+        }
+        if conn.is_none() {
+            conn = connect()
+                .map_err(|e| log::error!("writer cannot reconnect: {e}"))
+                .ok();
+        }
+        let Some(c) = conn.as_mut() else {
+            let down = StoreError::Unavailable("no database connection".into());
+            batch.into_iter().for_each(|job| job.finish(Err(&down)));
+            continue;
+        };
+        let plan = plan(c, batch);
+        waiting.extend(plan.later);
+        let mut staged = plan.staged;
+        let committed = run_batch(c, &mut staged, &plan.keys);
+        commits.fetch_add(1, Ordering::Release);
+        if let Err(err) = &committed {
+            log::warn!("a batch of {} writes failed: {err}", staged.len());
+        }
+        for job in staged {
+            job.finish(committed.as_ref().map(|_| ()));
+        }
+        for mut job in plan.alone {
+            job.run_alone(c);
+            job.finish(Ok(()));
+        }
+        if committed
+            .as_ref()
+            .is_err_and(|e| e.root().is_connection_fault())
+            || backend::is_broken(c)
+        {
+            conn = None;
+        }
+        if clock_read.elapsed() >= CLOCK_EVERY {
+            read_clock(&mut conn, &mut clock_read);
+        }
+    }
+}
+
+/// Reads the database's clock (see [`crate::clock`]); a connection that fails is replaced.
+fn read_clock(conn: &mut Option<DbConnection>, clock_read: &mut Instant) {
+    if let Some(c) = conn.as_mut()
+        && let Err(err) = backend::sync_clock(c)
+    {
+        log::warn!("reading the database's clock failed: {err}");
+        *conn = None;
+    }
+    *clock_read = Instant::now();
+}
+
+/// A batch's requests sorted by how they run.
+struct Plan {
+    /// Against the staged rows of `keys`.
+    staged: Vec<Box<dyn Job>>,
+    keys: Vec<String>,
+    /// Each as a transaction of its own, after the batch.
+    alone: Vec<Box<dyn Job>>,
+    /// In the next batch: this one locks enough keys.
+    later: Vec<Box<dyn Job>>,
+}
+
+/// Runs every request in discovery mode (see [`crate::stage`]) to learn the keys it needs.
+fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
+    let mut stage = Stage::discovery();
+    let mut unused = BatchVersions::from(0);
+    let mut plan = Plan {
+        staged: Vec::new(),
+        keys: Vec::new(),
+        alone: Vec::new(),
+        later: Vec::new(),
+    };
+    for mut job in batch {
+        if stage.wanted_count() >= MAX_BATCH_KEYS && !plan.staged.is_empty() {
+            plan.later.push(job);
+            continue;
+        }
+        job.run(conn, &mut unused, InBatch::Staged(&mut stage));
+        if stage.needs_own_transaction() {
+            plan.alone.push(job);
+        } else {
+            plan.staged.push(job);
+        }
+    }
+    plan.keys = stage.wanted_keys().into_iter().map(str::to_owned).collect();
+    plan
+}
+
+/// Runs `batch` against the staged rows of `keys` in one transaction and commits it, again
+/// from the start if it lost a race.
+fn run_batch(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    keys: &[String],
+) -> Result<(), StoreError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let mut attempt = 0;
+    loop {
+        let result = backend::write_transaction(conn, |conn| {
+            let rows = postgres::lock_and_read(pg(conn)?, &keys)?;
+            let mut stage = Stage::over(&keys, rows);
+            let mut versions = BatchVersions::start(conn)?;
+            let first = versions.last();
+            for job in batch.iter_mut() {
+                job.run(conn, &mut versions, InBatch::Staged(&mut stage));
+            }
+            // A row read on its own failed: the transaction is aborted, whatever the requests
+            // made of it.
+            if let Some(err) = stage.take_database_error() {
+                return Err(err);
+            }
+            let (puts, removes) = stage.changes();
+            if !puts.is_empty() || !removes.is_empty() || versions.last() != first {
+                postgres::write_batch(pg(conn)?, &puts, &removes, versions.last())?;
+            }
+            Ok(())
+        });
+        match result {
+            Err(err) if err.is_retryable() && attempt < MAX_BATCH_RETRIES => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+fn pg(conn: &mut DbConnection) -> Result<&mut diesel::PgConnection, StoreError> {
+    match conn {
+        DbConnection::Postgres(c) => Ok(c),
+        DbConnection::Sqlite(_) => Err(StoreError::Internal(
+            "the PostgreSQL writer was given a SQLite connection".into(),
+        )),
+    }
+}

@@ -1,0 +1,124 @@
+# Throwaway local PostgreSQL clusters, for scripts/test-postgres.sh and scripts/bench.sh.
+# Source it, then:
+#
+#   pg_setup                       # finds (or installs from Debian packages) the server binaries
+#   url=$(pg_start_cluster NAME [postgres -c options...])
+#   pg_ctl_of NAME                 # the cluster's stop/start wrapper (for cleanup and outages)
+#   pg_bindir                      # where initdb, pgbench, postgres are
+#
+# Clusters live in $PG_WORKDIR (a temp dir made by pg_setup), listen on 127.0.0.1 on a free
+# port with trust authentication, and are no system service. pg_cleanup stops every cluster
+# started here (by its recorded data directory) and removes the temp dir. PostgreSQL refuses
+# to run as root: as root, clusters run as the `postgres` user (created by the Debian package)
+# or else as `nobody`.
+
+pg_log() { echo "postgres: $*" >&2; }
+
+pg_find_bindir() {
+    if command -v initdb >/dev/null 2>&1; then
+        dirname "$(readlink -f "$(command -v initdb)")"
+        return
+    fi
+    # Debian keeps the server binaries off PATH, one directory per major version.
+    local dir
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    if [[ -n "$dir" && -x "$dir/initdb" ]]; then
+        echo "$dir"
+    fi
+}
+
+# pg_setup [EXTRA_DEBIAN_PACKAGE...]: installs postgresql (and the extra packages, each given
+# as NAME:TEST-COMMAND, installed when the command fails) when missing.
+pg_setup() {
+    PG_BINDIR=$(pg_find_bindir)
+    local missing=()
+    [[ -n "$PG_BINDIR" ]] || missing+=(postgresql)
+    local extra
+    for extra in "$@"; do
+        eval "${extra#*:}" >/dev/null 2>&1 || missing+=("${extra%%:*}")
+    done
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        pg_log "installing ${missing[*]} from Debian packages"
+        local sudo=()
+        [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+        export DEBIAN_FRONTEND=noninteractive
+        "${sudo[@]}" apt-get update -q
+        "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+        PG_BINDIR=$(pg_find_bindir)
+        if [[ -z "$PG_BINDIR" ]]; then
+            pg_log "PostgreSQL was installed but initdb is still not found"
+            return 1
+        fi
+    fi
+    PG_RUN_AS=()
+    if [[ $(id -u) -eq 0 ]]; then
+        if id postgres >/dev/null 2>&1; then
+            PG_RUN_AS=(runuser -u postgres --)
+        else
+            PG_RUN_AS=(runuser -u nobody --)
+        fi
+    fi
+    PG_WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/kv-postgres.XXXXXX")
+    chmod 755 "$PG_WORKDIR"
+}
+
+pg_bindir() { echo "$PG_BINDIR"; }
+
+pg_ctl_of() { echo "$PG_WORKDIR/$1/ctl"; }
+
+pg_cleanup() {
+    local ctl
+    for ctl in "$PG_WORKDIR"/*/ctl; do
+        [[ -x "$ctl" ]] && "$ctl" stop -m immediate >/dev/null 2>&1
+    done
+    rm -rf "$PG_WORKDIR"
+}
+
+pg_port_is_free() {
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pg_start_cluster NAME [SETTING=VALUE...]: initdb + start on a free port; prints the
+# cluster's admin URL. Settings are passed to the server as -c options.
+pg_start_cluster() {
+    local name=$1 dir="$PG_WORKDIR/$1"
+    shift
+    local settings="" setting
+    for setting in "$@"; do
+        settings+=" -c $setting"
+    done
+    mkdir -p "$dir"
+    if [[ ${#PG_RUN_AS[@]} -gt 0 ]]; then
+        chown "${PG_RUN_AS[2]}" "$dir"
+    fi
+    (cd "$dir" && "${PG_RUN_AS[@]}" "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust \
+        -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1) || {
+        cat "$dir/initdb.log" >&2
+        return 1
+    }
+    local port
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        port=$((20000 + RANDOM % 40000))
+        pg_port_is_free "$port" || continue
+        # A pg_ctl wrapper that tests can call (as any user) to stop and start this cluster.
+        cat >"$dir/ctl" <<CTL
+#!/bin/sh
+# Usage: ctl start | stop [pg_ctl options]
+cd "$dir" || exit 1
+action=\$1; shift
+exec ${PG_RUN_AS[*]} "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \\
+    -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories='$dir' \\
+        -c max_connections=400 $settings" \\
+    "\$action" "\$@"
+CTL
+        chmod 755 "$dir/ctl"
+        if "$dir/ctl" start >/dev/null; then
+            echo "postgres://postgres@127.0.0.1:$port/postgres"
+            return 0
+        fi
+        pg_log "cluster $name did not start on port $port; trying another port"
+        tail -n 5 "$dir/server.log" >&2 || true
+    done
+    pg_log "cluster $name did not start"
+    return 1
+}

@@ -13,6 +13,7 @@ pub mod glob;
 pub mod key;
 pub mod logging;
 pub mod model;
+pub mod point_reads;
 pub mod precondition;
 pub mod reader;
 pub mod request;

@@ -7,9 +7,10 @@
 //!
 //! Which rows a batch needs is learnt by running its requests once in discovery mode
 //! ([`Stage::discovery`]), where the first row a request asks for (or the keys a transaction
-//! declares with `lock_keys`) is noted and the request stops there. Requests are deterministic
+//! declares with `declare_keys`) is noted and the request stops there. Requests are deterministic
 //! over the same rows (each carries its own "now"), so the real run asks for the same rows; a
-//! row it asks for anyway is read then, on its own ([`crate::backend::postgres`]).
+//! row it asks for anyway is read then, on its own (the batch holds the database's write lock,
+//! see [`crate::backend::postgres::find`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,7 +23,7 @@ use crate::model::KeyValue;
 enum Mode {
     /// Note the key and stop the request.
     Discover,
-    /// Read rows not staged yet from the database (locking them).
+    /// Read rows not staged yet from the database.
     Run,
 }
 
@@ -131,7 +132,7 @@ impl Stage {
                 self.wanted.push(key.to_owned());
                 Err(stop_discovery())
             }
-            (Mode::Run, DbConnection::Postgres(c)) => match postgres::lock_and_read(c, &[key]) {
+            (Mode::Run, DbConnection::Postgres(c)) => match postgres::read_rows(c, &[key]) {
                 Ok(mut rows) => {
                     let row = rows.pop();
                     self.rows.insert(key.to_owned(), row.clone());

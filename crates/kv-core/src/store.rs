@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 
-use crate::backend::{self, DbConnection, with_conn};
+use crate::backend::{self, Backend, DbConnection, with_conn};
 use crate::error::StoreError;
 use crate::glob::Glob;
 use crate::key::{validate_key, validate_writable_key};
@@ -63,11 +63,29 @@ pub fn get(
         .select(StoredValue::as_select())
         .get_result(c)
         .optional())?;
-    Ok(match row {
+    Ok(lookup(row, now))
+}
+
+/// What a read of a key that found `row` at `now` gets.
+pub fn lookup(row: Option<StoredValue>, now: i64) -> Lookup<StoredValue> {
+    match row {
         None => Lookup::Missing,
         Some(row) if !row.is_expired(now) => Lookup::Live(row),
         Some(_) => Lookup::Expired,
-    })
+    }
+}
+
+/// The rows of several (valid) keys at once, in one statement: those that exist, with their
+/// keys. For batched point reads ([`crate::point_reads`]); each read makes its own
+/// [`lookup`].
+pub fn get_many(
+    conn: &mut DbConnection,
+    keys: &[&str],
+) -> Result<Vec<(String, StoredValue)>, StoreError> {
+    Ok(with_conn!(conn, c => kv_store::table
+        .filter(kv_store::key.eq_any(keys))
+        .select((kv_store::key, StoredValue::as_select()))
+        .load(c))?)
 }
 
 /// Runs `f` as one write transaction, run again from the start when it loses a race with
@@ -81,6 +99,12 @@ pub fn write<T>(
     let mut attempt = 0;
     loop {
         let result = backend::write_transaction(conn, |conn| {
+            // On PostgreSQL the version counter first, as batches take it before any row
+            // lock (see `backend::postgres::start_batch`): the two never wait for each other
+            // in a cycle.
+            if conn.backend() == Backend::Postgres {
+                backend::lock_version(conn)?;
+            }
             f(&mut Tx {
                 conn,
                 batch: None,
@@ -252,42 +276,26 @@ impl Tx<'_> {
         Ok(v)
     }
 
-    /// Locks `keys` (the valid ones; the others fail in their own operation) before any
-    /// operation runs, so no row this transaction touches is written by another one after
-    /// it takes its version.
-    pub fn lock_keys<'k>(
-        &mut self,
-        keys: impl IntoIterator<Item = &'k str>,
-    ) -> Result<(), StoreError> {
-        let keys: Vec<&str> = keys
-            .into_iter()
-            .filter(|k| validate_key(k).is_ok())
-            .collect();
-        match self.stage.as_deref_mut() {
-            Some(stage) => {
-                stage.declare(&keys);
-                Ok(())
-            }
-            None => Ok(backend::lock_keys(self.conn, &keys)?),
+    /// Names the keys this transaction will touch, before any operation runs: a PostgreSQL
+    /// batch reads all of them in its first statement (see [`crate::stage`]). Nothing
+    /// otherwise: the transaction holds the database's write lock already.
+    pub fn declare_keys<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
+        if let Some(stage) = self.stage.as_deref_mut() {
+            let keys: Vec<&str> = keys
+                .into_iter()
+                .filter(|k| validate_key(k).is_ok())
+                .collect();
+            stage.declare(&keys);
         }
     }
 
-    /// The row (live or expired), locked until the transaction ends.
-    ///
-    /// A row written after this transaction took its version (by a transaction that locked
-    /// it first and committed meanwhile) carries a higher version; writing over it would take
-    /// the key's version backwards, so the transaction is run again with a fresh version.
-    /// (Only on PostgreSQL, SQLite runs one write transaction at a time; and rare there, as
-    /// multi-key transactions lock their keys first.)
+    /// The row (live or expired). The transaction holds the database's write lock (see
+    /// [`backend::find_for_update`]), so it stays as read until the transaction ends.
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let row = match self.stage.as_deref_mut() {
+        Ok(match self.stage.as_deref_mut() {
             Some(stage) => stage.row(self.conn, key)?,
             None => backend::find_for_update(self.conn, key)?,
-        };
-        match (&row, self.version) {
-            (Some(row), Some(mine)) if row.version > mine => Err(StoreError::Conflict),
-            _ => Ok(row),
-        }
+        })
     }
 
     fn lookup(&self, row: Option<KeyValue>) -> Lookup<KeyValue> {

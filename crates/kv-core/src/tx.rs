@@ -202,7 +202,7 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
 /// Runs all ops inside `tx` (one write transaction, see [`crate::store::write`]). On any
 /// failure the error names the failing op, and the caller's transaction applies nothing.
 pub fn run_ops(tx: &mut Tx<'_>, ops: &[TxOp]) -> Result<TxView, StoreError> {
-    tx.lock_keys(ops.iter().map(TxOp::key))?;
+    tx.declare_keys(ops.iter().map(TxOp::key));
     let results = ops
         .iter()
         .enumerate()

@@ -18,7 +18,9 @@ use std::io;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
+use kv_core::Backend;
 use kv_core::backend::{self, ConnectionOptions};
+use kv_core::point_reads::PointReader;
 use kv_core::writer::Writer;
 
 use crate::config::Config;
@@ -56,16 +58,23 @@ pub async fn run(config: Config) -> io::Result<()> {
         config.pool_size,
         Duration::from_millis(config.busy_timeout_ms),
     );
-    let writer = {
+    let connector = {
         let (url, options) = (url.clone(), options.clone());
-        let connect = move || backend::connect(&url, &options).map_err(|e| e.to_string());
-        Writer::spawn(connect).map_err(|e| io::Error::other(e.to_string()))?
+        move || backend::connect(&url, &options).map_err(|e| e.to_string())
+    };
+    let writer = Writer::spawn(connector.clone()).map_err(|e| io::Error::other(e.to_string()))?;
+    let point_reader = match url.backend() {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            Some(PointReader::spawn(connector).map_err(|e| io::Error::other(e.to_string()))?)
+        }
     };
     let state = web::Data::new(AppState {
         pool,
         backend: url.backend(),
         max_body_bytes: config.max_body_bytes,
         writer,
+        point_reader,
         url: url.clone(),
         options: options.clone(),
         faults: Default::default(),

@@ -1,10 +1,10 @@
 //! What every handler shares, and the ways handlers reach the database:
 //! - [`AppState::write`]: a write transaction, queued to the group-commit writer
 //!   ([`kv_core::writer`]);
-//! - [`AppState::point_read`]: a single-key read — on SQLite inline on the worker thread over
+//! - [`AppState::read_key`]: a single-key read — on SQLite inline on the worker thread over
 //!   that thread's own connection (microseconds; no thread hop), which keeps its snapshot
-//!   between reads until the writer commits ([`kv_core::reader`]); on PostgreSQL one
-//!   statement on a pooled connection;
+//!   between reads until the writer commits ([`kv_core::reader`]); on PostgreSQL batched
+//!   with the reads beside it ([`kv_core::point_reads`]);
 //! - [`AppState::db`]: anything else (scans, counts, health) on a pooled connection on the
 //!   blocking thread pool.
 
@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use kv_core::backend::{self, ConnectionOptions};
+use kv_core::model::StoredValue;
+use kv_core::point_reads::PointReader;
 use kv_core::reader::{SNAPSHOT_MAX_AGE, SnapshotReader};
-use kv_core::store::Tx;
+use kv_core::store::{self, Lookup, Tx};
 use kv_core::writer::Writer;
 use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
 
@@ -31,6 +33,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The group-commit writer.
     pub writer: Writer,
+    /// PostgreSQL's batched point reads (`None` on SQLite, whose reads run inline).
+    pub point_reader: Option<PointReader>,
     pub url: DatabaseUrl,
     pub options: ConnectionOptions,
     /// The last database fault a request met, for `/_health`.
@@ -91,15 +95,23 @@ impl AppState {
         result
     }
 
-    /// Runs a short read (one primary-key lookup).
-    pub async fn point_read<T, F>(&self, f: F) -> Result<T, ApiError>
+    /// `GET`: the live row of `key` at `now`, or why there is none.
+    pub async fn read_key(&self, now: i64, key: String) -> Result<Lookup<StoredValue>, ApiError> {
+        match &self.point_reader {
+            Some(reader) => Ok(self.faults.observe(reader.get(now, key).await)?),
+            None => {
+                self.point_read(move |conn| store::get(conn, now, &key))
+                    .await
+            }
+        }
+    }
+
+    /// Runs a short SQLite read (one primary-key lookup) on this worker's connection.
+    async fn point_read<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
     {
-        if self.backend != Backend::Sqlite {
-            return self.db(f).await;
-        }
         let writer = self.writer.progress();
         let result = READER.with(|slot| {
             let mut slot = slot.borrow_mut();

@@ -502,33 +502,15 @@ pub(crate) fn put_row(
     .map(|_| ())
 }
 
-/// Reads a row and locks the key until the write transaction ends, whether or not it has a
-/// row: concurrent writers of one key (on any server) take turns, and a transaction that saw
-/// a key absent keeps it absent until it commits. SQLite's `BEGIN IMMEDIATE` already holds
-/// the database's write lock. PostgreSQL locks the row (`FOR UPDATE`); when there is none it
-/// takes a transaction-scoped advisory lock on the key's name and reads again, since a
-/// writer holding that lock may have inserted the row meanwhile. (Two transactions locking
-/// the same keys in opposite orders deadlock; PostgreSQL aborts one and `store::write`
-/// runs it again.)
+/// Reads a row inside a write transaction, which holds the database's write lock: SQLite's
+/// `BEGIN IMMEDIATE`, or on PostgreSQL the version counter row that every write transaction
+/// locks first (see [`postgres::find`]). Concurrent writers of one key (on any server) take
+/// turns, and a transaction that saw a key absent keeps it absent until it commits.
 pub(crate) fn find_for_update(conn: &mut DbConnection, key: &str) -> QueryResult<Option<KeyValue>> {
     match conn {
         DbConnection::Sqlite(c) => sqlite::find(c, key),
-        DbConnection::Postgres(c) => postgres::find_for_update(c, key),
+        DbConnection::Postgres(c) => postgres::find(c, key),
     }
-}
-
-/// Locks several keys at once, in byte order, the way [`find_for_update`] locks one: a
-/// transaction that knows all its keys up front (`POST /_tx`) then takes its version after
-/// every row it touches has stopped changing, and two such transactions over the same keys
-/// queue instead of deadlocking. A no-op on SQLite (`BEGIN IMMEDIATE` locks everything).
-pub(crate) fn lock_keys(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<()> {
-    let DbConnection::Postgres(c) = conn else {
-        return Ok(());
-    };
-    let mut keys = keys.to_vec();
-    keys.sort_unstable();
-    keys.dedup();
-    postgres::lock_keys(c, &keys)
 }
 
 /// Adds `deleted` to the sweeps' count of deleted keys, inside the sweep batch's transaction.

@@ -1,6 +1,6 @@
-//! PostgreSQL's side of the backend: the database's clock, key locks, the version counter
-//! row, the sweeper's batch delete, and the statements of the group-commit writer's batch
-//! ([`crate::writer`]).
+//! PostgreSQL's side of the backend: the database's clock, the version counter row (which is
+//! also the database's write lock), the sweeper's batch delete, and the statements of the
+//! group-commit writer's batch ([`crate::writer`]).
 //!
 //! Every PostgreSQL statement here is a fixed SQL text, so diesel prepares it once per
 //! connection and reuses it.
@@ -30,74 +30,104 @@ pub(super) fn read_database_clock(c: &mut PgConnection) -> QueryResult<()> {
     Ok(())
 }
 
-/// Locks `keys` by name until the transaction ends (transaction-scoped advisory locks), in
-/// byte order, so that two transactions locking overlapping sets queue instead of
-/// deadlocking. A key with no row cannot be locked otherwise.
-fn lock_key_names(c: &mut PgConnection, keys: &[&str]) -> QueryResult<()> {
-    if keys.is_empty() {
-        return Ok(());
-    }
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) \
-         FROM unnest($1::text[]) AS k ORDER BY k COLLATE \"C\"",
-    )
-    .bind::<Array<Text>, _>(keys)
-    .execute(c)
-    .map(|_| ())
+/// The row of `key`. The caller's transaction holds the version counter row, which every
+/// PostgreSQL write transaction locks first ([`lock_version_counter`], [`start_batch`]): it is
+/// the database's write lock, as `BEGIN IMMEDIATE` is SQLite's, so nothing else changes the
+/// row until the caller commits (the sweeper only removes expired rows, which read as absent).
+pub(super) fn find(c: &mut PgConnection, key: &str) -> QueryResult<Option<KeyValue>> {
+    kv_store::table
+        .find(key)
+        .select(KeyValue::as_select())
+        .get_result(c)
+        .optional()
 }
 
-/// The row of `key`, locked (see [`super::find_for_update`]).
-pub(super) fn find_for_update(c: &mut PgConnection, key: &str) -> QueryResult<Option<KeyValue>> {
-    let lock_row = |c: &mut PgConnection| {
-        kv_store::table
-            .find(key)
-            .select(KeyValue::as_select())
-            .for_update()
-            .get_result(c)
-            .optional()
-    };
-    if let Some(row) = lock_row(c)? {
-        return Ok(Some(row));
-    }
-    lock_key_names(c, &[key])?;
-    lock_row(c)
-}
-
-/// Locks `keys` (sorted, without duplicates): the rows there are, and the names of the others
-/// (see [`super::lock_keys`]).
-pub(super) fn lock_keys(c: &mut PgConnection, keys: &[&str]) -> QueryResult<()> {
-    let found: Vec<String> = kv_store::table
-        .filter(kv_store::key.eq_any(keys))
-        .order(kv_store::key)
-        .select(kv_store::key)
-        .for_update()
-        .load(c)?;
-    let absent: Vec<&str> = keys
-        .iter()
-        .copied()
-        .filter(|key| found.binary_search_by(|f| f.as_str().cmp(key)).is_err())
-        .collect();
-    lock_key_names(c, &absent)
-}
-
-/// The start of a write batch: locks every key it will touch by name (whether it has a row or
-/// not), then reads their rows and locks those too, so that the sweeper and bulk deletes pass
-/// them by. Two round trips for the whole batch. Every writer of a key holds its name or its
-/// row (see [`find_for_update`]), so nothing changes these rows before the batch commits.
-pub(crate) fn lock_and_read(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Vec<KeyValue>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    lock_key_names(c, keys)?;
+/// The rows of `keys` that exist (the caller holds the version counter, see [`find`]).
+pub(crate) fn read_rows(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Vec<KeyValue>> {
     kv_store::table
         .filter(kv_store::key.eq_any(keys))
         .select(KeyValue::as_select())
-        .for_update()
         .load(c)
 }
 
+/// What [`start_batch`] read.
+pub(crate) struct BatchStart {
+    /// The version counter, locked until the batch commits.
+    pub version: i64,
+    /// The rows of the batch's keys that exist.
+    pub rows: Vec<KeyValue>,
+}
+
+#[derive(QueryableByName)]
+struct StartRow {
+    #[diesel(sql_type = BigInt)]
+    locked: i64,
+    #[diesel(sql_type = BigInt)]
+    seen: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    key: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    value: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    version: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    created_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    updated_at: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    expires_at: Option<i64>,
+}
+
+/// The start of a write batch, in one statement (one round trip): locks the version counter
+/// row until the batch commits (the database's write lock, see [`find`]; versions then commit
+/// in the order they are handed out) and reads the rows of `keys`.
+///
+/// The rows come from the statement's snapshot, taken before it waited for the lock: a write
+/// transaction (on any server) that committed while this one waited is not in it. Every
+/// write of live data moves the counter, so the statement also returns the counter as its
+/// snapshot saw it: when that differs from the locked (latest) one, the rows are read again,
+/// in a new statement, under the lock. Removals of expired rows take no version; a row seen
+/// that was removed meanwhile is expired, which reads as absent either way.
+pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<BatchStart> {
+    let found = diesel::sql_query(
+        "WITH counter AS MATERIALIZED ( \
+           SELECT m.version AS locked, (SELECT version FROM kv_meta WHERE id = 1) AS seen \
+           FROM kv_meta AS m WHERE m.id = 1 FOR UPDATE OF m), \
+         found AS MATERIALIZED ( \
+           SELECT key, value, version, created_at, updated_at, expires_at \
+           FROM kv_store WHERE key = ANY($1)) \
+         SELECT counter.locked, counter.seen, found.* FROM counter LEFT JOIN found ON true",
+    )
+    .bind::<Array<Text>, _>(keys)
+    .load::<StartRow>(c)?;
+    let Some(first) = found.first() else {
+        return Err(diesel::result::Error::NotFound);
+    };
+    let version = first.locked;
+    if first.locked != first.seen {
+        return Ok(BatchStart {
+            version,
+            rows: read_rows(c, keys)?,
+        });
+    }
+    let rows = found
+        .into_iter()
+        .filter_map(|row| {
+            Some(KeyValue {
+                key: row.key?,
+                value: row.value?,
+                version: row.version?,
+                created_at: row.created_at?,
+                updated_at: row.updated_at?,
+                expires_at: row.expires_at,
+            })
+        })
+        .collect();
+    Ok(BatchStart { version, rows })
+}
+
 /// Locks the version counter row until the transaction commits and returns the last version
-/// handed out. Every write takes its version under this lock, so versions commit in order.
+/// handed out: a write transaction outside a batch takes it first (see [`find`]).
 pub(crate) fn lock_version_counter(c: &mut PgConnection) -> QueryResult<i64> {
     kv_meta::table
         .find(1)
@@ -106,8 +136,7 @@ pub(crate) fn lock_version_counter(c: &mut PgConnection) -> QueryResult<i64> {
         .get_result(c)
 }
 
-/// Takes the next version for a write outside a batch (inside its transaction; the counter
-/// row stays locked until it commits).
+/// Takes the next version for a write outside a batch (which holds the counter already).
 pub(super) fn next_version(c: &mut PgConnection) -> QueryResult<i64> {
     diesel::update(kv_meta::table.find(1))
         .set(kv_meta::version.eq(kv_meta::version + 1))
@@ -148,8 +177,9 @@ pub(crate) fn write_batch(
     .map(|_| ())
 }
 
-/// Deletes up to `limit` rows expired at `now`, passing by rows another transaction has
-/// locked (see [`super::delete_expired_batch`]).
+/// Deletes up to `limit` rows expired at `now`, passing by rows another sweeper has locked
+/// (see [`super::delete_expired_batch`]). Takes no version and not the counter: the rows it
+/// removes are absent for everyone already.
 pub(super) fn delete_expired_batch(
     c: &mut PgConnection,
     now: i64,

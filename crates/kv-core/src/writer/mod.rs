@@ -17,7 +17,7 @@ mod sqlite;
 pub(crate) use sqlite::tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread;
 
@@ -45,6 +45,8 @@ trait Job: Send {
 }
 
 struct Request<T, F> {
+    /// The writer's count of requests sent and not answered yet.
+    in_flight: Arc<AtomicUsize>,
     now: i64,
     op: F,
     result: Option<Result<T, StoreError>>,
@@ -73,6 +75,7 @@ where
     }
 
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
+        self.in_flight.fetch_sub(1, Ordering::Release);
         let result = match committed {
             Ok(()) => self
                 .result
@@ -92,6 +95,8 @@ pub struct Writer {
     commits: Arc<AtomicU64>,
     /// SQLite's write-ahead log is long and growing: readers keep no snapshot.
     long_log: Arc<AtomicBool>,
+    /// Requests sent and not answered yet.
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// What a reader needs to know of the writer before a read (see [`crate::reader`]).
@@ -109,6 +114,7 @@ pub struct WriterProgress {
 struct Shared {
     commits: Arc<AtomicU64>,
     long_log: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Starts a named thread.
@@ -148,11 +154,13 @@ impl Writer {
         let shared = Shared {
             commits: Arc::new(AtomicU64::new(0)),
             long_log: Arc::new(AtomicBool::new(false)),
+            in_flight: Arc::new(AtomicUsize::new(0)),
         };
         let writer = Writer {
             jobs,
             commits: Arc::clone(&shared.commits),
             long_log: Arc::clone(&shared.long_log),
+            in_flight: Arc::clone(&shared.in_flight),
         };
         match conn.backend() {
             Backend::Sqlite => sqlite::spawn(conn, connect, queue, shared)?,
@@ -177,15 +185,19 @@ impl Writer {
         F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
         let job = Request {
+            in_flight: Arc::clone(&self.in_flight),
             now,
             op,
             result: None,
             reply,
         };
-        self.jobs
-            .send(Box::new(job))
-            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
+        // A job the thread never got is dropped unanswered, and counted out here.
+        self.jobs.send(Box::new(job)).map_err(|_| {
+            self.in_flight.fetch_sub(1, Ordering::Release);
+            StoreError::Unavailable("the writer thread has stopped".into())
+        })?;
         answer
             .await
             .map_err(|_| StoreError::Internal("the writer dropped a request".into()))?

@@ -1,30 +1,30 @@
-//! Group commit for PostgreSQL (see [`super`]). A batch costs the same round trips whatever
-//! its size:
+//! Group commit for PostgreSQL (see [`super`]). A batch costs the same four round trips
+//! whatever its size:
 //!
-//! 1. **Discovery** (no round trip): every request runs once against an empty
-//!    [`Stage`] that notes the keys it asks for ([`crate::stage`]).
-//! 2. `BEGIN`; every key of the batch locked by name and its row read and locked, in two
-//!    statements ([`postgres::lock_and_read`]); the version counter row locked
-//!    ([`postgres::lock_version_counter`]).
+//! 1. **Discovery** (no round trip): every request runs once against an empty [`Stage`] that
+//!    notes the keys it asks for ([`crate::stage`]).
+//! 2. `BEGIN`; then one statement locks the version counter row and reads the rows of every
+//!    key of the batch ([`postgres::start_batch`]).
 //! 3. Every request runs against those rows in memory, in order, each seeing the ones before
 //!    it; one that fails leaves nothing behind.
-//! 4. What changed is written back and the counter set in one statement
-//!    ([`postgres::write_batch`]); `COMMIT`; then the requests are answered.
+//! 4. One statement writes back what changed and sets the counter ([`postgres::write_batch`]);
+//!    `COMMIT`; then the requests are answered.
 //!
-//! Six round trips for a batch of one or of hundreds. Holding the counter row from step 2 to
-//! the commit serializes batches (not requests) across every server on the database, so
-//! versions become visible in the order they were handed out: once a client has seen version
-//! V, every write with a smaller version is visible to everyone. Another server's batch does
-//! its steps 1 and 2 meanwhile, and takes the counter the moment this one commits.
+//! Every PostgreSQL write transaction locks the counter row first, so it is the database's
+//! write lock (as `BEGIN IMMEDIATE` is SQLite's): batches from all servers on the database
+//! take turns (requests within a batch do not), no two writers ever wait for each other in a
+//! cycle, and versions become visible in the order they were handed out: once a client has
+//! seen version V, every write with a smaller version is visible to everyone.
 //!
-//! A request that needs a statement of its own (a bulk delete over a key range) runs after
-//! the batch, as a transaction of its own ([`store::write`]). A batch that loses a race (a
-//! deadlock, a serialization failure) is rolled back and runs again from the start. Between
+//! Before a batch starts, while other requests are in flight, the writer waits briefly for
+//! more to join it ([`GATHER_GAP`]). A request that needs a statement of its own (a bulk delete
+//! over a key range) runs after the batch, as a transaction of its own ([`crate::store::write`]). A
+//! batch that fails on a passing fault is rolled back and runs again from the start. Between
 //! batches, and at least once a second when idle, the writer reads the database's clock
 //! ([`crate::clock`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -37,14 +37,25 @@ use crate::store::{BatchVersions, InBatch};
 /// The most requests committed together.
 const MAX_BATCH: usize = 1024;
 
-/// The most keys one batch locks: each advisory lock takes a slot in PostgreSQL's shared lock
-/// table (`max_locks_per_transaction` × `max_connections`, 6,400 by default) until the batch
-/// commits. Requests past this wait for the next batch (a single request with more keys, a
-/// `/_tx` of up to 1,000 ops, still runs, alone).
-const MAX_BATCH_KEYS: usize = 1024;
+/// The most keys one batch reads, which bounds its statements and its memory. Requests past
+/// this wait for the next batch (a single request with more keys, a `/_tx` of up to 1,000
+/// ops, still runs).
+const MAX_BATCH_KEYS: usize = 4096;
 
-/// A batch that lost a race is run again this many times before its requests get the error.
+/// A batch that failed on a passing fault (a serialization failure, a deadlock with a
+/// statement outside kvstore) runs again this many times before its requests get the error.
 const MAX_BATCH_RETRIES: usize = 8;
+
+/// While other requests are in flight (the last batch had several), the writer waits this long
+/// for one more request before it starts a batch, and again after each that comes, until the
+/// batch holds every request in flight, up to [`GATHER_MAX`] in all: the clients the last batch
+/// answered send their next requests at about the same moment, and a batch costs the same
+/// round trips whether they join it or make a batch of their own right after (measured in
+/// docs/BENCHMARKS.md).
+const GATHER_GAP: Duration = Duration::from_micros(200);
+
+/// The longest a batch waits for more requests.
+const GATHER_MAX: Duration = Duration::from_millis(1);
 
 /// How often the writer reads the database's clock.
 const CLOCK_EVERY: Duration = Duration::from_secs(1);
@@ -60,7 +71,7 @@ where
     C: FnMut() -> Result<DbConnection, String> + Send + 'static,
 {
     start("kv-writer", move || {
-        serve(conn, connect, queue, &shared.commits)
+        serve(conn, connect, queue, &shared.commits, &shared.in_flight)
     })
 }
 
@@ -69,6 +80,7 @@ fn serve<C>(
     mut connect: C,
     queue: mpsc::Receiver<Box<dyn Job>>,
     commits: &AtomicU64,
+    in_flight: &AtomicUsize,
 ) where
     C: FnMut() -> Result<DbConnection, String>,
 {
@@ -76,6 +88,7 @@ fn serve<C>(
     let mut clock_read = Instant::now();
     // Requests a batch left for the next one (it had locked enough keys).
     let mut waiting: VecDeque<Box<dyn Job>> = VecDeque::new();
+    let mut last_batch = 0;
     loop {
         let first = match waiting.pop_front() {
             Some(job) => job,
@@ -100,6 +113,10 @@ fn serve<C>(
         {
             batch.extend(collect_batch(next, &queue, room));
         }
+        if last_batch > 1 {
+            gather(&mut batch, &queue, in_flight);
+        }
+        last_batch = batch.len();
         if conn.is_none() {
             conn = connect()
                 .map_err(|e| log::error!("writer cannot reconnect: {e}"))
@@ -138,6 +155,27 @@ fn serve<C>(
     }
 }
 
+/// Adds the requests that come within [`GATHER_GAP`] of each other, for at most
+/// [`GATHER_MAX`], and stops early once the batch holds every request sent to the writer and
+/// not answered yet (`in_flight`; the clients the last batch answered may not have sent their
+/// next one yet, so it always waits for one gap first).
+fn gather(
+    batch: &mut Vec<Box<dyn Job>>,
+    queue: &mpsc::Receiver<Box<dyn Job>>,
+    in_flight: &AtomicUsize,
+) {
+    let deadline = Instant::now() + GATHER_MAX;
+    let mut waited = false;
+    while batch.len() < MAX_BATCH && !(waited && batch.len() >= in_flight.load(Ordering::Acquire)) {
+        let wait = GATHER_GAP.min(deadline.saturating_duration_since(Instant::now()));
+        match queue.recv_timeout(wait) {
+            Ok(job) => batch.push(job),
+            Err(_) => return,
+        }
+        waited = true;
+    }
+}
+
 /// Reads the database's clock (see [`crate::clock`]); a connection that fails is replaced.
 fn read_clock(conn: &mut Option<DbConnection>, clock_read: &mut Instant) {
     if let Some(c) = conn.as_mut()
@@ -156,7 +194,7 @@ struct Plan {
     keys: Vec<String>,
     /// Each as a transaction of its own, after the batch.
     alone: Vec<Box<dyn Job>>,
-    /// In the next batch: this one locks enough keys.
+    /// In the next batch: this one reads enough keys.
     later: Vec<Box<dyn Job>>,
 }
 
@@ -187,7 +225,7 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
 }
 
 /// Runs `batch` against the staged rows of `keys` in one transaction and commits it, again
-/// from the start if it lost a race.
+/// from the start after a passing fault.
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
@@ -200,9 +238,9 @@ fn run_batch(
     let mut attempt = 0;
     loop {
         let result = backend::write_transaction(conn, |conn| {
-            let rows = postgres::lock_and_read(pg(conn)?, &keys)?;
-            let mut stage = Stage::over(&keys, rows);
-            let mut versions = BatchVersions::start(conn)?;
+            let start = postgres::start_batch(pg(conn)?, &keys)?;
+            let mut stage = Stage::over(&keys, start.rows);
+            let mut versions = BatchVersions::from(start.version);
             let first = versions.last();
             for job in batch.iter_mut() {
                 job.run(conn, &mut versions, InBatch::Staged(&mut stage));

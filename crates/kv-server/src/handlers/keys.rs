@@ -10,7 +10,7 @@ use kv_core::now_ms;
 use kv_core::request::{
     ExpireRequest, IncrArgs, IncrRequest, SetArgs, SetRequest, expiry_from_json,
 };
-use kv_core::store::{self, Lookup};
+use kv_core::store::Lookup;
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
 
 use crate::error::{ApiError, ErrorBody};
@@ -48,10 +48,7 @@ async fn lookup(
     key: String,
 ) -> Result<(String, StoredValue, i64), ApiError> {
     let now = now_ms();
-    let reading = key.clone();
-    let found = state
-        .point_read(move |conn| store::get(conn, now, &reading))
-        .await?;
+    let found = state.read_key(now, key.clone()).await?;
     if let Lookup::Expired = found {
         let purging = key.clone();
         if state

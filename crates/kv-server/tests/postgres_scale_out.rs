@@ -612,3 +612,61 @@ fn expiry_follows_the_database_clock_not_a_servers_own() {
     );
     assert_eq!(honest.get("/_stats").expect(200)["keys"], 2);
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: run scripts/test-postgres.sh"]
+fn versions_become_visible_in_order_across_servers() {
+    let db = TestDatabase::postgres();
+    let servers = two_servers(&db);
+    let writing = AtomicUsize::new(4);
+    // Four writers (two on each server) each create new keys, so every version they are
+    // given stays on its key. A reader on each server takes snapshots of all of them (one
+    // `/_keys` page is one statement) while they write.
+    let outcomes = race(6, |t| {
+        let mut versions = Vec::new();
+        let mut snapshots = Vec::new();
+        if t < 4 {
+            for i in 0..150 {
+                let resp = servers[t % 2].post(&format!("/ord:{t}:{i}"), r#"{"value": 1}"#);
+                versions.push(resp.expect(201)["version"].as_i64().expect("version"));
+            }
+            writing.fetch_sub(1, Ordering::SeqCst);
+        } else {
+            while writing.load(Ordering::SeqCst) > 0 {
+                let page = servers[t % 2]
+                    .get("/_keys?prefix=ord:&values=true&limit=1000")
+                    .expect(200);
+                let seen: HashSet<i64> = page["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|item| item["version"].as_i64().expect("version"))
+                    .collect();
+                snapshots.push(seen);
+            }
+        }
+        (versions, snapshots)
+    });
+    let written: Vec<i64> = outcomes
+        .iter()
+        .flat_map(|(v, _)| v.iter().copied())
+        .collect();
+    assert_eq!(written.len(), 600);
+    let snapshots: Vec<&HashSet<i64>> = outcomes.iter().flat_map(|(_, s)| s).collect();
+    assert!(snapshots.len() > 10, "{} snapshots", snapshots.len());
+    // Once a version is visible, every smaller one is: none fills a gap later.
+    for seen in snapshots {
+        let Some(&newest) = seen.iter().max() else {
+            continue;
+        };
+        let missing: Vec<i64> = written
+            .iter()
+            .copied()
+            .filter(|v| *v < newest && !seen.contains(v))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "version {newest} was visible before {missing:?}"
+        );
+    }
+}

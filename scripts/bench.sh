@@ -24,7 +24,9 @@
 # of its anchor. Then every scenario runs once more against two kv-servers on the same
 # database, half the connections each, and is compared with one server.
 # --sweep also measures kv-sweeper deleting N expired keys while the 90/10 mix runs (SQLite).
-# Needs wrk (apt-get install wrk), curl and python3. Traffic goes to 127.0.0.1 only.
+# KV_BENCH_SERVER=path runs that kv-server binary instead of target/release/kv-server (to
+# compare two builds). Needs wrk (apt-get install wrk), curl and python3. Traffic goes to
+# 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,7 +84,7 @@ else
   DB_URL=$WORK/kv.sqlite3
 fi
 start_server() { # port: starts one kv-server and waits until it answers
-  RUST_LOG=warn target/release/kv-server --bind "127.0.0.1:$1" --database-url "$DB_URL" \
+  RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$1" --database-url "$DB_URL" \
     --pool-size "$POOL_SIZE" >>"$WORK/server.log" 2>&1 &
   SERVERS+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/_health/live" >/dev/null && return; sleep 0.1; done

@@ -76,4 +76,9 @@ pub struct Config {
     /// (0: on every scrape).
     #[arg(long, env = "KV_KEY_COUNT_INTERVAL", default_value_t = 30)]
     pub key_count_interval: u64,
+
+    /// Do not serve: ask the kv-server listening at --bind whether it is ready
+    /// (GET /_health/ready) and exit 0 if it is, 1 if not (for container health checks).
+    #[arg(long)]
+    pub health_check: bool,
 }

@@ -5,6 +5,7 @@ pub mod config;
 mod cors;
 pub mod error;
 mod handlers;
+pub mod health_check;
 mod http;
 mod json_errors;
 pub mod metrics;

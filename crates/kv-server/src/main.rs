@@ -4,6 +4,15 @@ use kv_server::config::Config;
 #[actix_web::main]
 async fn main() {
     let config = Config::parse();
+    if config.health_check {
+        match kv_server::health_check::check(&config.bind) {
+            Ok(()) => std::process::exit(0),
+            Err(why) => {
+                eprintln!("kv-server: not ready: {why}");
+                std::process::exit(1);
+            }
+        }
+    }
     kv_core::logging::init(config.log_format);
     let plain_stderr = config.log_format == kv_core::logging::LogFormat::Text;
     if let Err(err) = kv_server::run(config).await {

@@ -8,7 +8,8 @@
 # 2. This machine cannot pull from Docker Hub, so it builds the two base images the Dockerfile
 #    names, locally, and tags them with exactly those names (the Dockerfile is tested
 #    unchanged): `rust:1.95-slim-bookworm` is a Debian 12 minbase made by debootstrap with gcc
-#    and this machine's Rust toolchain, laid out as the official image has it;
+#    and this machine's Rust toolchain, laid out as the official image has it (and this
+#    machine's CA certificates, so cargo reaches crates.io as this machine does);
 #    `gcr.io/distroless/cc-debian12:nonroot` holds what distroless's does (glibc, libgcc,
 #    CA certificates, time zones, the nonroot user 65532). Both are kept for the next run.
 # 3. Builds the image, then with compose (SQLite): sets keys with and without a TTL through
@@ -83,8 +84,16 @@ fi
 
 # --- 2. base images -------------------------------------------------------------------------
 MIRROR=http://deb.debian.org/debian
+# Bumped whenever what goes into the stand-ins changes, so older ones are built again.
+STAND_IN=2
+is_current() { # image: a stand-in of this script's current recipe is there
+    [[ "$($DOCKER image inspect -f '{{index .Config.Labels "kvstore.stand-in"}}' "$1" 2>/dev/null)" == "$STAND_IN" ]]
+}
 
-if ! $DOCKER image inspect "$RUST_IMAGE" >/dev/null 2>&1; then
+# A stand-in of an older recipe is removed once its replacement is tagged (by the id it had).
+old_stand_ins=()
+if ! is_current "$RUST_IMAGE"; then
+    old_stand_ins+=("$($DOCKER image inspect -f '{{.Id}}' "$RUST_IMAGE" 2>/dev/null || true)")
     log "building $RUST_IMAGE: debootstrap (Debian 12 minbase, gcc) and this machine's Rust toolchain"
     root="$WORK/rust-root"
     debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates \
@@ -99,20 +108,24 @@ if ! $DOCKER image inspect "$RUST_IMAGE" >/dev/null 2>&1; then
     for tool in cargo rustc rustdoc; do
         ln -s "/usr/local/rustup/toolchains/$name/bin/$tool" "$root/usr/local/cargo/bin/$tool"
     done
+    # The certificate authorities this machine trusts, so that cargo in the build reaches
+    # crates.io the way this machine does (through whatever proxy it is set up for).
+    cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
     rm -rf "$root/var/cache/apt/archives"/*.deb "$root/var/lib/apt/lists"/*
     tar -C "$root" -c . | $DOCKER import \
         --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
         --change 'ENV CARGO_HOME=/usr/local/cargo' \
         --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'CMD ["bash"]' - "$RUST_IMAGE" >/dev/null
+        --change 'CMD ["bash"]' --change "LABEL kvstore.stand-in=$STAND_IN" - "$RUST_IMAGE" >/dev/null
     rm -rf "$root"
 fi
 
-if ! $DOCKER image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
+if ! is_current "$RUN_IMAGE"; then
+    old_stand_ins+=("$($DOCKER image inspect -f '{{.Id}}' "$RUN_IMAGE" 2>/dev/null || true)")
     log "building $RUN_IMAGE: glibc, libgcc, CA certificates, time zones, user nonroot (65532)"
     root="$WORK/run-root"
     mkdir -p "$root" "$WORK/debs"
-    (cd "$WORK/debs" && apt-get download -q libc6 libgcc-s1 gcc-12-base tzdata netbase \
+    (cd "$WORK/debs" && apt-get -o APT::Sandbox::User=root download -q libc6 libgcc-s1 gcc-12-base tzdata netbase \
         ca-certificates >/dev/null)
     for deb in "$WORK"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
     mkdir -p "$root/etc/ssl/certs" "$root/home/nonroot" "$root/tmp" "$root/root"
@@ -125,9 +138,14 @@ if ! $DOCKER image inspect "$RUN_IMAGE" >/dev/null 2>&1; then
     tar -C "$root" -c . | $DOCKER import \
         --change 'USER 65532' --change 'WORKDIR /home/nonroot' \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-        --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' - "$RUN_IMAGE" >/dev/null
+        --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
+        --change "LABEL kvstore.stand-in=$STAND_IN" - "$RUN_IMAGE" >/dev/null
     rm -rf "$root"
 fi
+
+for id in "${old_stand_ins[@]}"; do
+    [[ -n "$id" ]] && $DOCKER rmi "$id" >/dev/null 2>&1
+done
 
 # --- 3. the image, and compose over SQLite --------------------------------------------------
 log "docker build (the dependency layer is cached between runs)"
@@ -156,10 +174,10 @@ health() { [[ "$($DOCKER inspect -f '{{.State.Health.Status}}' "$server")" == he
 wait_for 60 "the server to turn healthy" health
 log "kv-server is healthy"
 
-user=$($DOCKER top "$server" -eo uid,comm | awk '$2 == "kv-server" { print $1 }')
+user=$($DOCKER top "$server" -eo pid,uid,comm | awk '$3 == "kv-server" { print $2 }')
 [[ "$user" == 65532 ]] || fail "kv-server runs as uid '$user', not 65532"
 sweeper=$(compose ps -q kv-sweeper)
-user=$($DOCKER top "$sweeper" -eo uid,comm | awk '$2 == "kv-sweeper" { print $1 }')
+user=$($DOCKER top "$sweeper" -eo pid,uid,comm | awk '$3 == "kv-sweeper" { print $2 }')
 [[ "$user" == 65532 ]] || fail "kv-sweeper runs as uid '$user', not 65532"
 
 expect() { # what expected actual

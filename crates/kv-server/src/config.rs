@@ -77,8 +77,30 @@ pub struct Config {
     #[arg(long, env = "KV_KEY_COUNT_INTERVAL", default_value_t = 30)]
     pub key_count_interval: u64,
 
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. Reloaded
+    /// on SIGHUP.
+    #[arg(long, env = "KV_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, or RSA / EC).
+    #[arg(long, env = "KV_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Do not serve: ask the kv-server listening at --bind whether it is ready
     /// (GET /_health/ready) and exit 0 if it is, 1 if not (for container health checks).
     #[arg(long)]
     pub health_check: bool,
+}
+
+impl Config {
+    /// The certificate and key to serve HTTPS with, if given.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        }
+    }
 }

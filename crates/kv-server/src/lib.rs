@@ -14,6 +14,7 @@ pub mod routes;
 mod shutdown;
 mod startup;
 pub mod state;
+pub mod tls;
 
 use std::io;
 use std::time::Duration;
@@ -33,6 +34,12 @@ use crate::state::AppState;
 /// in-flight requests finish (for at most 10 s) and this returns `Ok`.
 pub async fn run(config: Config) -> io::Result<()> {
     let api_keys = auth::ApiKeys::from_config(&config).map_err(io::Error::other)?;
+    // The certificate first: a bad file stops the server before it touches the database.
+    let certificates = config
+        .tls_files()
+        .map(tls::CertStore::open)
+        .transpose()
+        .map_err(io::Error::other)?;
     let cors_origins = cors::parse_origins(&config.cors_origins).map_err(io::Error::other)?;
     let url = config.database_url.clone();
     let options = ConnectionOptions {
@@ -117,19 +124,33 @@ pub async fn run(config: Config) -> io::Result<()> {
     })
     .workers(workers)
     .shutdown_timeout(10)
-    .shutdown_signal(shutdown::signal()?)
-    .bind(&config.bind)?;
+    .shutdown_signal(shutdown::signal()?);
+    let server = match &certificates {
+        Some(store) => {
+            let tls = store.server_config().map_err(io::Error::other)?;
+            tls::reload_on_sighup(std::sync::Arc::clone(store))?;
+            server.bind_rustls_0_23(&config.bind, tls)?
+        }
+        None => server.bind(&config.bind)?,
+    };
     startup::log_configuration(&config, &server.addrs(), workers);
-    if open_to_all {
-        for addr in server
-            .addrs()
-            .iter()
-            .filter(|addr| !addr.ip().is_loopback())
-        {
+    for addr in server
+        .addrs()
+        .iter()
+        .filter(|addr| !addr.ip().is_loopback())
+    {
+        if open_to_all {
             log::warn!(
                 "kv-server listens on {addr}, which is not a loopback address, and no API keys \
                  are configured: anyone who can reach it can read and write every key. Set \
                  --api-key / --api-keys-file (see docs/SECURITY.md)"
+            );
+        }
+        if certificates.is_none() {
+            log::warn!(
+                "kv-server listens on {addr}, which is not a loopback address, without TLS: \
+                 API keys and values cross the network in clear text. Set --tls-cert and \
+                 --tls-key (see docs/SECURITY.md), or put a TLS-terminating proxy in front"
             );
         }
     }

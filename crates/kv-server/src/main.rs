@@ -5,7 +5,7 @@ use kv_server::config::Config;
 async fn main() {
     let config = Config::parse();
     if config.health_check {
-        match kv_server::health_check::check(&config.bind) {
+        match kv_server::health_check::check(&config.bind, config.tls_files().is_some()) {
             Ok(()) => std::process::exit(0),
             Err(why) => {
                 eprintln!("kv-server: not ready: {why}");

@@ -6,9 +6,14 @@ use std::net::SocketAddr;
 use crate::config::Config;
 
 pub fn log_configuration(config: &Config, addrs: &[SocketAddr], workers: usize) {
+    let scheme = if config.tls_files().is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let listen = addrs
         .iter()
-        .map(|addr| format!("http://{addr}"))
+        .map(|addr| format!("{scheme}://{addr}"))
         .collect::<Vec<_>>()
         .join(" and ");
     let database = config.database_url.redacted();

@@ -194,14 +194,16 @@ impl Server {
             let log = Arc::clone(&log);
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("listening on http://").nth(1) {
-                        // Text or JSON log line: the address ends at a space or a quote.
-                        let addr = rest
+                    if let Some(rest) = line.split("listening on ").nth(1)
+                        && rest.starts_with("http")
+                    {
+                        // Text or JSON log line: the URL ends at a space or a quote.
+                        let url = rest
                             .split(|c: char| c.is_whitespace() || c == '"')
                             .next()
                             .unwrap_or_default()
                             .to_owned();
-                        let _ = found.send(addr);
+                        let _ = found.send(url);
                     }
                     let mut log = log.lock().expect("log");
                     log.push_str(&line);
@@ -209,8 +211,8 @@ impl Server {
                 }
             });
         }
-        let addr = match address.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let base = match address.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => base,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -221,7 +223,7 @@ impl Server {
         };
         Server {
             child,
-            base: format!("http://{addr}"),
+            base,
             database_url,
             args,
             env,

@@ -22,6 +22,8 @@ use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::throttle::KeyThrottle;
 
 /// What a request's key allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ impl Access {
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     digests: Vec<([u8; 32], Access)>,
+    /// Wrong keys by client address (see [`crate::throttle`]).
+    throttle: std::sync::Arc<KeyThrottle>,
 }
 
 impl fmt::Debug for ApiKeys {
@@ -216,12 +220,15 @@ fn presented_key(req: &ServiceRequest) -> Option<&str> {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    bearer.or_else(|| {
-        headers
-            .get("x-api-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    })
+    bearer
+        .or_else(|| {
+            headers
+                .get("x-api-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        })
+        // An empty key is no key: it guesses nothing (see `crate::throttle`).
+        .filter(|key| !key.is_empty())
 }
 
 /// The middleware (`actix_web::middleware::from_fn`). A no-op when no keys are configured.
@@ -246,9 +253,33 @@ pub async fn require_key(
         let response = err.error_response();
         Ok(req.into_response(response).map_into_right_body())
     };
-    let access = match presented_key(&req).and_then(|key| keys.access_of(key)) {
+    let presented = presented_key(&req);
+    let client = req.peer_addr().map(|addr| addr.ip());
+    let now = std::time::Instant::now();
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    // An address that presented too many wrong keys gets no key checked for a while.
+    if presented.is_some()
+        && let Some(client) = client
+        && let Some(wait) = keys.throttle.blocked(client, now)
+    {
+        if let Some(metrics) = &metrics {
+            metrics.auth_throttled.inc();
+        }
+        return refuse(req, ApiError::TooManyWrongKeys(wait.as_secs().max(1)));
+    }
+    let access = match presented.and_then(|key| keys.access_of(key)) {
         Some(access) => access,
-        None => return refuse(req, ApiError::Unauthorized),
+        None => {
+            if presented.is_some() {
+                if let Some(client) = client {
+                    keys.throttle.failed(client, now);
+                }
+                if let Some(metrics) = &metrics {
+                    metrics.auth_wrong_keys.inc();
+                }
+            }
+            return refuse(req, ApiError::Unauthorized);
+        }
     };
     if access == Access::ReadOnly
         && !is_read(req.method())

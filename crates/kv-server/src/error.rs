@@ -27,6 +27,10 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key is read-only")]
     Forbidden,
+    /// This client address presented too many wrong API keys; it may try again in this many
+    /// seconds (see `throttle`).
+    #[error("too many wrong API keys from this address; try again in {0} s")]
+    TooManyWrongKeys(u64),
 }
 
 /// The JSON body of every error response.
@@ -68,6 +72,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
+            ApiError::TooManyWrongKeys(_) => "too_many_wrong_keys",
         }
     }
 }
@@ -89,6 +94,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooManyWrongKeys(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -112,6 +118,9 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"kvstore\""));
+            }
+            ApiError::TooManyWrongKeys(seconds) => {
+                response.insert_header((header::RETRY_AFTER, seconds.to_string()));
             }
             _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));

@@ -164,6 +164,11 @@ fn add_shared_responses(path: &str, method: &str, op: &mut Value, with_auth: boo
         unauthorized["headers"] =
             json!({"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}});
         add("401", unauthorized);
+        let mut throttled =
+            error_response("This address presented too many wrong API keys; retry later");
+        throttled["headers"] =
+            json!({"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}});
+        add("429", throttled);
         if !matches!(method, "get" | "head") {
             add("403", error_response("A read-only API key cannot write"));
         }

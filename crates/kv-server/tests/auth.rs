@@ -35,7 +35,6 @@ fn without_keys_configured_nothing_is_asked() {
 #[test]
 fn a_missing_or_wrong_key_is_401_with_www_authenticate() {
     let db = TestDatabase::new();
-    let server = with_keys(&db);
     let wrong = bearer("nope");
     let almost = bearer(&RW[..RW.len() - 1]);
     let longer = bearer(&format!("{RW}x"));
@@ -49,6 +48,9 @@ fn a_missing_or_wrong_key_is_401_with_www_authenticate() {
         vec![("X-API-Key", "nope")],
         vec![("X-API-Key", "")],
     ] {
+        // A server for each: more than ten wrong keys from one address would be throttled
+        // (tests/throttle.rs).
+        let server = with_keys(&db);
         for (method, path, body) in [
             ("GET", "/k", None),
             ("POST", "/k", Some(r#"{"value": 1}"#)),
@@ -65,6 +67,7 @@ fn a_missing_or_wrong_key_is_401_with_www_authenticate() {
         }
     }
     // Nothing was written by the refused requests.
+    let server = with_keys(&db);
     let rw = bearer(RW);
     server
         .send("GET", "/k", &[("Authorization", &rw)], None)

@@ -21,6 +21,12 @@ fn serves_the_assets_with_their_types_and_a_strict_csp() {
         assert_eq!(resp.status, 200, "{path}");
         assert_eq!(resp.header("content-type"), Some(content_type), "{path}");
         assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(
+            resp.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
+        assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{path}");
         let csp = resp.header("content-security-policy").expect("CSP");
         for directive in [
             "default-src 'none'",

@@ -43,6 +43,10 @@ pub struct Metrics {
     pub(crate) keys_count_seconds: Gauge,
     pool_connections: IntGaugeVec,
     pool_max: IntGauge,
+    /// Requests that presented a wrong API key.
+    pub(crate) auth_wrong_keys: IntCounter,
+    /// Requests refused with 429 because their address presented too many wrong keys.
+    pub(crate) auth_throttled: IntCounter,
     pub(crate) key_counts: key_counts::KeyCounts,
 }
 
@@ -104,6 +108,14 @@ impl Metrics {
             "kv_db_pool_max_connections",
             "The most connections the pool opens (--pool-size).",
         )?;
+        let auth_wrong_keys = IntCounter::new(
+            "kv_auth_wrong_keys_total",
+            "Requests that presented a wrong API key (answered 401).",
+        )?;
+        let auth_throttled = IntCounter::new(
+            "kv_auth_throttled_total",
+            "Requests refused with 429 because their address presented too many wrong API keys.",
+        )?;
         let start_time = Gauge::new(
             "process_start_time_seconds",
             "Start time of the process since the Unix epoch in seconds.",
@@ -131,6 +143,8 @@ impl Metrics {
         registry.register(Box::new(keys_count_seconds.clone()))?;
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_max.clone()))?;
+        registry.register(Box::new(auth_wrong_keys.clone()))?;
+        registry.register(Box::new(auth_throttled.clone()))?;
         registry.register(Box::new(start_time))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
@@ -146,6 +160,8 @@ impl Metrics {
             keys_count_seconds,
             pool_connections,
             pool_max,
+            auth_wrong_keys,
+            auth_throttled,
             key_counts: key_counts::KeyCounts::new(key_count_interval),
         })
     }

@@ -647,6 +647,57 @@ pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPa
     }
 }
 
+/// Pages through the live keys under any of `prefixes` (byte order, none covering another),
+/// as one listing in byte order: what `GET /_keys` without `prefix=` shows a key scoped to
+/// those prefixes. `args.prefix` is ignored; the cursor continues across prefixes.
+pub fn scan_within(
+    conn: &mut DbConnection,
+    now: i64,
+    prefixes: &[String],
+    args: &ScanArgs,
+) -> Result<ScanPage, StoreError> {
+    let limit = args.limit.max(1);
+    let mut rows = Vec::new();
+    for prefix in prefixes {
+        let after = args
+            .after
+            .clone()
+            .filter(|after| after.as_str() >= prefix.as_str());
+        // A cursor past this prefix's keys: on to the next.
+        if after
+            .as_deref()
+            .is_some_and(|a| !a.starts_with(prefix.as_str()) && a > prefix.as_str())
+        {
+            continue;
+        }
+        let page = scan(
+            conn,
+            now,
+            &ScanArgs {
+                prefix: prefix.clone(),
+                pattern: args.pattern.clone(),
+                limit: limit - rows.len(),
+                after,
+            },
+        )?;
+        rows.extend(page.rows);
+        if page.next_after.is_some() {
+            return Ok(ScanPage {
+                rows,
+                next_after: page.next_after,
+            });
+        }
+        if rows.len() >= limit {
+            let next_after = rows.last().map(|row| row.key.clone());
+            return Ok(ScanPage { rows, next_after });
+        }
+    }
+    Ok(ScanPage {
+        rows,
+        next_after: None,
+    })
+}
+
 /// Whether the database answers (`GET /_health`).
 pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
     use diesel::connection::SimpleConnection;

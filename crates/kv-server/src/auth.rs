@@ -41,10 +41,57 @@ impl Access {
     }
 }
 
+/// The key prefixes a scoped API key reaches (`prefix=` in the key file): a key is in reach
+/// when it starts with one of them. Kept sorted, without a prefix that another one covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope(std::sync::Arc<[String]>);
+
+impl Scope {
+    fn new(mut prefixes: Vec<String>) -> Scope {
+        prefixes.sort();
+        prefixes.dedup();
+        let covered =
+            |p: &String, all: &[String]| all.iter().any(|q| q != p && p.starts_with(q.as_str()));
+        let kept: Vec<String> = prefixes
+            .iter()
+            .filter(|p| !covered(p, &prefixes))
+            .cloned()
+            .collect();
+        Scope(kept.into())
+    }
+
+    /// The prefixes, in byte order, none covering another.
+    pub fn prefixes(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Whether `key` is in reach.
+    pub fn allows(&self, key: &str) -> bool {
+        self.0.iter().any(|p| key.starts_with(p.as_str()))
+    }
+
+    /// Whether every key starting with `prefix` is in reach.
+    pub fn covers(&self, prefix: &str) -> bool {
+        self.allows(prefix)
+    }
+}
+
+/// A key as configured: the key, what it allows, how far it reaches, and where it came from
+/// (a line number, or a description of the source).
+#[derive(Debug, PartialEq, Eq)]
+struct ConfiguredKey<From> {
+    key: String,
+    access: Access,
+    scope: Option<Scope>,
+    from: From,
+}
+
 /// The configured keys, as digests.
 #[derive(Clone, Default)]
 pub struct ApiKeys {
     digests: Vec<([u8; 32], Access)>,
+    /// The keys of the key file that carry `prefix=` scopes, by digest.
+    scopes: Vec<([u8; 32], Scope)>,
     /// Wrong keys by client address (see [`crate::throttle`]).
     throttle: std::sync::Arc<KeyThrottle>,
 }
@@ -67,7 +114,7 @@ fn digest(key: &str) -> [u8; 32] {
 impl ApiKeys {
     /// Gathers the keys of the flags, the environment and the key file.
     pub fn from_config(config: &Config) -> Result<ApiKeys, KeyConfigError> {
-        let mut keys: Vec<(String, Access, String)> = Vec::new();
+        let mut keys: Vec<ConfiguredKey<String>> = Vec::new();
         for (list, access, source) in [
             (
                 &config.api_keys,
@@ -83,14 +130,25 @@ impl ApiKeys {
             // An empty entry (`KV_API_KEYS=` or `a,,b`) is no key at all.
             for key in list.iter().map(|k| k.trim()).filter(|k| !k.is_empty()) {
                 check_key(key).map_err(|why| KeyConfigError(format!("{source}: {why}")))?;
-                keys.push((key.to_owned(), access, source.to_owned()));
+                keys.push(ConfiguredKey {
+                    key: key.to_owned(),
+                    access,
+                    scope: None,
+                    from: source.to_owned(),
+                });
             }
         }
         if let Some(path) = &config.api_keys_file {
             keys.extend(read_key_file(path)?);
         }
         let mut api_keys = ApiKeys::default();
-        for (key, access, source) in keys {
+        for ConfiguredKey {
+            key,
+            access,
+            scope,
+            from: source,
+        } in keys
+        {
             let digest = digest(&key);
             if let Some((_, other)) = api_keys.digests.iter().find(|(d, _)| *d == digest) {
                 if *other != access {
@@ -98,9 +156,18 @@ impl ApiKeys {
                         "a key is configured both read-write and read-only (seen again in {source})"
                     )));
                 }
+                let scoped = api_keys.scopes.iter().find(|(d, _)| *d == digest);
+                if scoped.map(|(_, s)| s) != scope.as_ref() {
+                    return Err(KeyConfigError(format!(
+                        "a key is configured with two different scopes (seen again in {source})"
+                    )));
+                }
                 continue;
             }
             api_keys.digests.push((digest, access));
+            if let Some(scope) = scope {
+                api_keys.scopes.push((digest, scope));
+            }
         }
         Ok(api_keys)
     }
@@ -133,6 +200,19 @@ impl ApiKeys {
             None
         }
     }
+
+    /// The scope of `presented`, a configured key: `None` when it reaches every key. Every
+    /// scoped key's digest is compared, in constant time.
+    pub fn scope_of(&self, presented: &str) -> Option<Scope> {
+        let presented = digest(presented);
+        let mut found = None;
+        for (digest, scope) in &self.scopes {
+            if bool::from(digest.ct_eq(&presented)) {
+                found = Some(scope.clone());
+            }
+        }
+        found
+    }
 }
 
 /// A key is visible ASCII (what a header carries unchanged): no spaces, no control characters.
@@ -144,9 +224,11 @@ fn check_key(key: &str) -> Result<(), String> {
     }
 }
 
-/// Reads a key file: one `rw:<key>` or `ro:<key>` a line. Blank lines and lines starting with
-/// `#` are skipped; whitespace around a line and around the key is ignored.
-fn read_key_file(path: &Path) -> Result<Vec<(String, Access, String)>, KeyConfigError> {
+/// Reads a key file: one `rw:<key>` or `ro:<key>` a line, optionally followed by scopes,
+/// `prefix=<prefix>` (repeatable, separated by spaces): the key then reaches only keys that
+/// start with one of them. Blank lines and lines starting with `#` are skipped; whitespace
+/// around a line and around the key is ignored.
+fn read_key_file(path: &Path) -> Result<Vec<ConfiguredKey<String>>, KeyConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         KeyConfigError(format!(
             "cannot read the API key file {}: {e}",
@@ -156,14 +238,20 @@ fn read_key_file(path: &Path) -> Result<Vec<(String, Access, String)>, KeyConfig
     parse_key_file(&text)
         .map(|keys| {
             keys.into_iter()
-                .map(|(key, access, line)| (key, access, format!("{} line {line}", path.display())))
+                .map(|k| ConfiguredKey {
+                    from: format!("{} line {}", path.display(), k.from),
+                    key: k.key,
+                    access: k.access,
+                    scope: k.scope,
+                })
                 .collect()
         })
         .map_err(|why| KeyConfigError(format!("API key file {}: {why}", path.display())))
 }
 
-/// The keys of a key file with their line numbers. An error names the line, never its text.
-fn parse_key_file(text: &str) -> Result<Vec<(String, Access, usize)>, String> {
+/// The keys of a key file with their scopes and line numbers. An error names the line, never
+/// its text.
+fn parse_key_file(text: &str) -> Result<Vec<ConfiguredKey<usize>>, String> {
     let mut keys = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let number = index + 1;
@@ -180,12 +268,31 @@ fn parse_key_file(text: &str) -> Result<Vec<(String, Access, usize)>, String> {
                 "line {number} is not `rw:<key>` or `ro:<key>` (blank lines and `#` comments are allowed)"
             ));
         };
-        let key = key.trim();
+        let mut words = key.split_whitespace();
+        let key = words.next().unwrap_or_default();
         if key.is_empty() {
             return Err(format!("line {number} has an empty {} key", access.name()));
         }
         check_key(key).map_err(|why| format!("line {number}: {why}"))?;
-        keys.push((key.to_owned(), access, number));
+        let mut prefixes = Vec::new();
+        for word in words {
+            match word.strip_prefix("prefix=") {
+                Some(prefix) if !prefix.is_empty() => prefixes.push(prefix.to_owned()),
+                _ => {
+                    return Err(format!(
+                        "line {number}: after the key, only `prefix=<prefix>` scopes may follow \
+                         (a non-empty prefix each, separated by spaces)"
+                    ));
+                }
+            }
+        }
+        let scope = (!prefixes.is_empty()).then(|| Scope::new(prefixes));
+        keys.push(ConfiguredKey {
+            key: key.to_owned(),
+            access,
+            scope,
+            from: number,
+        });
     }
     Ok(keys)
 }
@@ -287,10 +394,84 @@ pub async fn require_key(
     {
         return refuse(req, ApiError::Forbidden);
     }
+    if let Some(scope) = presented.and_then(|key| keys.scope_of(key)) {
+        if let Err(err) = check_reach(&req, &scope) {
+            return refuse(req, err);
+        }
+        req.extensions_mut().insert(Reach(Some(scope)));
+    }
     req.extensions_mut().insert(access);
     next.call(req)
         .await
         .map(ServiceResponse::map_into_left_body)
+}
+
+/// What a scoped key may reach of the route itself: a key route only a key within its scope;
+/// `/_stats` and `/_metrics`, which count every key, not at all. Routes over several keys
+/// (`/_keys`, `/_tx`) check each key they reach themselves ([`Reach`]).
+fn check_reach(req: &ServiceRequest, scope: &Scope) -> Result<(), ApiError> {
+    let path = req.path();
+    let server_route = path.strip_prefix('/').unwrap_or(path).starts_with('_');
+    if !server_route {
+        let key = crate::http::key_of(req.request())?;
+        if !scope.allows(&key) {
+            return Err(ApiError::OutOfReach(format!(
+                "this API key may not reach the key {key:?} (its prefixes: {})",
+                scope.prefixes().join(", ")
+            )));
+        }
+        return Ok(());
+    }
+    let route = path.trim_end_matches('/');
+    if matches!(route, "/_stats" | "/_metrics") {
+        return Err(ApiError::OutOfReach(format!(
+            "{route} counts every key; an API key scoped to prefixes may not read it"
+        )));
+    }
+    Ok(())
+}
+
+/// The keys a request may reach: `Reach(None)` is every key (an unscoped key, or no
+/// authentication), `Reach(Some(scope))` those of a scoped key.
+#[derive(Debug, Clone, Default)]
+pub struct Reach(pub Option<Scope>);
+
+impl Reach {
+    /// Refuses `key` out of reach.
+    pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(scope) if !scope.allows(key) => Err(ApiError::OutOfReach(format!(
+                "this API key may not reach the key {key:?} (its prefixes: {})",
+                scope.prefixes().join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses a `prefix` whose keys are not all in reach.
+    pub fn check_prefix(&self, prefix: &str) -> Result<(), ApiError> {
+        match &self.0 {
+            Some(scope) if !scope.covers(prefix) => Err(ApiError::OutOfReach(format!(
+                "this API key may not reach every key under the prefix {prefix:?} (its \
+                 prefixes: {})",
+                scope.prefixes().join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl FromRequest for Reach {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(req
+            .extensions()
+            .get::<Reach>()
+            .cloned()
+            .unwrap_or_default()))
+    }
 }
 
 /// The request's access, for handlers that decide themselves (`POST /_tx`). Without
@@ -355,13 +536,37 @@ mod tests {
     #[test]
     fn key_files_have_rw_and_ro_lines_comments_and_blanks() {
         let parsed = parse_key_file("# keys\n\nrw:abc\n  ro: def  \n#ro:ghi\n").expect("valid");
+        let line = |key: &str, access, from| ConfiguredKey {
+            key: key.to_owned(),
+            access,
+            scope: None,
+            from,
+        };
         assert_eq!(
             parsed,
             vec![
-                ("abc".to_owned(), Access::ReadWrite, 3),
-                ("def".to_owned(), Access::ReadOnly, 4)
+                line("abc", Access::ReadWrite, 3),
+                line("def", Access::ReadOnly, 4)
             ]
         );
+    }
+
+    #[test]
+    fn scopes_follow_the_key_and_a_prefix_covered_by_another_is_dropped() {
+        let parsed = parse_key_file(
+            "rw:k1 prefix=b: prefix=a:
+ro:k2  prefix=a: prefix=a:x
+",
+        )
+        .expect("valid");
+        let prefixes: Vec<Vec<String>> = parsed
+            .iter()
+            .map(|k| k.scope.as_ref().expect("scoped").prefixes().to_vec())
+            .collect();
+        assert_eq!(prefixes, [vec!["a:", "b:"], vec!["a:"]]);
+        let scope = parsed[0].scope.clone().expect("scoped");
+        assert!(scope.allows("a:1") && scope.allows("b:") && !scope.allows("c:1"));
+        assert!(scope.covers("a:x") && !scope.covers("a") && !scope.covers(""));
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("this API key is read-only")]
     Forbidden,
+    /// A key scoped to prefixes asked for something beyond them.
+    #[error("{0}")]
+    OutOfReach(String),
     /// This client address presented too many wrong API keys; it may try again in this many
     /// seconds (see `throttle`).
     #[error("too many wrong API keys from this address; try again in {0} s")]
@@ -71,7 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unauthorized => "unauthorized",
-            ApiError::Forbidden => "forbidden",
+            ApiError::Forbidden | ApiError::OutOfReach(_) => "forbidden",
             ApiError::TooManyWrongKeys(_) => "too_many_wrong_keys",
         }
     }
@@ -93,7 +96,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::OutOfReach(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyWrongKeys(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }

@@ -8,7 +8,7 @@ use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, Stat
 use kv_core::{cursor, now_ms, tx};
 use serde::Deserialize;
 
-use crate::auth::Access;
+use crate::auth::{Access, Reach};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
 use crate::state::AppState;
@@ -40,9 +40,19 @@ pub struct KeysQuery {
     ))]
 pub async fn scan(
     query: web::Query<KeysQuery>,
+    reach: Reach,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
+    // A scoped key: a prefix within its scope, or, without one, all of its keys.
+    let within = match (&reach.0, q.prefix.as_deref().filter(|p| !p.is_empty())) {
+        (Some(_), Some(prefix)) => {
+            reach.check_prefix(prefix)?;
+            None
+        }
+        (Some(scope), None) => Some(scope.prefixes().to_vec()),
+        (None, _) => None,
+    };
     let args = scan_args(
         q.prefix.as_deref(),
         q.pattern.as_deref(),
@@ -53,7 +63,10 @@ pub async fn scan(
     let now = now_ms();
     let body = state
         .db(move |conn| {
-            let page = store::scan(conn, now, &args)?;
+            let page = match &within {
+                Some(prefixes) => store::scan_within(conn, now, prefixes, &args)?,
+                None => store::scan(conn, now, &args)?,
+            };
             let cursor = page.next_after.as_deref().map(cursor::encode);
             Ok(if with_values {
                 let items = page
@@ -82,6 +95,7 @@ pub async fn scan(
     ))]
 pub async fn delete_keys(
     query: web::Query<KeysQuery>,
+    reach: Reach,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let all = query_flag("all", query.all.as_deref())?;
@@ -99,8 +113,27 @@ pub async fn delete_keys(
             ));
         }
     };
+    // A scoped key deletes within its prefixes: `all=true` is all of its keys.
+    let scopes = match (&reach.0, scope) {
+        (None, scope) => vec![scope],
+        (Some(_), KeyScope::Prefix(prefix)) => {
+            reach.check_prefix(&prefix)?;
+            vec![KeyScope::Prefix(prefix)]
+        }
+        (Some(reachable), KeyScope::All) => reachable
+            .prefixes()
+            .iter()
+            .map(|p| KeyScope::Prefix(p.clone()))
+            .collect(),
+    };
     let now = now_ms();
-    let deleted = state.write(now, move |tx| tx.delete_keys(&scope)).await?;
+    let deleted = state
+        .write(now, move |tx| {
+            scopes
+                .iter()
+                .try_fold(0, |total, scope| Ok(total + tx.delete_keys(scope)?))
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
 }
 
@@ -114,6 +147,7 @@ pub async fn delete_keys(
     ))]
 pub async fn transaction(
     access: Access,
+    reach: Reach,
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -121,6 +155,13 @@ pub async fn transaction(
     let ops = tx::parse_ops(json_body(&body)?, now)?;
     if access == Access::ReadOnly && ops.iter().any(tx::TxOp::is_write) {
         return Err(ApiError::Forbidden);
+    }
+    // Every op's key within a scoped key's prefixes, or nothing runs.
+    for (index, op) in ops.iter().enumerate() {
+        reach.check(op.key()).map_err(|err| match err {
+            ApiError::OutOfReach(why) => ApiError::OutOfReach(format!("op {index}: {why}")),
+            other => other,
+        })?;
     }
     let view = state.write(now, move |tx| tx::run_ops(tx, &ops)).await?;
     Ok(HttpResponse::Ok().json(view))

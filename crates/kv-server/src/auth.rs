@@ -141,7 +141,10 @@ impl ApiKeys {
         if let Some(path) = &config.api_keys_file {
             keys.extend(read_key_file(path)?);
         }
-        let mut api_keys = ApiKeys::default();
+        let mut api_keys = ApiKeys {
+            throttle: std::sync::Arc::new(KeyThrottle::new(config.wrong_key_limit)),
+            ..ApiKeys::default()
+        };
         for ConfiguredKey {
             key,
             access,

@@ -60,6 +60,11 @@ pub struct Config {
     )]
     pub read_only_keys: Vec<String>,
 
+    /// Wrong API keys a client address may present a minute before its requests with a key
+    /// are answered 429 for a while (0: no limit).
+    #[arg(long, env = "KV_WRONG_KEY_LIMIT", default_value_t = crate::throttle::DEFAULT_LIMIT)]
+    pub wrong_key_limit: u32,
+
     /// A file of API keys, one `rw:<key>` or `ro:<key>` a line (keeps keys out of `ps`).
     #[arg(long, env = "KV_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,

@@ -14,7 +14,7 @@ pub mod routes;
 mod shutdown;
 mod startup;
 pub mod state;
-mod throttle;
+pub mod throttle;
 pub mod tls;
 
 use std::io;

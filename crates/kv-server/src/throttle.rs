@@ -1,8 +1,9 @@
-//! Throttling of API-key guessing. Each client address may present a wrong key [`BURST`] times;
-//! after that it earns one more try every [`REFILL`] (ten a minute), and until then every
-//! request from it that presents a key is answered `429 too_many_failed_keys` with
-//! `Retry-After`, without the key being checked: a guesser gets ten guesses a minute, not
-//! line rate. Requests without a key are not counted (they guess nothing; they get `401`).
+//! Throttling of API-key guessing. Each client address may present a wrong key `limit` times
+//! (`--wrong-key-limit`, 10 by default); after that it earns one more try every minute /
+//! `limit`, and until then every request from it that presents a key is answered
+//! `429 too_many_wrong_keys` with `Retry-After`, without the key being checked: a guesser gets
+//! `limit` guesses a minute, not line rate. Requests without a key are not counted (they guess
+//! nothing; they get `401`). A limit of 0 turns throttling off.
 //!
 //! Addresses are counted apart, so a correct key from any other address is never throttled by
 //! someone else's failures. IPv6 addresses count by their /64 (one host usually holds a whole
@@ -17,11 +18,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Wrong keys an address may present before it is throttled.
-pub const BURST: u32 = 10;
-
-/// How long an address waits for each further try.
-pub const REFILL: Duration = Duration::from_secs(6);
+/// Wrong keys an address may present a minute by default (`--wrong-key-limit`).
+pub const DEFAULT_LIMIT: u32 = 10;
 
 /// Addresses tracked at most.
 const MAX_ADDRESSES: usize = 100_000;
@@ -34,17 +32,24 @@ struct Budget {
 }
 
 impl Budget {
-    fn refilled(self, now: Instant) -> Budget {
-        let earned = now.duration_since(self.at).as_secs_f64() / REFILL.as_secs_f64();
+    fn refilled(self, now: Instant, limit: u32) -> Budget {
+        let earned = now.duration_since(self.at).as_secs_f64() / refill(limit).as_secs_f64();
         Budget {
-            tokens: (self.tokens + earned).min(f64::from(BURST)),
+            tokens: (self.tokens + earned).min(f64::from(limit)),
             at: now,
         }
     }
 }
 
+/// How long an address waits for each further try.
+fn refill(limit: u32) -> Duration {
+    Duration::from_secs(60) / limit.max(1)
+}
+
 #[derive(Debug, Default)]
 pub struct KeyThrottle {
+    /// Wrong keys an address may present a minute; 0: no throttling.
+    limit: u32,
     budgets: Mutex<HashMap<IpAddr, Budget>>,
 }
 
@@ -65,12 +70,23 @@ fn counted(addr: IpAddr) -> IpAddr {
 }
 
 impl KeyThrottle {
+    /// `limit` wrong keys a minute per address (0: no throttling).
+    pub fn new(limit: u32) -> KeyThrottle {
+        KeyThrottle {
+            limit,
+            budgets: Mutex::default(),
+        }
+    }
+
     /// `Some(wait)` when `addr` has no try left now: how long until it has one.
     pub fn blocked(&self, addr: IpAddr, now: Instant) -> Option<Duration> {
+        if self.limit == 0 {
+            return None;
+        }
         let budgets = self.budgets.lock().ok()?;
-        let budget = budgets.get(&counted(addr))?.refilled(now);
+        let budget = budgets.get(&counted(addr))?.refilled(now, self.limit);
         (budget.tokens < 1.0).then(|| {
-            REFILL
+            refill(self.limit)
                 .mul_f64(1.0 - budget.tokens)
                 .max(Duration::from_secs(1))
         })
@@ -78,21 +94,25 @@ impl KeyThrottle {
 
     /// `addr` presented a wrong key: one try used.
     pub fn failed(&self, addr: IpAddr, now: Instant) {
+        let limit = self.limit;
+        if limit == 0 {
+            return;
+        }
         let Ok(mut budgets) = self.budgets.lock() else {
             return;
         };
         let addr = counted(addr);
         if budgets.len() >= MAX_ADDRESSES && !budgets.contains_key(&addr) {
-            budgets.retain(|_, b| b.refilled(now).tokens < f64::from(BURST));
+            budgets.retain(|_, b| b.refilled(now, limit).tokens < f64::from(limit));
             if budgets.len() >= MAX_ADDRESSES {
                 budgets.clear();
             }
         }
         let budget = budgets.entry(addr).or_insert(Budget {
-            tokens: f64::from(BURST),
+            tokens: f64::from(limit),
             at: now,
         });
-        let mut next = budget.refilled(now);
+        let mut next = budget.refilled(now, limit);
         next.tokens = (next.tokens - 1.0).max(0.0);
         *budget = next;
     }
@@ -104,7 +124,9 @@ mod tests {
 
     #[test]
     fn ten_wrong_keys_then_one_try_every_six_seconds_per_address() {
-        let throttle = KeyThrottle::default();
+        const BURST: u32 = DEFAULT_LIMIT;
+        const REFILL: Duration = Duration::from_secs(6);
+        let throttle = KeyThrottle::new(DEFAULT_LIMIT);
         let start = Instant::now();
         let guesser: IpAddr = "192.0.2.1".parse().expect("ip");
         let other: IpAddr = "192.0.2.2".parse().expect("ip");
@@ -131,7 +153,8 @@ mod tests {
 
     #[test]
     fn ipv6_counts_by_its_64_and_mapped_ipv4_as_ipv4() {
-        let throttle = KeyThrottle::default();
+        const BURST: u32 = DEFAULT_LIMIT;
+        let throttle = KeyThrottle::new(DEFAULT_LIMIT);
         let now = Instant::now();
         for i in 0..BURST {
             let addr: IpAddr = format!("2001:db8:1:2::{i:x}").parse().expect("ip");

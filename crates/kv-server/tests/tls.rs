@@ -165,6 +165,7 @@ fn https_with_a_chain_alpn_and_a_reload_on_sighup_that_keeps_open_connections() 
     let cert_path = write(db.dir(), "cert.pem", &chain);
     let key_path = write(db.dir(), "key.pem", &key);
     let server = start_https(&db, &cert_path, &key_path);
+    assert!(server.base.starts_with("https://"), "{}", server.log());
     assert!(
         server.log().contains("listening on https://"),
         "{}",

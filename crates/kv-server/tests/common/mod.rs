@@ -194,6 +194,13 @@ impl Server {
             let log = Arc::clone(&log);
             thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    // Logged before the address is handed over, so that a test that has the
+                    // server also finds its start-up line in the log.
+                    {
+                        let mut log = log.lock().expect("log");
+                        log.push_str(&line);
+                        log.push('\n');
+                    }
                     if let Some(rest) = line.split("listening on ").nth(1)
                         && rest.starts_with("http")
                     {
@@ -205,9 +212,6 @@ impl Server {
                             .to_owned();
                         let _ = found.send(url);
                     }
-                    let mut log = log.lock().expect("log");
-                    log.push_str(&line);
-                    log.push('\n');
                 }
             });
         }

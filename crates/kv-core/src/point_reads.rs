@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::key::validate_key;
 use crate::model::StoredValue;
 use crate::store::{self, Lookup};
+use crate::writer::collect_batch;
 
 /// Reader threads (and connections) per server.
 pub const READER_THREADS: usize = 2;
@@ -83,14 +84,7 @@ fn serve(
         let batch = {
             let Ok(queue) = queue.lock() else { return };
             let Ok(first) = queue.recv() else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(read) => batch.push(read),
-                    Err(_) => break,
-                }
-            }
-            batch
+            collect_batch(first, &queue, MAX_BATCH)
         };
         let keys: Vec<&str> = batch.iter().map(|read| read.key.as_str()).collect();
         let mut found = read_rows(&mut conn, connect, &keys);

@@ -4,17 +4,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{Server, TestDatabase};
+use common::{Server, TestDatabase, keys_of};
 use serde_json::{Value, json};
-
-fn keys_of(page: &Value) -> Vec<String> {
-    page["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k.as_str().expect("key").to_owned())
-        .collect()
-}
 
 /// Pages through `/_keys?{query}` to the end, returning every key seen.
 fn scan_all(server: &Server, query: &str) -> Vec<String> {

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Resp, Server, TestDatabase, server_bin};
+use common::{Resp, Server, TestDatabase, keys_of, server_bin};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-51aa";
@@ -39,15 +39,6 @@ fn start(db: &TestDatabase) -> Server {
 
 fn as_key(server: &Server, key: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
     server.send(method, path, &[("X-API-Key", key)], body)
-}
-
-fn keys_of(page: &Value) -> Vec<String> {
-    page["keys"]
-        .as_array()
-        .expect("keys")
-        .iter()
-        .map(|k| k.as_str().expect("key").to_owned())
-        .collect()
 }
 
 #[test]

@@ -126,12 +126,9 @@ fn start(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreEr
         .map_err(|e| StoreError::Internal(format!("cannot start the {name} thread: {e}")))
 }
 
-/// The requests waiting now, `first` first, at most `max`.
-fn collect_batch(
-    first: Box<dyn Job>,
-    queue: &mpsc::Receiver<Box<dyn Job>>,
-    max: usize,
-) -> Vec<Box<dyn Job>> {
+/// The requests waiting now, `first` first, at most `max` (for the writers' batches and the
+/// batched reads of [`crate::point_reads`]).
+pub(crate) fn collect_batch<T>(first: T, queue: &mpsc::Receiver<T>, max: usize) -> Vec<T> {
     let mut batch = vec![first];
     while batch.len() < max {
         match queue.try_recv() {

@@ -528,3 +528,13 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         body,
     }
 }
+
+/// The keys of a `GET /_keys` page.
+pub fn keys_of(page: &Value) -> Vec<String> {
+    page["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .map(|k| k.as_str().expect("key").to_owned())
+        .collect()
+}

@@ -136,7 +136,7 @@ fn error_response(description: &str) -> Value {
 }
 
 /// The answers any operation may give besides its own: 400 for bad input, 503 when the
-/// database is unavailable, 413 for a body over the limit, and 401 / 403 with API keys.
+/// database is unavailable, 413 for a body over the limit, and 401 / 403 / 429 with API keys.
 fn add_shared_responses(path: &str, method: &str, op: &mut Value, with_auth: bool) {
     let open = path.starts_with("/_health");
     let has_body = op.get("requestBody").is_some();
@@ -169,9 +169,16 @@ fn add_shared_responses(path: &str, method: &str, op: &mut Value, with_auth: boo
         throttled["headers"] =
             json!({"Retry-After": {"description": "Seconds", "schema": {"type": "string"}}});
         add("429", throttled);
-        if !matches!(method, "get" | "head") {
-            add("403", error_response("A read-only API key cannot write"));
-        }
+        // A key scoped to prefixes gets 403 for keys beyond them (and for /_stats, /_metrics)
+        // on every method; a read-only key on the writing ones.
+        add(
+            "403",
+            error_response(if matches!(method, "get" | "head") {
+                "A key scoped to prefixes may not reach this"
+            } else {
+                "A read-only API key cannot write, or a key scoped to prefixes may not reach this"
+            }),
+        );
     }
     if method == "head" {
         // HEAD answers carry no body.
@@ -223,9 +230,13 @@ mod tests {
                 assert!(op["responses"]["200"].is_object() || op["responses"]["201"].is_object());
             }
         }
+        let get = &doc["paths"]["/{key}"]["get"]["responses"];
+        for status in ["200", "401", "403", "404", "429", "503"] {
+            assert!(get[status].is_object(), "get has no {status}");
+        }
         let set = &doc["paths"]["/{key}"]["post"]["responses"];
         for status in [
-            "200", "201", "400", "401", "403", "404", "412", "413", "503",
+            "200", "201", "400", "401", "403", "404", "412", "413", "429", "503",
         ] {
             assert!(set[status].is_object(), "set has no {status}");
         }

@@ -108,8 +108,8 @@ impl StoreError {
             if CONNECTION_FAULTS.contains(&reason.as_str()))
     }
 
-    /// Worth running the whole write transaction again (a lost race on PostgreSQL: unique
-    /// violation, serialization failure, deadlock, or a newer version seen; see `store::Tx`).
+    /// Worth running the whole write transaction (or PostgreSQL batch) again: a passing fault
+    /// on PostgreSQL (unique violation, serialization failure, deadlock).
     pub(crate) fn is_retryable(&self) -> bool {
         matches!(self.root(), StoreError::Conflict)
     }

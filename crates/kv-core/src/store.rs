@@ -13,7 +13,7 @@ use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::schema::kv_store;
 use crate::stage::Stage;
 
-/// A write that lost a race (PostgreSQL) is run again this many times before giving up.
+/// A write that met a passing fault (PostgreSQL) is run again this many times before giving up.
 const MAX_WRITE_RETRIES: usize = 8;
 
 /// What a lookup found.

@@ -469,10 +469,9 @@ pub(crate) fn lock_version(conn: &mut DbConnection) -> QueryResult<i64> {
 pub(crate) fn set_version(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
     match conn {
         DbConnection::Sqlite(c) => sqlite::set_version(c, version),
-        DbConnection::Postgres(c) => diesel::update(kv_meta::table.find(1))
-            .set(kv_meta::version.eq(version))
-            .execute(c)
-            .map(|_| ()),
+        DbConnection::Postgres(_) => Err(diesel::result::Error::QueryBuilderError(
+            "a PostgreSQL batch sets the counter in postgres::write_batch".into(),
+        )),
     }
 }
 

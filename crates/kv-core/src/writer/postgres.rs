@@ -86,7 +86,7 @@ fn serve<C>(
 {
     let mut conn = Some(conn);
     let mut clock_read = Instant::now();
-    // Requests a batch left for the next one (it had locked enough keys).
+    // Requests a batch left for the next one (it had read enough keys).
     let mut waiting: VecDeque<Box<dyn Job>> = VecDeque::new();
     let mut last_batch = 0;
     loop {

@@ -366,13 +366,13 @@ pub async fn require_key(
     let presented = presented_key(&req);
     let client = req.peer_addr().map(|addr| addr.ip());
     let now = std::time::Instant::now();
-    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let metrics = |req: &ServiceRequest| req.app_data::<web::Data<Metrics>>().cloned();
     // An address that presented too many wrong keys gets no key checked for a while.
     if presented.is_some()
         && let Some(client) = client
         && let Some(wait) = keys.throttle.blocked(client, now)
     {
-        if let Some(metrics) = &metrics {
+        if let Some(metrics) = metrics(&req) {
             metrics.auth_throttled.inc();
         }
         return refuse(req, ApiError::TooManyWrongKeys(wait.as_secs().max(1)));
@@ -384,7 +384,7 @@ pub async fn require_key(
                 if let Some(client) = client {
                     keys.throttle.failed(client, now);
                 }
-                if let Some(metrics) = &metrics {
+                if let Some(metrics) = metrics(&req) {
                     metrics.auth_wrong_keys.inc();
                 }
             }

@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Wrong keys an address may present a minute by default (`--wrong-key-limit`).
@@ -51,6 +52,9 @@ pub struct KeyThrottle {
     /// Wrong keys an address may present a minute; 0: no throttling.
     limit: u32,
     budgets: Mutex<HashMap<IpAddr, Budget>>,
+    /// Addresses in `budgets`: while none presented a wrong key, a request with a key takes
+    /// no lock.
+    tracked: AtomicUsize,
 }
 
 /// The part of an address that is counted: IPv4 as is, IPv6 by its /64 (IPv4-mapped ones as
@@ -75,12 +79,13 @@ impl KeyThrottle {
         KeyThrottle {
             limit,
             budgets: Mutex::default(),
+            tracked: AtomicUsize::new(0),
         }
     }
 
     /// `Some(wait)` when `addr` has no try left now: how long until it has one.
     pub fn blocked(&self, addr: IpAddr, now: Instant) -> Option<Duration> {
-        if self.limit == 0 {
+        if self.limit == 0 || self.tracked.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let budgets = self.budgets.lock().ok()?;
@@ -115,6 +120,7 @@ impl KeyThrottle {
         let mut next = budget.refilled(now, limit);
         next.tokens = (next.tokens - 1.0).max(0.0);
         *budget = next;
+        self.tracked.store(budgets.len(), Ordering::Relaxed);
     }
 }
 

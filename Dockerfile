@@ -10,6 +10,10 @@
 # Build with the official Rust image (Debian 12).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# libpq's TLS is OpenSSL, compiled from source in the build (openssl-src): it needs perl and make.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends make perl \
+ && rm -rf /var/lib/apt/lists/*
 
 # The dependencies first, in a layer of their own, rebuilt only when a manifest or the lock
 # file changes: the workspace's manifests with stand-in sources.

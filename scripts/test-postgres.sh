@@ -11,7 +11,9 @@
 # exit:
 #
 #   KV_TEST_POSTGRES_URL         admin URL of the shared cluster; every test creates its own
-#                                database in it
+#                                database in it. It also accepts TLS (sslmode=require …
+#                                verify-full), with a certificate for localhost and 127.0.0.1
+#   KV_TEST_POSTGRES_CA          the certificate authority that signed it (for sslrootcert)
 #   KV_TEST_POSTGRES_OUTAGE_URL  admin URL of a second cluster that the outage test stops and
 #   KV_TEST_POSTGRES_OUTAGE_CTL  starts again with `$KV_TEST_POSTGRES_OUTAGE_CTL stop|start`
 #                                (so stopping it does not disturb the tests running beside it)
@@ -24,19 +26,23 @@ cd "$(dirname "$0")/.."
 # shellcheck source=lib/postgres.sh
 source scripts/lib/postgres.sh
 
-# The clock-skew test runs a server under libfaketime (Debian package `faketime`).
-pg_setup 'faketime:compgen -G "/usr/lib/*/faketime/libfaketime.so.1"'
+# The clock-skew test runs a server under libfaketime (Debian package `faketime`); the TLS
+# tests' certificates are made with openssl.
+pg_setup 'faketime:compgen -G "/usr/lib/*/faketime/libfaketime.so.1"' 'openssl:command -v openssl'
 trap 'status=$?; pg_cleanup; exit $status' EXIT
 trap 'exit 130' INT TERM
 
 # Fast and unsafe for data (fsync off): these clusters live for one test run.
 test_settings=(deadlock_timeout=100ms fsync=off synchronous_commit=off full_page_writes=off
     shared_buffers=64MB)
-url=$(pg_start_cluster main "${test_settings[@]}")
+tls_line=$(pg_make_tls "$PG_WORKDIR/tls")
+read -ra tls_settings <<<"$tls_line"
+url=$(pg_start_cluster main "${test_settings[@]}" "${tls_settings[@]}")
 outage_url=$(pg_start_cluster outage "${test_settings[@]}")
 
 export KV_TEST_POSTGRES_URL="$url"
 export KV_TEST_POSTGRES_OUTAGE_URL="$outage_url"
+export KV_TEST_POSTGRES_CA="$PG_WORKDIR/tls/ca.pem"
 KV_TEST_POSTGRES_OUTAGE_CTL=$(pg_ctl_of outage)
 export KV_TEST_POSTGRES_OUTAGE_CTL
 pg_log "PostgreSQL $("$PG_BINDIR/postgres" --version | awk '{print $3}') at $url (outage tests: $outage_url)"

@@ -5,6 +5,8 @@
 #   url=$(pg_start_cluster NAME [postgres -c options...])
 #   pg_ctl_of NAME                 # the cluster's stop/start wrapper (for cleanup and outages)
 #   pg_bindir                      # where initdb, pgbench, postgres are
+#   settings=$(pg_make_tls DIR)    # a test CA and server certificate (openssl); prints the
+#                                  # ssl settings for pg_start_cluster; the CA is DIR/ca.pem
 #
 # Clusters live in $PG_WORKDIR (a temp dir made by pg_setup), listen on 127.0.0.1 on a free
 # port with trust authentication, and are no system service. pg_cleanup stops every cluster
@@ -76,6 +78,34 @@ pg_cleanup() {
 
 pg_port_is_free() {
     ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pg_make_tls DIR: a throwaway certificate authority (DIR/ca.pem) and a server certificate it
+# signed for localhost and 127.0.0.1, with its key readable by the cluster's user only; prints
+# the settings that turn TLS on, for pg_start_cluster.
+pg_make_tls() {
+    local dir=$1
+    mkdir -p "$dir"
+    (
+        cd "$dir" &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=kvstore test CA" -keyout ca.key -out ca.pem &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/CN=localhost" -keyout server.key -out server.csr &&
+        printf '%s\n' 'subjectAltName=DNS:localhost,IP:127.0.0.1' 'basicConstraints=CA:FALSE' \
+            'extendedKeyUsage=serverAuth' >server.ext &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem
+    ) >"$dir/openssl.log" 2>&1 || {
+        cat "$dir/openssl.log" >&2
+        return 1
+    }
+    chmod 600 "$dir/server.key"
+    chmod 755 "$dir"
+    if [[ ${#PG_RUN_AS[@]} -gt 0 ]]; then
+        chown "${PG_RUN_AS[2]}" "$dir/server.key"
+    fi
+    echo "ssl=on ssl_cert_file=$dir/server.pem ssl_key_file=$dir/server.key"
 }
 
 # pg_start_cluster NAME [SETTING=VALUE...]: initdb + start on a free port; prints the

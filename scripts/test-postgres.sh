@@ -11,8 +11,8 @@
 # exit:
 #
 #   KV_TEST_POSTGRES_URL         admin URL of the shared cluster; every test creates its own
-#                                database in it. It also accepts TLS (sslmode=require …
-#                                verify-full), with a certificate for localhost and 127.0.0.1
+#                                database in it. It takes TCP connections over TLS only
+#                                (hostssl), with a certificate for localhost and 127.0.0.1
 #   KV_TEST_POSTGRES_CA          the certificate authority that signed it (for sslrootcert)
 #   KV_TEST_POSTGRES_OUTAGE_URL  admin URL of a second cluster that the outage test stops and
 #   KV_TEST_POSTGRES_OUTAGE_CTL  starts again with `$KV_TEST_POSTGRES_OUTAGE_CTL stop|start`

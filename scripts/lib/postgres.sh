@@ -81,8 +81,9 @@ pg_port_is_free() {
 }
 
 # pg_make_tls DIR: a throwaway certificate authority (DIR/ca.pem) and a server certificate it
-# signed for localhost and 127.0.0.1, with its key readable by the cluster's user only; prints
-# the settings that turn TLS on, for pg_start_cluster.
+# signed for localhost and 127.0.0.1, with its key readable by the cluster's user only, and a
+# pg_hba.conf that lets TCP clients in over TLS only (`hostssl`; the Unix socket stays open);
+# prints the settings that use them, for pg_start_cluster.
 pg_make_tls() {
     local dir=$1
     mkdir -p "$dir"
@@ -100,12 +101,14 @@ pg_make_tls() {
         cat "$dir/openssl.log" >&2
         return 1
     }
+    printf '%s\n' 'local all all trust' 'hostssl all all 127.0.0.1/32 trust' >"$dir/pg_hba.conf"
     chmod 600 "$dir/server.key"
     chmod 755 "$dir"
+    chmod 644 "$dir/server.pem" "$dir/ca.pem" "$dir/pg_hba.conf"
     if [[ ${#PG_RUN_AS[@]} -gt 0 ]]; then
         chown "${PG_RUN_AS[2]}" "$dir/server.key"
     fi
-    echo "ssl=on ssl_cert_file=$dir/server.pem ssl_key_file=$dir/server.key"
+    echo "ssl=on ssl_cert_file=$dir/server.pem ssl_key_file=$dir/server.key hba_file=$dir/pg_hba.conf"
 }
 
 # pg_start_cluster NAME [SETTING=VALUE...]: initdb + start on a free port; prints the

@@ -1,7 +1,8 @@
 //! TLS from kvstore to PostgreSQL: libpq's `sslmode` and `sslrootcert` in the database URL,
-//! against the test cluster of `scripts/test-postgres.sh`, which accepts TLS with a
-//! certificate for localhost and 127.0.0.1 signed by `KV_TEST_POSTGRES_CA`. Whether a
-//! connection is encrypted is read off the server itself (`pg_stat_ssl`).
+//! against the test cluster of `scripts/test-postgres.sh`, which lets TCP clients in over TLS
+//! only (`hostssl`), with a certificate for localhost and 127.0.0.1 signed by
+//! `KV_TEST_POSTGRES_CA`. Whether a connection is encrypted is read off the server itself
+//! (`pg_stat_ssl`).
 //!
 //! Ignored by plain `cargo test`; run without the cluster, they fail rather than pass.
 
@@ -96,24 +97,44 @@ fn verify_full_with_the_servers_authority_connects_every_pool_connection_over_tl
 
 #[test]
 #[ignore = "needs PostgreSQL: run scripts/test-postgres.sh"]
-fn sslmode_require_encrypts_and_sslmode_disable_does_not() {
+fn sslmode_require_encrypts_and_sslmode_disable_is_refused_by_a_hostssl_only_server() {
     let db = TestDatabase::postgres();
     let server = Server::start_with(&with_params(&db.url, "sslmode=require"), &[], &[]);
     round_trip(&server);
     assert_eq!(ssl_use(&db).all_encrypted, Some(true));
 
-    // A database of its own, so that no connection of the server above is counted.
-    let db = TestDatabase::postgres();
-    let server = Server::start_with(&with_params(&db.url, "sslmode=disable"), &[], &[]);
-    round_trip(&server);
-    let used = ssl_use(&db);
-    assert!(used.connections >= 1, "{used:?}");
-    assert_eq!(used.any_encrypted, Some(false), "{used:?}");
+    refused_at_start(
+        &with_params(&db.url, "sslmode=disable"),
+        "no pg_hba.conf entry for host \"127.0.0.1\"",
+    );
+}
+
+/// Runs kv-server and `kv-sweeper --once` over `database_url` and expects both to stop at
+/// start (exit 1) with `says` in what they print.
+fn refused_at_start(database_url: &str, says: &str) {
+    let out = Command::new(server_bin())
+        .args(["--bind", "127.0.0.1:0", "--database-url", database_url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run kv-server");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.code() == Some(1) && stderr.contains("kv-server: cannot open postgres"),
+        "kv-server: {out:?}"
+    );
+    assert!(stderr.contains(says), "kv-server should say {says:?}: {stderr}");
+
+    let sweep = sweep_once(database_url, &[]);
+    let stderr = String::from_utf8_lossy(&sweep.stderr);
+    assert!(
+        sweep.status.code() == Some(1) && stderr.contains(says),
+        "kv-sweeper should say {says:?}: {sweep:?}"
+    );
 }
 
 #[test]
 #[ignore = "needs PostgreSQL: run scripts/test-postgres.sh"]
-fn a_server_certificate_from_another_authority_stops_both_binaries_at_start() {
+fn verify_full_refuses_another_authority_another_host_name_and_a_missing_authority() {
     let db = TestDatabase::postgres();
     // An authority that did not sign the cluster's certificate.
     let key = KeyPair::generate().expect("CA key");
@@ -125,26 +146,55 @@ fn a_server_certificate_from_another_authority_stops_both_binaries_at_start() {
     let other_ca = params.self_signed(&key).expect("CA certificate");
     let path = db.dir().join("other-ca.pem");
     std::fs::write(&path, other_ca.pem()).expect("write CA");
-    let url = with_params(
-        &db.url,
-        &format!("sslmode=verify-full&sslrootcert={}", path.display()),
+    refused_at_start(
+        &with_params(
+            &db.url,
+            &format!("sslmode=verify-full&sslrootcert={}", path.display()),
+        ),
+        "certificate verify failed",
     );
 
+    // The right authority, but a host name the certificate was not issued for: libpq connects
+    // to `hostaddr` and checks the certificate against the URL's host.
+    let (_, rest) = db.url.split_once("@127.0.0.1").expect("URL with 127.0.0.1");
+    let renamed = format!("postgres://postgres@db.example.invalid{rest}");
+    refused_at_start(
+        &with_params(
+            &renamed,
+            &format!(
+                "hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+                test_ca()
+            ),
+        ),
+        "does not match host name \"db.example.invalid\"",
+    );
+    // With the right host name the same URL connects.
+    let server = Server::start_with(
+        &with_params(
+            &format!("postgres://postgres@localhost{rest}"),
+            &format!(
+                "hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+                test_ca()
+            ),
+        ),
+        &[],
+        &[],
+    );
+    round_trip(&server);
+
+    // No authority at all: libpq looks for ~/.postgresql/root.crt, here in an empty home.
+    let home = db.dir().join("home");
+    std::fs::create_dir_all(&home).expect("home");
     let out = Command::new(server_bin())
-        .args(["--bind", "127.0.0.1:0", "--database-url", &url])
+        .args(["--bind", "127.0.0.1:0", "--database-url"])
+        .arg(with_params(&db.url, "sslmode=verify-full"))
         .env_remove("DATABASE_URL")
+        .env("HOME", &home)
         .output()
         .expect("run kv-server");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("certificate verify failed"),
-        "kv-server: {out:?}"
-    );
-
-    let sweep = sweep_once(&url, &[]);
-    let stderr = String::from_utf8_lossy(&sweep.stderr);
-    assert!(
-        sweep.status.code() == Some(1) && stderr.contains("certificate verify failed"),
-        "kv-sweeper: {sweep:?}"
+        out.status.code() == Some(1) && stderr.contains("root certificate file"),
+        "kv-server without an authority: {out:?}"
     );
 }

@@ -89,8 +89,8 @@ impl DatabaseUrl {
         self.backend
     }
 
-    /// The URL with any password (in the user info or a `password=` parameter) replaced by
-    /// `***`, for logs.
+    /// The URL with any password (in the user info, a `password=` parameter or the client
+    /// key's `sslpassword=`) replaced by `***`, for logs.
     pub fn redacted(&self) -> String {
         if self.backend == Backend::Sqlite {
             return self.target.clone();
@@ -116,7 +116,10 @@ impl DatabaseUrl {
             let params: Vec<String> = query
                 .split('&')
                 .map(|param| match param.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                    Some((name, _))
+                        if name.eq_ignore_ascii_case("password")
+                            || name.eq_ignore_ascii_case("sslpassword") =>
+                    {
                         format!("{name}=***")
                     }
                     _ => param.to_owned(),
@@ -593,6 +596,12 @@ mod tests {
                 .expect("url")
                 .to_string(),
             "postgres postgres://kv:***@db/kv?Password=***"
+        );
+        assert_eq!(
+            parse("postgres://kv@db/kv?sslmode=verify-full&sslkey=k.pem&sslpassword=x")
+                .expect("url")
+                .redacted(),
+            "postgres://kv@db/kv?sslmode=verify-full&sslkey=k.pem&sslpassword=***"
         );
     }
 }

@@ -122,7 +122,10 @@ fn refused_at_start(database_url: &str, says: &str) {
         out.status.code() == Some(1) && stderr.contains("kv-server: cannot open postgres"),
         "kv-server: {out:?}"
     );
-    assert!(stderr.contains(says), "kv-server should say {says:?}: {stderr}");
+    assert!(
+        stderr.contains(says),
+        "kv-server should say {says:?}: {stderr}"
+    );
 
     let sweep = sweep_once(database_url, &[]);
     let stderr = String::from_utf8_lossy(&sweep.stderr);

@@ -27,6 +27,12 @@ pub enum StoreError {
     /// Anything else: a bug or a corrupt row (500). The detail is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// An import would write a key that exists (`mode=fail_on_existing`; 409).
+    #[error("key {0:?} exists (mode=fail_on_existing)")]
+    KeyExists(String),
+    /// An error in line `line` (from 1) of an import.
+    #[error("line {line}: {source}")]
+    InLine { line: u64, source: Box<StoreError> },
     /// An error in operation `index` of a transaction.
     #[error("{source}")]
     InOp {
@@ -67,10 +73,21 @@ impl StoreError {
         }
     }
 
-    /// The error itself, without the transaction operation it happened in.
+    /// Wraps this error as the failure of line `line` of an import.
+    pub fn in_line(self, line: u64) -> Self {
+        match self {
+            already @ StoreError::InLine { .. } => already,
+            source => StoreError::InLine {
+                line,
+                source: Box::new(source),
+            },
+        }
+    }
+
+    /// The error itself, without the transaction operation or import line it happened in.
     pub fn root(&self) -> &StoreError {
         match self {
-            StoreError::InOp { source, .. } => source.root(),
+            StoreError::InOp { source, .. } | StoreError::InLine { source, .. } => source.root(),
             other => other,
         }
     }
@@ -80,9 +97,13 @@ impl StoreError {
             StoreError::Invalid { .. } => ErrorKind::Invalid,
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
-            StoreError::NotAnInteger | StoreError::Overflow => ErrorKind::Conflict,
+            StoreError::NotAnInteger | StoreError::Overflow | StoreError::KeyExists(_) => {
+                ErrorKind::Conflict
+            }
             StoreError::Conflict | StoreError::Unavailable(_) => ErrorKind::Unavailable,
-            StoreError::Internal(_) | StoreError::InOp { .. } => ErrorKind::Internal,
+            StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 
@@ -95,9 +116,12 @@ impl StoreError {
             StoreError::PreconditionFailed(_) => "precondition_failed",
             StoreError::NotAnInteger => "not_an_integer",
             StoreError::Overflow => "overflow",
+            StoreError::KeyExists(_) => "key_exists",
             StoreError::Conflict => "write_conflict",
             StoreError::Unavailable(_) => "database_unavailable",
-            StoreError::Internal(_) | StoreError::InOp { .. } => "internal_error",
+            StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {
+                "internal_error"
+            }
         }
     }
 

@@ -67,9 +67,29 @@ pub fn format_rfc3339_ms(unix_ms: i64) -> String {
         .unwrap_or_else(|| unix_ms.to_string())
 }
 
+/// Parses an RFC 3339 time (any offset, any precision) as unix milliseconds, truncating
+/// below the millisecond.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let at = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_round_trips_at_the_millisecond() {
+        for ms in [0, 1_790_000_000_123, MAX_EXPIRES_AT_MS] {
+            assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-21T23:59:00.123456+01:00"),
+            parse_rfc3339_ms("2026-11-21T22:59:00.123Z")
+        );
+        assert_eq!(parse_rfc3339_ms("2026-11-21"), None);
+        assert_eq!(parse_rfc3339_ms("tomorrow"), None);
+    }
 
     const NOW: i64 = 1_790_000_000_000;
 

@@ -20,6 +20,7 @@ pub mod request;
 pub mod schema;
 pub mod stage;
 pub mod store;
+pub mod transfer;
 pub mod tx;
 pub mod view;
 pub mod writer;

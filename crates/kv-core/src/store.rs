@@ -12,6 +12,7 @@ use crate::precondition::Precondition;
 use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::schema::kv_store;
 use crate::stage::Stage;
+use crate::transfer::{ImportLine, ImportMode};
 
 /// A write that met a passing fault (PostgreSQL) is run again this many times before giving up.
 const MAX_WRITE_RETRIES: usize = 8;
@@ -467,6 +468,36 @@ impl Tx<'_> {
         };
         self.put(&row, exists)?;
         Ok(row)
+    }
+
+    /// One line of an import (see [`crate::transfer::import`]): writes the key, unless `mode`
+    /// keeps a live one or refuses to touch it. Returns whether it wrote. Runs as a transaction
+    /// of its own on PostgreSQL: an import is no set of staged rows.
+    pub fn import(&mut self, line: ImportLine, mode: ImportMode) -> Result<bool, StoreError> {
+        if let Some(stage) = self.stage.as_deref_mut() {
+            return Err(stage.own_transaction());
+        }
+        let row = self.locked_row(&line.key)?;
+        let exists = row.is_some();
+        let live = match self.lookup(row) {
+            Lookup::Live(row) => Some(row),
+            Lookup::Missing | Lookup::Expired => None,
+        };
+        match (mode, &live) {
+            (ImportMode::SkipExisting, Some(_)) => return Ok(false),
+            (ImportMode::FailOnExisting, Some(_)) => return Err(StoreError::KeyExists(line.key)),
+            _ => {}
+        }
+        let row = KeyValue {
+            version: self.write_version()?,
+            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
+            updated_at: self.now,
+            expires_at: line.expires_at,
+            value: line.value,
+            key: line.key,
+        };
+        self.put(&row, exists)?;
+        Ok(true)
     }
 
     /// A transaction's `check`: the key is at `version` (`None`: the key is absent).

@@ -239,6 +239,35 @@ impl BulkDeleteView {
     }
 }
 
+/// `POST /_import`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportView {
+    #[schema(value_type = String, example = "ok")]
+    pub status: &'static str,
+    /// Keys written.
+    pub imported: u64,
+    /// Lines of keys that were live already (`mode=skip_existing`).
+    pub skipped_existing: u64,
+    /// Lines whose `expires_at` had passed.
+    pub skipped_expired: u64,
+    /// The version every imported key took, or null when nothing was written.
+    #[schema(required = true)]
+    pub version: Option<i64>,
+}
+
+impl ImportView {
+    pub fn new(summary: crate::transfer::ImportSummary, version: Option<i64>) -> Self {
+        ImportView {
+            status: OK,
+            imported: summary.imported,
+            skipped_existing: summary.skipped_existing,
+            skipped_expired: summary.skipped_expired,
+            version,
+        }
+    }
+}
+
 /// `GET /_stats`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

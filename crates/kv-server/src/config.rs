@@ -18,7 +18,12 @@ pub struct Config {
     pub bind: String,
 
     /// A SQLite file path (created if missing), or a postgres:// URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "./kv.sqlite3")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "./kv.sqlite3",
+        global = true
+    )]
     pub database_url: DatabaseUrl,
 
     /// HTTP worker threads [default: one per CPU core].
@@ -32,6 +37,11 @@ pub struct Config {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "KV_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+
+    /// Largest `POST /_import` body; larger ones get 413. Spooled to a temp file (in
+    /// $TMPDIR) as it arrives, not held in memory.
+    #[arg(long, env = "KV_MAX_IMPORT_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_import_bytes: usize,
 
     /// SQLite durability: `normal` survives a crash of the process, `full` also a power loss.
     #[arg(long, env = "KV_SYNC", default_value = "normal")]
@@ -95,6 +105,10 @@ pub struct Config {
     /// (GET /_health/ready) and exit 0 if it is, 1 if not (for container health checks).
     #[arg(long)]
     pub health_check: bool,
+
+    /// Instead of serving, run one of these on --database-url and exit.
+    #[command(subcommand)]
+    pub command: Option<crate::commands::Command>,
 }
 
 impl Config {

@@ -52,6 +52,9 @@ pub struct ErrorBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub key: Option<&'a str>,
+    /// In an import: the number (from 1) of the failing line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
 }
 
 impl<'a> ErrorBody<'a> {
@@ -61,6 +64,7 @@ impl<'a> ErrorBody<'a> {
             code,
             op: None,
             key: None,
+            line: None,
         }
     }
 }
@@ -103,9 +107,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let (op, key) = match self {
-            ApiError::Store(StoreError::InOp { index, key, .. }) => (Some(*index), key.as_deref()),
-            _ => (None, None),
+        let (op, key, line) = match self {
+            ApiError::Store(StoreError::InOp { index, key, .. }) => {
+                (Some(*index), key.as_deref(), None)
+            }
+            ApiError::Store(StoreError::InLine { line, .. }) => (None, None, Some(*line)),
+            _ => (None, None, None),
         };
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
             // The detail is for the operator, not the client.
@@ -135,6 +142,7 @@ impl ResponseError for ApiError {
             code: self.code(),
             op,
             key,
+            line,
         })
     }
 }

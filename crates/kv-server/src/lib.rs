@@ -1,6 +1,7 @@
 //! kv-server: the HTTP + JSON API of kvstore. Handlers are thin; the store logic is kv-core.
 
 pub mod auth;
+pub mod commands;
 pub mod config;
 mod cors;
 pub mod error;
@@ -82,6 +83,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         pool,
         backend: url.backend(),
         max_body_bytes: config.max_body_bytes,
+        max_import_bytes: config.max_import_bytes,
         writer,
         point_reader,
         url: url.clone(),

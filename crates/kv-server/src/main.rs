@@ -14,6 +14,13 @@ async fn main() {
         }
     }
     kv_core::logging::init(config.log_format);
+    if let Some(command) = &config.command {
+        if let Err(why) = kv_server::commands::run(&config, command) {
+            eprintln!("kv-server: {why}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let plain_stderr = config.log_format == kv_core::logging::LogFormat::Text;
     if let Err(err) = kv_server::run(config).await {
         log::error!("kv-server cannot start: {err}");

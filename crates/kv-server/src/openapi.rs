@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
-use crate::handlers::{collection, keys, metrics, server};
+use crate::handlers::{collection, keys, metrics, server, transfer};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,8 @@ use crate::handlers::{collection, keys, metrics, server};
         collection::delete_keys,
         collection::transaction,
         collection::stats,
+        transfer::export,
+        transfer::import,
         server::live,
         server::ready,
         metrics::metrics,
@@ -41,6 +43,7 @@ use crate::handlers::{collection, keys, metrics, server};
     tags(
         (name = "keys", description = "One key: GET, SET, EXPIRE, DELETE, INCR/DECR"),
         (name = "collection", description = "Scans, bulk delete, transactions, stats"),
+        (name = "transfer", description = "Export and import as NDJSON"),
         (name = "server", description = "Health checks, metrics and this document"),
     )
 )]

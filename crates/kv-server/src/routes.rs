@@ -9,7 +9,7 @@ use actix_web::http::Method;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::error::ApiError;
-use crate::handlers::{collection, keys, metrics, server, ui};
+use crate::handlers::{collection, keys, metrics, server, transfer, ui};
 use crate::http::key_of;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::openapi;
@@ -70,6 +70,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     server_route(cfg, &["/_tx", "/_tx/"], "POST", |r| {
         r.route(web::post().to(collection::transaction))
+    });
+    server_route(cfg, &["/_export", "/_export/"], "GET, HEAD", |r| {
+        r.route(web::get().to(transfer::export))
+            .route(web::head().to(transfer::export))
+    });
+    server_route(cfg, &["/_import", "/_import/"], "POST", |r| {
+        r.route(web::post().to(transfer::import))
     });
     server_route(cfg, &["/_ui", "/_ui/"], "GET, HEAD", |r| {
         r.route(web::get().to(ui::index))

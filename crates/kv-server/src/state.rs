@@ -31,6 +31,8 @@ pub struct AppState {
     pub pool: DbPool,
     pub backend: Backend,
     pub max_body_bytes: usize,
+    /// The largest `POST /_import` body (spooled to a temp file, not held in memory).
+    pub max_import_bytes: usize,
     /// The group-commit writer.
     pub writer: Writer,
     /// PostgreSQL's batched point reads (`None` on SQLite, whose reads run inline).

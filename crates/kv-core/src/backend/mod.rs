@@ -443,6 +443,68 @@ pub(crate) fn write_transaction<T>(
     }
 }
 
+/// Runs `f` in one read-only transaction that sees one snapshot of the whole store from its
+/// first read to its end, without blocking writers: SQLite's deferred `BEGIN` (in WAL mode a
+/// reader keeps its snapshot while writers commit), PostgreSQL's `REPEATABLE READ READ ONLY`.
+pub fn read_snapshot<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN")?,
+        DbConnection::Postgres(c) => AnsiTransactionManager::begin_transaction_sql(
+            c,
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        )?,
+    }
+    let result = f(conn);
+    let end = match &result {
+        Ok(_) => with_conn!(conn, c => AnsiTransactionManager::commit_transaction(c)),
+        Err(_) => with_conn!(conn, c => AnsiTransactionManager::rollback_transaction(c)),
+    };
+    match (result, end) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(err)) => Err(err.into()),
+        (Err(err), end) => {
+            if let Err(rollback) = end {
+                log::warn!("rollback failed: {rollback}");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// Copies `rows` into an empty table (or over rows of the same keys) in one multi-row
+/// statement per call; the caller's transaction holds the write lock.
+pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[KeyValue]) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(c) => diesel::replace_into(kv_store::table)
+            .values(rows)
+            .execute(c),
+        DbConnection::Postgres(c) => diesel::insert_into(kv_store::table)
+            .values(rows)
+            .on_conflict(kv_store::key)
+            .do_update()
+            .set((
+                kv_store::value.eq(diesel::upsert::excluded(kv_store::value)),
+                kv_store::version.eq(diesel::upsert::excluded(kv_store::version)),
+                kv_store::created_at.eq(diesel::upsert::excluded(kv_store::created_at)),
+                kv_store::updated_at.eq(diesel::upsert::excluded(kv_store::updated_at)),
+                kv_store::expires_at.eq(diesel::upsert::excluded(kv_store::expires_at)),
+            ))
+            .execute(c),
+    }
+    .map(|_| ())
+}
+
+/// Sets the store-wide version counter to at least `version`, inside a write transaction.
+pub(crate) fn raise_version(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
+    with_conn!(conn, c => diesel::update(kv_meta::table.find(1).filter(kv_meta::version.lt(version)))
+        .set(kv_meta::version.eq(version))
+        .execute(c))
+    .map(|_| ())
+}
+
 /// Whether the connection is unusable after a failed transaction and must be replaced.
 pub fn is_broken(conn: &mut DbConnection) -> bool {
     with_conn!(conn, c => AnsiTransactionManager::is_broken_transaction_manager(c))

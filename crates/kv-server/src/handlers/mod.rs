@@ -4,4 +4,5 @@ pub mod collection;
 pub mod keys;
 pub mod metrics;
 pub mod server;
+pub mod transfer;
 pub mod ui;

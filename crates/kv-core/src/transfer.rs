@@ -1,0 +1,506 @@
+//! Moving data in and out: export and import as NDJSON (one
+//! `{"key","value","expires_at","version"}` object a line), and the copy of a whole store from
+//! one database to another. `GET /_export`, `POST /_import` and the `kv-server export`,
+//! `import` and `copy` commands all run these.
+
+use std::io::BufRead;
+
+use serde_json::{Map, Value};
+
+use crate::backend::{self, DbConnection};
+use crate::error::StoreError;
+use crate::expiry::{self, MAX_EXPIRES_AT_MS};
+use crate::glob::Glob;
+use crate::key::validate_writable_key;
+use crate::model::KeyValue;
+use crate::request::parse_body;
+use crate::store::{self, ScanArgs, Tx};
+
+/// Keys read from the database per statement while exporting or copying.
+const PAGE: usize = 1000;
+
+/// The fields of an export line; an import line may hold only these.
+const LINE_FIELDS: &[&str] = &["key", "value", "expires_at", "version"];
+
+/// Which live keys an export takes: those under any of `prefixes` (none: every key) that
+/// match `pattern`, if given.
+#[derive(Debug, Clone, Default)]
+pub struct ExportFilter {
+    /// In byte order, none covering another (as a scoped API key's prefixes are).
+    pub prefixes: Vec<String>,
+    pub pattern: Option<Glob>,
+}
+
+impl ExportFilter {
+    /// `?prefix=` and `?match=`, checked as `GET /_keys` checks them.
+    pub fn parse(prefix: Option<&str>, pattern: Option<&str>) -> Result<Self, StoreError> {
+        let args = crate::request::scan_args(prefix, pattern, None, None)?;
+        Ok(ExportFilter {
+            prefixes: if args.prefix.is_empty() {
+                Vec::new()
+            } else {
+                vec![args.prefix]
+            },
+            pattern: args.pattern,
+        })
+    }
+}
+
+/// Writes the live keys `filter` selects, in byte order, as NDJSON lines handed to `sink` in
+/// chunks of up to [`PAGE`] lines; `sink` returns `false` to stop (the client went away). All
+/// of it is read in one snapshot ([`backend::read_snapshot`]): the export is the store as it
+/// was at one instant, and keys expired at `now` are left out. Returns the lines written.
+pub fn export(
+    conn: &mut DbConnection,
+    now: i64,
+    filter: &ExportFilter,
+    sink: &mut dyn FnMut(Vec<u8>) -> bool,
+) -> Result<u64, StoreError> {
+    let everything = [String::new()];
+    let prefixes = if filter.prefixes.is_empty() {
+        &everything[..]
+    } else {
+        &filter.prefixes[..]
+    };
+    backend::read_snapshot(conn, |conn| {
+        let mut lines = 0;
+        for prefix in prefixes {
+            let mut after = None;
+            loop {
+                let page = store::scan(
+                    conn,
+                    now,
+                    &ScanArgs {
+                        prefix: prefix.clone(),
+                        pattern: filter.pattern.clone(),
+                        limit: PAGE,
+                        after,
+                    },
+                )?;
+                if !page.rows.is_empty() {
+                    let mut chunk = Vec::with_capacity(page.rows.len() * 64);
+                    for row in &page.rows {
+                        write_line(&mut chunk, row)?;
+                    }
+                    lines += page.rows.len() as u64;
+                    if !sink(chunk) {
+                        return Ok(lines);
+                    }
+                }
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(lines)
+    })
+}
+
+/// One export line: the stored value spliced in as stored (compact JSON, so one line).
+pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
+    let written = (|| {
+        out.extend_from_slice(b"{\"key\":");
+        serde_json::to_writer(&mut *out, &row.key)?;
+        out.extend_from_slice(b",\"value\":");
+        out.extend_from_slice(row.value.as_bytes());
+        out.extend_from_slice(b",\"expires_at\":");
+        match row.expires_at {
+            Some(at) => serde_json::to_writer(&mut *out, &expiry::format_rfc3339_ms(at))?,
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(format!(",\"version\":{}}}\n", row.version).as_bytes());
+        Ok::<_, serde_json::Error>(())
+    })();
+    written
+        .map_err(|e| StoreError::Internal(format!("writing the export line of {:?}: {e}", row.key)))
+}
+
+/// What an import does with a key that is live already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Overwrite it (the default).
+    #[default]
+    Replace,
+    /// Keep it, and count the line as skipped.
+    SkipExisting,
+    /// Import nothing at all (409 `key_exists`, naming the line).
+    FailOnExisting,
+}
+
+impl std::str::FromStr for ImportMode {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "replace" => Ok(ImportMode::Replace),
+            "skip_existing" => Ok(ImportMode::SkipExisting),
+            "fail_on_existing" => Ok(ImportMode::FailOnExisting),
+            other => Err(StoreError::invalid(
+                "invalid_mode",
+                format!("mode must be replace, skip_existing or fail_on_existing, not {other:?}"),
+            )),
+        }
+    }
+}
+
+/// One import line, validated like a SET of that key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLine {
+    pub key: String,
+    /// Compact JSON text, as a SET stores it.
+    pub value: String,
+    pub expires_at: Option<i64>,
+}
+
+/// Parses one line (without its line break).
+pub fn parse_line(line: &[u8]) -> Result<ImportLine, StoreError> {
+    let Some(Value::Object(mut object)) = parse_body(line)? else {
+        return Err(StoreError::invalid(
+            "invalid_line",
+            "each line must be a JSON object {\"key\",\"value\",\"expires_at\",\"version\"}",
+        ));
+    };
+    if let Some(unknown) = object.keys().find(|k| !LINE_FIELDS.contains(&k.as_str())) {
+        return Err(StoreError::invalid(
+            "invalid_line",
+            format!("unknown field {unknown:?}; a line has key, value, expires_at and version"),
+        ));
+    }
+    let key = match object.remove("key") {
+        Some(Value::String(key)) => key,
+        _ => {
+            return Err(StoreError::invalid(
+                "invalid_line",
+                "\"key\" must be a string",
+            ));
+        }
+    };
+    validate_writable_key(&key)?;
+    let value = object
+        .remove("value")
+        .ok_or_else(|| StoreError::invalid("missing_value", "Missing value in line"))?;
+    let expires_at = parse_expires_at(&mut object)?;
+    match object.remove("version") {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v > 0) => {}
+        Some(_) => {
+            return Err(StoreError::invalid(
+                "invalid_line",
+                "\"version\" must be a positive integer (or absent)",
+            ));
+        }
+    }
+    let value = serde_json::to_string(&value)
+        .map_err(|e| StoreError::Internal(format!("value not serializable: {e}")))?;
+    Ok(ImportLine {
+        key,
+        value,
+        expires_at,
+    })
+}
+
+fn parse_expires_at(object: &mut Map<String, Value>) -> Result<Option<i64>, StoreError> {
+    let bad = || {
+        StoreError::invalid(
+            "invalid_expires_at",
+            "\"expires_at\" must be null or an RFC 3339 time such as \"2026-11-21T23:59:00.123Z\"",
+        )
+    };
+    match object.remove("expires_at") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => {
+            let at = expiry::parse_rfc3339_ms(&text).ok_or_else(bad)?;
+            if at > MAX_EXPIRES_AT_MS {
+                return Err(StoreError::invalid(
+                    "invalid_expires_at",
+                    "\"expires_at\" is after 9999-12-31T23:59:59.999Z",
+                ));
+            }
+            Ok(Some(at))
+        }
+        Some(_) => Err(bad()),
+    }
+}
+
+/// Reads NDJSON from `input` and calls `f` with each line's number (from 1) and parsed
+/// content. Blank lines are skipped, `\r\n` is a line break too. A line longer than
+/// `max_line_bytes` or one that does not parse stops it with an error naming the line.
+pub fn for_each_line(
+    mut input: impl BufRead,
+    max_line_bytes: usize,
+    mut f: impl FnMut(u64, ImportLine) -> Result<(), StoreError>,
+) -> Result<u64, StoreError> {
+    let mut buf = Vec::new();
+    let mut number = 0u64;
+    loop {
+        buf.clear();
+        let read = std::io::Read::take(&mut input, max_line_bytes as u64 + 2)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| StoreError::Internal(format!("reading the import: {e}")))?;
+        if read == 0 {
+            return Ok(number);
+        }
+        number += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > max_line_bytes || (!complete && read > max_line_bytes) {
+            return Err(StoreError::invalid(
+                "line_too_long",
+                format!("the line is longer than {max_line_bytes} bytes"),
+            )
+            .in_line(number));
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let parsed = parse_line(line).map_err(|e| e.in_line(number))?;
+        f(number, parsed).map_err(|e| e.in_line(number))?;
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportSummary {
+    /// Keys written.
+    pub imported: u64,
+    /// Lines of keys that were live already (`mode=skip_existing`).
+    pub skipped_existing: u64,
+    /// Lines whose `expires_at` had passed.
+    pub skipped_expired: u64,
+}
+
+/// Imports the lines of `input` in the transaction of `tx`: all of them or, on any error,
+/// none (the caller's transaction rolls back). Every key written takes the transaction's one
+/// new version, as the ops of a `/_tx` do.
+pub fn import(
+    tx: &mut Tx<'_>,
+    input: impl BufRead,
+    max_line_bytes: usize,
+    mode: ImportMode,
+) -> Result<ImportSummary, StoreError> {
+    let mut summary = ImportSummary::default();
+    for_each_line(input, max_line_bytes, |_, line| {
+        if expiry::is_expired(line.expires_at, tx.now()) {
+            summary.skipped_expired += 1;
+            return Ok(());
+        }
+        if tx.import(line, mode)? {
+            summary.imported += 1;
+        } else {
+            summary.skipped_existing += 1;
+        }
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CopySummary {
+    /// Live keys copied, each with its value, expiry, version and times as they were.
+    pub copied: u64,
+    /// The target's version counter afterwards (at least the source's).
+    pub version: i64,
+}
+
+/// Copies every live key of `source` into `target`, byte for byte with its expiry, version
+/// and times, and raises the target's version counter to the source's, so new writes there
+/// continue above every copied version. The source is read in one snapshot; the target is
+/// written in one transaction (nothing lands unless all of it does). A target that holds
+/// live keys is refused unless `overwrite`, which replaces keys of the same name and leaves
+/// the others.
+pub fn copy(
+    source: &mut DbConnection,
+    target: &mut DbConnection,
+    now: i64,
+    overwrite: bool,
+) -> Result<CopySummary, StoreError> {
+    backend::read_snapshot(source, |source| {
+        let source_version = store::stats(source, now)?.version;
+        backend::write_transaction(target, |target| {
+            if !overwrite {
+                let held = store::scan(
+                    target,
+                    now,
+                    &ScanArgs {
+                        prefix: String::new(),
+                        pattern: None,
+                        limit: 1,
+                        after: None,
+                    },
+                )?;
+                if let Some(row) = held.rows.first() {
+                    return Err(StoreError::invalid(
+                        "target_not_empty",
+                        format!(
+                            "the target holds keys already (key {:?}, …); give --overwrite to \
+                             copy over them",
+                            row.key
+                        ),
+                    ));
+                }
+            }
+            let mut copied = 0u64;
+            let mut after = None;
+            loop {
+                let page = store::scan(
+                    source,
+                    now,
+                    &ScanArgs {
+                        prefix: String::new(),
+                        pattern: None,
+                        limit: PAGE,
+                        after,
+                    },
+                )?;
+                // Six columns a row: 1000 rows stay under both databases' parameter limits.
+                backend::insert_rows(target, &page.rows)?;
+                copied += page.rows.len() as u64;
+                match page.next_after {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+            backend::raise_version(target, source_version)?;
+            Ok(CopySummary {
+                copied,
+                version: store::stats(target, now)?.version,
+            })
+        })
+    })
+}
+
+/// Writes a consistent copy of a SQLite store to `output` while others go on writing
+/// (`VACUUM INTO`: a read transaction, so it sees one snapshot and blocks no writer), first
+/// to a temp file beside `output`, renamed into place once complete: `output` is a whole
+/// backup or absent, never half of one. Refuses an `output` that exists, and PostgreSQL
+/// (whose own tools, `pg_dump` and the like, do this). Returns the backup's size in bytes.
+pub fn backup_sqlite(conn: &mut DbConnection, output: &std::path::Path) -> Result<u64, StoreError> {
+    use diesel::RunQueryDsl;
+    let DbConnection::Sqlite(c) = conn else {
+        return Err(StoreError::invalid(
+            "not_sqlite",
+            "backup copies a SQLite file; back PostgreSQL up with pg_dump (or `kv-server export`)",
+        ));
+    };
+    if output.exists() {
+        return Err(StoreError::invalid(
+            "backup_exists",
+            format!("{} exists already; give a new file name", output.display()),
+        ));
+    }
+    let dir = match output.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => std::path::Path::new("."),
+    };
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "backup".into());
+    let partial = dir.join(format!(".{name}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let io = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Unavailable(format!("{what} {}: {e}", output.display()))
+    };
+    let vacuumed = diesel::sql_query("VACUUM INTO ?")
+        .bind::<diesel::sql_types::Text, _>(partial.to_string_lossy().into_owned())
+        .execute(c);
+    if let Err(e) = vacuumed {
+        let _ = std::fs::remove_file(&partial);
+        return Err(io("cannot write the backup", &e));
+    }
+    let size = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    std::fs::rename(&partial, output).map_err(|e| {
+        let _ = std::fs::remove_file(&partial);
+        io("cannot move the backup into place at", &e)
+    })?;
+    Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Result<Vec<(u64, ImportLine)>, StoreError> {
+        let mut out = Vec::new();
+        for_each_line(text.as_bytes(), 100, |n, line| {
+            out.push((n, line));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn an_export_line_parses_back_to_the_same_key_value_and_expiry() {
+        let row = KeyValue {
+            key: "user:1/α".into(),
+            value: r#"{"b":1,"a":[1.50,"x\ny"]}"#.into(),
+            version: 7,
+            created_at: 1,
+            updated_at: 2,
+            expires_at: Some(1_790_000_000_123),
+        };
+        let mut out = Vec::new();
+        write_line(&mut out, &row).expect("line");
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("\"expires_at\":\"2026-09-21T"), "{text}");
+        let parsed = parse_line(text.trim_end().as_bytes()).expect("parse");
+        assert_eq!(parsed.key, row.key);
+        assert_eq!(parsed.value, row.value, "value byte for byte");
+        assert_eq!(parsed.expires_at, row.expires_at);
+    }
+
+    #[test]
+    fn lines_are_numbered_blank_ones_skipped_and_errors_name_their_line() {
+        let got = lines("{\"key\":\"a\",\"value\":1}\r\n\n  \n{\"key\":\"b\",\"value\":null}")
+            .expect("lines");
+        assert_eq!(
+            got.iter()
+                .map(|(n, l)| (*n, l.key.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "a"), (4, "b")]
+        );
+        for (text, line, code) in [
+            ("{\"key\":\"a\",\"value\":1}\nnot json\n", 2, "invalid_json"),
+            ("[1]\n", 1, "invalid_line"),
+            ("{\"key\":\"a\"}\n", 1, "missing_value"),
+            ("{\"key\":1,\"value\":1}\n", 1, "invalid_line"),
+            ("{\"key\":\"_x\",\"value\":1}\n", 1, "reserved_key"),
+            ("{\"key\":\"a\",\"value\":1,\"ttl\":5}\n", 1, "invalid_line"),
+            (
+                "{\"key\":\"a\",\"value\":1,\"expires_at\":5}\n",
+                1,
+                "invalid_expires_at",
+            ),
+            (
+                "{\"key\":\"a\",\"value\":1,\"version\":-1}\n",
+                1,
+                "invalid_line",
+            ),
+            (
+                "{\"key\":\"a\",\"value\":1,\"expires_at\":\"+10000-01-01T00:00:00Z\"}\n",
+                1,
+                "invalid_expires_at",
+            ),
+        ] {
+            let err = lines(text).expect_err(text);
+            assert!(
+                matches!(err, StoreError::InLine { line: l, .. } if l == line),
+                "{text}: {err:?}"
+            );
+            assert_eq!(err.code(), code, "{text}: {err}");
+        }
+        let long = format!("{{\"key\":\"a\",\"value\":\"{}\"}}\n", "x".repeat(200));
+        assert_eq!(lines(&long).expect_err("long").code(), "line_too_long");
+    }
+
+    #[test]
+    fn modes_parse_and_a_bad_one_says_which_are_known() {
+        assert_eq!("skip_existing".parse(), Ok(ImportMode::SkipExisting));
+        let err = "merge".parse::<ImportMode>().expect_err("unknown");
+        assert!(err.to_string().contains("fail_on_existing"), "{err}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The commands that need no running server (`kv-server export | import | backup | copy`):
+//! each opens the database of `--database-url` itself (migrating it, as the server does), so
+//! a cron job can dump, load, back up or move a store while a server runs on it, or none.
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Subcommand;
+use kv_core::backend::{self, ConnectionOptions};
+use kv_core::transfer::{self, ExportFilter, ImportMode};
+use kv_core::{DatabaseUrl, DbConnection, StoreError, now_ms, store};
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Write every live key as NDJSON (one {"key","value","expires_at","version"} a line),
+    /// from one snapshot of the store, to stdout or --output.
+    Export {
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Only keys matching this Redis glob.
+        #[arg(long = "match")]
+        pattern: Option<String>,
+        /// Write here instead of stdout (a new file, complete once the command exits 0).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Load NDJSON as `export` writes it (from FILE, or stdin) in one transaction: all of it,
+    /// or nothing when a line is bad.
+    Import {
+        /// replace (default), skip_existing or fail_on_existing.
+        #[arg(long, default_value = "replace")]
+        mode: String,
+        /// The file to read; `-` or none: stdin.
+        file: Option<PathBuf>,
+    },
+    /// Copy a SQLite store to a new file while servers go on writing to it (VACUUM INTO).
+    /// Restore: stop the server, copy the backup over the database file, start it again.
+    Backup {
+        /// The backup file to create (refused if it exists).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Copy every live key, with its value, expiry and version, from --database-url into
+    /// another database (SQLite to PostgreSQL, say); the target's version counter continues
+    /// above the source's. Refuses a target that holds keys unless --overwrite.
+    Copy {
+        /// The target database: a postgres:// URL or a SQLite file.
+        #[arg(long)]
+        to: DatabaseUrl,
+        /// Copy into a target that holds keys (keys of the same name are replaced).
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+/// Runs `command` and prints what it did (to stderr: stdout may carry an export). The error
+/// is the message to print.
+pub fn run(config: &Config, command: &Command) -> Result<(), String> {
+    let options = ConnectionOptions {
+        sync: config.sync,
+        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+    };
+    let mut conn = open(&config.database_url, &options)?;
+    let now = now_ms();
+    let failed = |e: StoreError| e.to_string();
+    match command {
+        Command::Export {
+            prefix,
+            pattern,
+            output,
+        } => {
+            let filter =
+                ExportFilter::parse(prefix.as_deref(), pattern.as_deref()).map_err(failed)?;
+            let lines = export(&mut conn, now, &filter, output.as_ref())?;
+            eprintln!("exported {lines} keys");
+        }
+        Command::Import { mode, file } => {
+            let mode: ImportMode = mode.parse().map_err(failed)?;
+            // Read from a file the transaction can read again if it has to run again.
+            let spooled;
+            let path = match file {
+                Some(path) if path.as_os_str() != "-" => path.clone(),
+                _ => {
+                    spooled = spool_stdin()?;
+                    spooled.path().to_owned()
+                }
+            };
+            let max_line = config.max_body_bytes + 1024;
+            let (summary, version) = store::write(&mut conn, now, |tx| {
+                let input = File::open(&path).map_err(|e| {
+                    StoreError::invalid("unreadable", format!("{}: {e}", path.display()))
+                })?;
+                let summary = transfer::import(tx, BufReader::new(input), max_line, mode)?;
+                Ok((summary, tx.written_version()))
+            })
+            .map_err(failed)?;
+            eprintln!(
+                "imported {} keys (skipped: {} existing, {} expired){}",
+                summary.imported,
+                summary.skipped_existing,
+                summary.skipped_expired,
+                version.map_or(String::new(), |v| format!(" at version {v}"))
+            );
+        }
+        Command::Backup { output } => {
+            let bytes = transfer::backup_sqlite(&mut conn, output).map_err(failed)?;
+            eprintln!("backed up to {} ({bytes} bytes)", output.display());
+        }
+        Command::Copy { to, overwrite } => {
+            let mut target = open(to, &options)?;
+            let summary =
+                transfer::copy(&mut conn, &mut target, now, *overwrite).map_err(failed)?;
+            eprintln!(
+                "copied {} keys to {}; its version counter is at {}",
+                summary.copied,
+                to.redacted(),
+                summary.version
+            );
+        }
+    }
+    Ok(())
+}
+
+fn open(url: &DatabaseUrl, options: &ConnectionOptions) -> Result<DbConnection, String> {
+    let mut conn = backend::connect(url, options).map_err(|e| e.to_string())?;
+    backend::run_migrations(&mut conn).map_err(|e| e.to_string())?;
+    backend::sync_clock(&mut conn).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// Streams the export to `output` (a new file, written beside it first and renamed once
+/// complete) or stdout.
+fn export(
+    conn: &mut DbConnection,
+    now: i64,
+    filter: &ExportFilter,
+    output: Option<&PathBuf>,
+) -> Result<u64, String> {
+    let mut write = |out: &mut dyn Write| -> Result<u64, String> {
+        let mut write_error = None;
+        let lines = transfer::export(
+            conn,
+            now,
+            filter,
+            &mut |chunk| match out.write_all(&chunk) {
+                Ok(()) => true,
+                Err(e) => {
+                    write_error = Some(e);
+                    false
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+        match write_error {
+            Some(e) => Err(format!("cannot write the export: {e}")),
+            None => out
+                .flush()
+                .map(|()| lines)
+                .map_err(|e| format!("cannot write the export: {e}")),
+        }
+    };
+    let Some(path) = output else {
+        return write(&mut io::stdout().lock());
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let partial = tempfile::NamedTempFile::new_in(dir)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+    let lines = write(&mut BufWriter::new(partial.as_file()))?;
+    partial
+        .persist(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(lines)
+}
+
+fn spool_stdin() -> Result<tempfile::NamedTempFile, String> {
+    let mut spooled =
+        tempfile::NamedTempFile::new().map_err(|e| format!("cannot spool stdin: {e}"))?;
+    io::copy(&mut io::stdin().lock(), &mut spooled).map_err(|e| format!("reading stdin: {e}"))?;
+    Ok(spooled)
+}

@@ -30,6 +30,9 @@ pub enum StoreError {
     /// An import would write a key that exists (`mode=fail_on_existing`; 409).
     #[error("key {0:?} exists (mode=fail_on_existing)")]
     KeyExists(String),
+    /// An Idempotency-Key sent again with another request (422).
+    #[error("this Idempotency-Key was used with another request; use a new key for a new request")]
+    IdempotencyKeyReused,
     /// An error in line `line` (from 1) of an import.
     #[error("line {line}: {source}")]
     InLine { line: u64, source: Box<StoreError> },
@@ -46,6 +49,8 @@ pub enum StoreError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     Invalid,
+    /// Well-formed but not processable as sent (422).
+    Unprocessable,
     NotFound,
     PreconditionFailed,
     Conflict,
@@ -96,6 +101,7 @@ impl StoreError {
         match self.root() {
             StoreError::Invalid { .. } => ErrorKind::Invalid,
             StoreError::NotFound { .. } => ErrorKind::NotFound,
+            StoreError::IdempotencyKeyReused => ErrorKind::Unprocessable,
             StoreError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
             StoreError::NotAnInteger | StoreError::Overflow | StoreError::KeyExists(_) => {
                 ErrorKind::Conflict
@@ -117,6 +123,7 @@ impl StoreError {
             StoreError::NotAnInteger => "not_an_integer",
             StoreError::Overflow => "overflow",
             StoreError::KeyExists(_) => "key_exists",
+            StoreError::IdempotencyKeyReused => "idempotency_key_reused",
             StoreError::Conflict => "write_conflict",
             StoreError::Unavailable(_) => "database_unavailable",
             StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {

@@ -10,6 +10,7 @@ pub mod cursor;
 pub mod error;
 pub mod expiry;
 pub mod glob;
+pub mod idempotency;
 pub mod key;
 pub mod logging;
 pub mod model;

@@ -26,3 +26,15 @@ diesel::table! {
         deleted_keys -> BigInt,
     }
 }
+
+// The first response to each write sent with an Idempotency-Key (see `idempotency`).
+diesel::table! {
+    kv_idempotency (idempotency_key) {
+        idempotency_key -> Text,
+        fingerprint -> Text,
+        status -> Integer,
+        body -> Text,
+        etag -> Nullable<Text>,
+        expires_at -> BigInt,
+    }
+}

@@ -470,13 +470,26 @@ impl Tx<'_> {
         Ok(row)
     }
 
+    /// The transaction's connection, for statements of other modules (outside a PostgreSQL
+    /// batch's staged rows: see [`Tx::needs_own_transaction`]).
+    pub(crate) fn connection(&mut self) -> &mut DbConnection {
+        self.conn
+    }
+
+    /// Stops a request that must run as a transaction of its own when it is in a PostgreSQL
+    /// batch (whose staged rows are all it may touch); the writer then runs it alone.
+    pub(crate) fn needs_own_transaction(&mut self) -> Result<(), StoreError> {
+        match self.stage.as_deref_mut() {
+            Some(stage) => Err(stage.own_transaction()),
+            None => Ok(()),
+        }
+    }
+
     /// One line of an import (see [`crate::transfer::import`]): writes the key, unless `mode`
     /// keeps a live one or refuses to touch it. Returns whether it wrote. Runs as a transaction
     /// of its own on PostgreSQL: an import is no set of staged rows.
     pub fn import(&mut self, line: ImportLine, mode: ImportMode) -> Result<bool, StoreError> {
-        if let Some(stage) = self.stage.as_deref_mut() {
-            return Err(stage.own_transaction());
-        }
+        self.needs_own_transaction()?;
         let row = self.locked_row(&line.key)?;
         let exists = row.is_some();
         let live = match self.lookup(row) {
@@ -518,10 +531,8 @@ impl Tx<'_> {
     /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
     /// counted from the rows the one DELETE removed (exact even while other servers write).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
-        if let Some(stage) = self.stage.as_deref_mut() {
-            // A key range is no set of staged rows: this runs as a transaction of its own.
-            return Err(stage.own_transaction());
-        }
+        // A key range is no set of staged rows: this runs as a transaction of its own.
+        self.needs_own_transaction()?;
         if let KeyScope::Prefix(prefix) = scope
             && matches_no_key(prefix)
         {

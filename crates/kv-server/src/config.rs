@@ -43,6 +43,11 @@ pub struct Config {
     #[arg(long, env = "KV_MAX_IMPORT_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub max_import_bytes: usize,
 
+    /// Seconds the response to a write sent with an Idempotency-Key is kept: a retry with
+    /// the same key within it gets that response again and writes nothing.
+    #[arg(long, env = "KV_IDEMPOTENCY_RETENTION", default_value_t = 86_400)]
+    pub idempotency_retention: u64,
+
     /// SQLite durability: `normal` survives a crash of the process, `full` also a power loss.
     #[arg(long, env = "KV_SYNC", default_value = "normal")]
     pub sync: SyncMode,

@@ -52,12 +52,14 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::IF_MATCH,
             header::IF_NONE_MATCH,
             header::CONTENT_TYPE,
+            header::HeaderName::from_static(crate::idempotency::IDEMPOTENCY_KEY),
         ])
         .expose_headers([
             header::ETAG,
             header::RETRY_AFTER,
             header::WWW_AUTHENTICATE,
             header::ALLOW,
+            header::HeaderName::from_static(crate::idempotency::REPLAYED),
         ])
         .max_age(PREFLIGHT_MAX_AGE_SECS);
     if origins.iter().any(|o| o == "*") {

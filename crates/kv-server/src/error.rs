@@ -89,6 +89,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Store(err) => match err.kind() {
                 ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
                 ErrorKind::NotFound => StatusCode::NOT_FOUND,
                 ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
                 ErrorKind::Conflict => StatusCode::CONFLICT,

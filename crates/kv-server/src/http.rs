@@ -1,11 +1,10 @@
 //! Small HTTP helpers shared by the handlers: bodies, conditional headers, ETags.
 
+use actix_web::HttpRequest;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use kv_core::StoreError;
 use kv_core::precondition::{EtagSet, Precondition};
 use kv_core::request;
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -65,13 +64,4 @@ pub fn not_modified(headers: &HeaderMap, version: i64) -> Result<bool, ApiError>
 
 pub fn etag(version: i64) -> (header::HeaderName, String) {
     (header::ETAG, format!("\"{version}\""))
-}
-
-/// A JSON response carrying the key's version as its ETag.
-pub fn json_with_etag(
-    mut builder: HttpResponseBuilder,
-    version: i64,
-    body: impl Serialize,
-) -> HttpResponse {
-    builder.insert_header(etag(version)).json(body)
 }

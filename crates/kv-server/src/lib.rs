@@ -8,6 +8,7 @@ pub mod error;
 mod handlers;
 pub mod health_check;
 mod http;
+pub mod idempotency;
 mod json_errors;
 pub mod metrics;
 pub mod openapi;
@@ -84,6 +85,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         backend: url.backend(),
         max_body_bytes: config.max_body_bytes,
         max_import_bytes: config.max_import_bytes,
+        idempotency_retention_ms: i64::try_from(config.idempotency_retention)
+            .unwrap_or(i64::MAX / 1000)
+            .saturating_mul(1000),
         writer,
         point_reader,
         url: url.clone(),

@@ -33,6 +33,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The largest `POST /_import` body (spooled to a temp file, not held in memory).
     pub max_import_bytes: usize,
+    /// How long the response to a write with an Idempotency-Key is kept for its retries.
+    pub idempotency_retention_ms: i64,
     /// The group-commit writer.
     pub writer: Writer,
     /// PostgreSQL's batched point reads (`None` on SQLite, whose reads run inline).

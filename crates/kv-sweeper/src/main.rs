@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use kv_core::backend::{self, ConnectionOptions, DbConnection, DbSetupError};
 use kv_core::logging::LogFormat;
-use kv_core::{DatabaseUrl, SyncMode, store};
+use kv_core::{DatabaseUrl, SyncMode, idempotency, store};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -149,10 +149,16 @@ impl Sweeper {
             .map_err(|e| e.to_string())
             .and_then(|conn| {
                 backend::sync_clock(conn).map_err(|e| e.to_string())?;
-                store::sweep_expired(conn, kv_core::now_ms(), batch_size, &|| {
-                    stop.load(Ordering::SeqCst)
-                })
-                .map_err(|e| e.to_string())
+                let now = kv_core::now_ms();
+                let deleted =
+                    store::sweep_expired(conn, now, batch_size, &|| stop.load(Ordering::SeqCst))
+                        .map_err(|e| e.to_string())?;
+                // The stored responses of Idempotency-Keys past their retention.
+                let responses = idempotency::sweep_expired(conn, now).map_err(|e| e.to_string())?;
+                if responses > 0 {
+                    log::info!("deleted {responses} expired Idempotency-Key responses");
+                }
+                Ok(deleted)
             });
         match &result {
             Ok(deleted) => println!("Successfully deleted {deleted} expired keys."),

@@ -1,6 +1,6 @@
 //! `/_keys` (scan, bulk delete), `/_tx` and `/_stats`.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
 use kv_core::tx::TxRequest;
@@ -11,7 +11,9 @@ use serde::Deserialize;
 use crate::auth::{Access, Reach};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
+use crate::idempotency;
 use crate::state::AppState;
+use kv_core::idempotency::StoredResponse;
 
 /// The query of `GET /_keys` (all of it but `all`) and `DELETE /_keys` (`prefix`, `all`).
 /// Values are strings here; kv-core parses them, so a bad one is a 400 that says why.
@@ -94,6 +96,7 @@ pub async fn scan(
         (status = 200, description = "How many live keys were deleted", body = BulkDeleteView),
     ))]
 pub async fn delete_keys(
+    req: HttpRequest,
     query: web::Query<KeysQuery>,
     reach: Reach,
     state: web::Data<AppState>,
@@ -126,15 +129,19 @@ pub async fn delete_keys(
             .map(|p| KeyScope::Prefix(p.clone()))
             .collect(),
     };
-    let now = now_ms();
-    let deleted = state
-        .write(now, move |tx| {
-            scopes
-                .iter()
-                .try_fold(0, |total, scope| Ok(total + tx.delete_keys(scope)?))
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(BulkDeleteView::new(deleted)))
+    let idempotent = idempotency::request_with_body(&req, &[], &state)?;
+    state
+        .write_answer(
+            idempotent,
+            now_ms(),
+            move |tx| {
+                scopes
+                    .iter()
+                    .try_fold(0, |total, scope| Ok(total + tx.delete_keys(scope)?))
+            },
+            |deleted| StoredResponse::json(200, &BulkDeleteView::new(deleted), None),
+        )
+        .await
 }
 
 /// `POST /_tx`. A read-only API key may run it when every op reads (get, check).
@@ -146,6 +153,7 @@ pub async fn delete_keys(
         (status = 412, description = "A check or precondition failed (`op`, `key` name it); nothing applied", body = ErrorBody),
     ))]
 pub async fn transaction(
+    req: HttpRequest,
     access: Access,
     reach: Reach,
     body: web::Bytes,
@@ -163,8 +171,15 @@ pub async fn transaction(
             other => other,
         })?;
     }
-    let view = state.write(now, move |tx| tx::run_ops(tx, &ops)).await?;
-    Ok(HttpResponse::Ok().json(view))
+    let idempotent = idempotency::request_with_body(&req, &body, &state)?;
+    state
+        .write_answer(
+            idempotent,
+            now,
+            move |tx| tx::run_ops(tx, &ops),
+            |view| StoredResponse::json(200, &view, None),
+        )
+        .await
 }
 
 /// `GET /_stats`.

@@ -4,6 +4,7 @@
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
+use kv_core::idempotency::StoredResponse;
 use kv_core::key::is_reserved;
 use kv_core::model::StoredValue;
 use kv_core::now_ms;
@@ -14,7 +15,8 @@ use kv_core::store::Lookup;
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::http::{etag, header_precondition, json_object, json_with_etag, not_modified};
+use crate::http::{etag, header_precondition, json_object, not_modified};
+use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -127,17 +129,19 @@ pub async fn set(
     let headers = header_precondition(req.headers())?;
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
-    let outcome = state.write(now, move |tx| tx.set(&key, &args)).await?;
-    let response = if outcome.created {
-        HttpResponse::Created()
-    } else {
-        HttpResponse::Ok()
-    };
-    Ok(json_with_etag(
-        response,
-        outcome.row.version,
-        SetView::from(outcome),
-    ))
+    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    state
+        .write_answer(
+            idempotent,
+            now,
+            move |tx| tx.set(&key, &args),
+            |outcome| {
+                let status = if outcome.created { 201 } else { 200 };
+                let version = outcome.row.version;
+                StoredResponse::json(status, &SetView::from(outcome), Some(version))
+            },
+        )
+        .await
 }
 
 #[utoipa::path(delete, path = "/{key}", tag = "keys", operation_id = "delete_key",
@@ -153,11 +157,18 @@ pub async fn delete(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
+    let idempotent = idempotency::request_with_body(req, &[], state)?;
     let deleting = key.clone();
-    let found = state
-        .write(now_ms(), move |tx| tx.delete(&deleting, &precondition))
-        .await?;
-    Ok(HttpResponse::Ok().json(DeleteView::new(&key, Some(found.live()?))))
+    state
+        .write_answer(
+            idempotent,
+            now_ms(),
+            move |tx| tx.delete(&deleting, &precondition),
+            move |found| {
+                StoredResponse::json(200, &DeleteView::new(&key, Some(found.live()?)), None)
+            },
+        )
+        .await
 }
 
 /// EXPIRE / PERSIST.
@@ -178,14 +189,18 @@ pub async fn patch(
     let now = now_ms();
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
-    let row = state
-        .write(now, move |tx| tx.expire(&key, expires_at, &precondition))
-        .await?;
-    Ok(json_with_etag(
-        HttpResponse::Ok(),
-        row.version,
-        ExpireView::new(row, now),
-    ))
+    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    state
+        .write_answer(
+            idempotent,
+            now,
+            move |tx| tx.expire(&key, expires_at, &precondition),
+            move |row| {
+                let version = row.version;
+                StoredResponse::json(200, &ExpireView::new(row, now), Some(version))
+            },
+        )
+        .await
 }
 
 #[utoipa::path(post, path = "/{key}/incr", tag = "keys", operation_id = "incr_key",
@@ -234,9 +249,17 @@ async fn counter(
     let now = now_ms();
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
-    let row = state
-        .write(now, move |tx| tx.incr(&key, &args, &precondition))
-        .await?;
-    let view = IncrView::new(row, now)?;
-    Ok(json_with_etag(HttpResponse::Ok(), view.version, view))
+    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    state
+        .write_answer(
+            idempotent,
+            now,
+            move |tx| tx.incr(&key, &args, &precondition),
+            move |row| {
+                let view = IncrView::new(row, now)?;
+                let version = view.version;
+                StoredResponse::json(200, &view, Some(version))
+            },
+        )
+        .await
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufReader, Write};
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use kv_core::transfer::{self, ExportFilter, ImportMode};
 use kv_core::view::ImportView;
@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use crate::auth::Reach;
 use crate::error::{ApiError, ErrorBody};
+use crate::idempotency::{self, Fingerprint};
 use crate::state::AppState;
+use kv_core::idempotency::StoredResponse;
 
 /// NDJSON, as `GET /_export` answers and `POST /_import` reads.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -105,6 +107,7 @@ pub struct ImportQuery {
         (status = 409, description = "mode=fail_on_existing and a key exists; nothing imported", body = ErrorBody),
     ))]
 pub async fn import(
+    req: HttpRequest,
     query: web::Query<ImportQuery>,
     reach: Reach,
     mut payload: web::Payload,
@@ -112,6 +115,7 @@ pub async fn import(
 ) -> Result<HttpResponse, ApiError> {
     let mode: ImportMode = query.mode.as_deref().unwrap_or("replace").parse()?;
     let limit = state.max_import_bytes;
+    let mut fingerprint = Fingerprint::of(&req);
     let mut file = tempfile::NamedTempFile::new().map_err(spool_failed)?;
     let (mut received, mut piece) = (0usize, Vec::with_capacity(SPOOL_PIECE));
     while let Some(chunk) = payload.next().await {
@@ -120,6 +124,7 @@ pub async fn import(
         if received > limit {
             return Err(ApiError::PayloadTooLarge(limit));
         }
+        fingerprint.update(&chunk);
         piece.extend_from_slice(&chunk);
         if piece.len() >= SPOOL_PIECE {
             (file, piece) = write_piece(file, piece).await?;
@@ -134,18 +139,23 @@ pub async fn import(
         .map_err(blocking_failed)??;
     let path = file.path().to_owned();
     let now = now_ms();
-    let view = state
-        .write(now, move |tx| {
-            let input =
-                BufReader::new(std::fs::File::open(&path).map_err(|e| {
+    let idempotent = idempotency::request_of(&req, || fingerprint, &state)?;
+    let answer = state
+        .write_answer(
+            idempotent,
+            now,
+            move |tx| {
+                let input = BufReader::new(std::fs::File::open(&path).map_err(|e| {
                     StoreError::Internal(format!("reopening the spooled import: {e}"))
                 })?);
-            let summary = transfer::import(tx, input, max_line, mode)?;
-            Ok(ImportView::new(summary, tx.written_version()))
-        })
-        .await?;
+                let summary = transfer::import(tx, input, max_line, mode)?;
+                Ok(ImportView::new(summary, tx.written_version()))
+            },
+            |view| StoredResponse::json(200, &view, None),
+        )
+        .await;
     drop(file);
-    Ok(HttpResponse::Ok().json(view))
+    answer
 }
 
 /// Parses every line of the spooled import and checks that its key is within `reach`.

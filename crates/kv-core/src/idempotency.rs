@@ -1,0 +1,167 @@
+//! `Idempotency-Key` (the IETF httpapi draft): the first response to a write sent with a key
+//! is stored, in the same transaction as the write, with a fingerprint of the request; a
+//! retry with the same key and the same request gets that response again and writes nothing;
+//! the same key with another request is refused. Stored responses expire after the retention
+//! and the sweeper deletes them.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::backend::{DbConnection, with_conn};
+use crate::error::StoreError;
+use crate::schema::kv_idempotency;
+use crate::store::Tx;
+
+/// The longest Idempotency-Key, in characters.
+pub const MAX_KEY_CHARS: usize = 255;
+
+/// A write's Idempotency-Key, the fingerprint of its request and how long its response is
+/// kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentRequest {
+    pub key: String,
+    /// Hex SHA-256 of everything that makes the request what it is.
+    pub fingerprint: String,
+    pub retention_ms: i64,
+}
+
+/// The header's value as the key: 1–255 visible ASCII characters; a structured-field string
+/// (`"…"`, as the draft writes it) is unquoted first.
+pub fn parse_key(header: &str) -> Result<String, StoreError> {
+    let key = header
+        .strip_prefix('"')
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or(header);
+    let chars = key.chars().count();
+    if chars == 0 || chars > MAX_KEY_CHARS || !key.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+    {
+        return Err(StoreError::invalid(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key must be 1–{MAX_KEY_CHARS} visible ASCII characters"),
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+/// A response as stored for replay: status, JSON body and ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+    pub etag: Option<String>,
+}
+
+impl StoredResponse {
+    /// A JSON response, with the ETag of `version` if given.
+    pub fn json(
+        status: u16,
+        body: &impl Serialize,
+        version: Option<i64>,
+    ) -> Result<Self, StoreError> {
+        Ok(StoredResponse {
+            status,
+            body: serde_json::to_string(body)
+                .map_err(|e| StoreError::Internal(format!("response not serializable: {e}")))?,
+            etag: version.map(|v| format!("\"{v}\"")),
+        })
+    }
+}
+
+/// What a write with an Idempotency-Key answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The write ran now; its response is stored.
+    Fresh(StoredResponse),
+    /// A retry: the stored response of the first, nothing written.
+    Replayed(StoredResponse),
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = kv_idempotency)]
+struct Record {
+    idempotency_key: String,
+    fingerprint: String,
+    status: i32,
+    body: String,
+    etag: Option<String>,
+    expires_at: i64,
+}
+
+impl Tx<'_> {
+    /// Runs `write` unless `request` was answered already: then its stored response is the
+    /// answer, or, for the same key with another request, `idempotency_key_reused`. Only a
+    /// successful write's response is stored (a failed one changed nothing and may be
+    /// retried). Runs as a transaction of its own on PostgreSQL.
+    pub fn idempotent(
+        &mut self,
+        request: &IdempotentRequest,
+        write: impl FnOnce(&mut Tx<'_>) -> Result<StoredResponse, StoreError>,
+    ) -> Result<Answer, StoreError> {
+        self.needs_own_transaction()?;
+        let now = self.now();
+        let found: Option<Record> = with_conn!(self.connection(), c => kv_idempotency::table
+            .find(&request.key)
+            .select(Record::as_select())
+            .get_result(c)
+            .optional())?;
+        match found {
+            Some(record) if record.expires_at > now => {
+                if record.fingerprint != request.fingerprint {
+                    return Err(StoreError::IdempotencyKeyReused);
+                }
+                return Ok(Answer::Replayed(StoredResponse {
+                    status: u16::try_from(record.status).unwrap_or(200),
+                    body: record.body,
+                    etag: record.etag,
+                }));
+            }
+            Some(_) => delete_record(self.connection(), &request.key)?,
+            None => {}
+        }
+        let response = write(self)?;
+        let record = Record {
+            idempotency_key: request.key.clone(),
+            fingerprint: request.fingerprint.clone(),
+            status: i32::from(response.status),
+            body: response.body.clone(),
+            etag: response.etag.clone(),
+            expires_at: now.saturating_add(request.retention_ms),
+        };
+        with_conn!(self.connection(), c => diesel::insert_into(kv_idempotency::table)
+            .values(&record)
+            .execute(c))?;
+        Ok(Answer::Fresh(response))
+    }
+}
+
+fn delete_record(conn: &mut DbConnection, key: &str) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::delete(kv_idempotency::table.find(key)).execute(c))?;
+    Ok(())
+}
+
+/// Deletes the stored responses expired at `now` (the sweeper's job); returns how many.
+pub fn sweep_expired(conn: &mut DbConnection, now: i64) -> Result<usize, StoreError> {
+    Ok(with_conn!(conn, c => diesel::delete(
+        kv_idempotency::table.filter(kv_idempotency::expires_at.le(now))
+    )
+    .execute(c))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii_up_to_255_characters_quoted_or_not() {
+        assert_eq!(
+            parse_key("8e03978e-40d5-43e8-bc93-6894a57f9324"),
+            Ok("8e03978e-40d5-43e8-bc93-6894a57f9324".into())
+        );
+        assert_eq!(parse_key("\"abc\""), Ok("abc".into()));
+        assert!(parse_key(&"k".repeat(255)).is_ok());
+        for bad in ["", "\"\"", "tab\there", "é", &"k".repeat(256)] {
+            let err = parse_key(bad).expect_err(bad);
+            assert_eq!(err.code(), "invalid_idempotency_key");
+        }
+    }
+}

@@ -76,6 +76,7 @@ pub fn document_json(with_auth: bool) -> Value {
             };
             for (method, op) in item.iter_mut() {
                 add_shared_responses(path, method, op, with_auth);
+                add_idempotency_key(path, method, op);
                 not_null_parameters(op);
                 not_null_body(op);
             }
@@ -195,6 +196,31 @@ fn add_shared_responses(path: &str, method: &str, op: &mut Value, with_auth: boo
     }
 }
 
+/// Every write takes an `Idempotency-Key` (see `crate::idempotency`).
+fn add_idempotency_key(path: &str, method: &str, op: &mut Value) {
+    if !matches!(method, "post" | "put" | "patch" | "delete") || path.starts_with("/_health") {
+        return;
+    }
+    let param = json!({
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": false,
+        "description": "Makes a retry safe: a repeat of this request with the same key within \
+                        the retention (24 h by default) gets the first response again, with \
+                        `Idempotent-Replayed: true`, and writes nothing; the same key with \
+                        another request is 422 `idempotency_key_reused`",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+    });
+    match op["parameters"].as_array_mut() {
+        Some(params) => params.push(param),
+        None => op["parameters"] = json!([param]),
+    }
+    if op["responses"].get("422").is_none() {
+        op["responses"]["422"] =
+            error_response("The Idempotency-Key was used with another request");
+    }
+}
+
 /// This document.
 #[utoipa::path(get, path = "/_openapi.json", tag = "server", operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API",
@@ -222,6 +248,8 @@ mod tests {
             ("/{key}/decr", &["post"]),
             ("/_keys", &["get", "delete"]),
             ("/_tx", &["post"]),
+            ("/_export", &["get"]),
+            ("/_import", &["post"]),
             ("/_stats", &["get"]),
             ("/_health", &["get"]),
             ("/_health/live", &["get"]),
@@ -242,6 +270,22 @@ mod tests {
             "200", "201", "400", "401", "403", "404", "412", "413", "429", "503",
         ] {
             assert!(set[status].is_object(), "set has no {status}");
+        }
+        for (path, method) in [
+            ("/{key}", "put"),
+            ("/{key}/incr", "post"),
+            ("/_import", "post"),
+        ] {
+            let op = &doc["paths"][path][method];
+            assert!(
+                op["responses"]["422"].is_object(),
+                "{method} {path} has no 422"
+            );
+            let params = op["parameters"].as_array().expect("parameters");
+            assert!(
+                params.iter().any(|p| p["name"] == "Idempotency-Key"),
+                "{method} {path} takes no Idempotency-Key"
+            );
         }
         assert!(doc["paths"]["/_health"]["get"]["responses"]["401"].is_null());
         assert_eq!(doc["paths"]["/_health"]["get"]["security"], json!([{}]));

@@ -18,6 +18,8 @@ fn the_openapi_document_is_served() {
         "/{key}/decr",
         "/_keys",
         "/_tx",
+        "/_export",
+        "/_import",
         "/_stats",
         "/_health",
     ] {

@@ -101,7 +101,7 @@ pub struct ImportQuery {
     params(
         ("mode" = Option<String>, Query, description = "What to do with a key that is live already: `replace` (default), `skip_existing`, `fail_on_existing` (409, nothing imported)", pattern = "^(replace|skip_existing|fail_on_existing)$"),
     ),
-    request_body(content = String, content_type = "application/x-ndjson", description = "One `{\"key\",\"value\",\"expires_at\"?,\"version\"?}` a line; read whatever the Content-Type"),
+    request_body(content = Option<String>, content_type = "text/plain", description = "NDJSON: one `{\"key\",\"value\",\"expires_at\"?,\"version\"?}` a line, as `GET /_export` writes them; read whatever the Content-Type (`application/x-ndjson` is apt). Empty: nothing to import"),
     responses(
         (status = 200, description = "Imported (or nothing to import)", body = ImportView),
         (status = 409, description = "mode=fail_on_existing and a key exists; nothing imported", body = ErrorBody),

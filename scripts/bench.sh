@@ -6,6 +6,7 @@
 #
 #   scripts/bench.sh [--database sqlite|postgres] [--keys N] [--duration 10s] [--rounds 3]
 #                    [--connections "32 256"] [--scenarios "get_hit get_miss set incr mix"]
+#                    (also: set_idempotent, a set with an Idempotency-Key of its own)
 #                    [--sweep]
 #
 # Each round runs every scenario once (--duration each), each right after a run of the
@@ -171,7 +172,7 @@ anchor() { # name connections: pgbench for the scenario, as many clients as kv-s
   case "$name" in
     get_hit) scripts=(-f "$WORK/pgbench/select.sql") ;;
     get_miss) scripts=(-f "$WORK/pgbench/select_miss.sql") ;;
-    set) scripts=(-f "$WORK/pgbench/upsert.sql") ;;
+    set | set_idempotent) scripts=(-f "$WORK/pgbench/upsert.sql") ;;
     incr) scripts=(-f "$WORK/pgbench/incr.sql") ;;
     mix_90_10) scripts=(-f "$WORK/pgbench/select.sql@9" -f "$WORK/pgbench/upsert.sql@1") ;;
   esac

@@ -1,6 +1,8 @@
 //! The store operations both binaries share. Single-key writes and `/_tx` transactions run
 //! the same [`Tx`] methods; only how many of them share one database transaction differs.
 
+use std::collections::{BTreeMap, HashMap};
+
 use diesel::prelude::*;
 
 use crate::backend::{self, Backend, DbConnection, with_conn};
@@ -485,32 +487,49 @@ impl Tx<'_> {
         }
     }
 
-    /// One line of an import (see [`crate::transfer::import`]): writes the key, unless `mode`
-    /// keeps a live one or refuses to touch it. Returns whether it wrote. Runs as a transaction
-    /// of its own on PostgreSQL: an import is no set of staged rows.
-    pub fn import(&mut self, line: ImportLine, mode: ImportMode) -> Result<bool, StoreError> {
+    /// Lines of an import (see [`crate::transfer::import`]), in order: each writes its key
+    /// unless `mode` keeps a live one or refuses to touch it, seeing the lines before it. Two
+    /// statements for all of them: one reads the rows of their keys, one writes the new rows.
+    /// Returns how many lines wrote. Runs as a transaction of its own on PostgreSQL: an
+    /// import is no set of staged rows.
+    pub fn import_lines(
+        &mut self,
+        lines: Vec<(u64, ImportLine)>,
+        mode: ImportMode,
+    ) -> Result<u64, StoreError> {
         self.needs_own_transaction()?;
-        let row = self.locked_row(&line.key)?;
-        let exists = row.is_some();
-        let live = match self.lookup(row) {
-            Lookup::Live(row) => Some(row),
-            Lookup::Missing | Lookup::Expired => None,
-        };
-        match (mode, &live) {
-            (ImportMode::SkipExisting, Some(_)) => return Ok(false),
-            (ImportMode::FailOnExisting, Some(_)) => return Err(StoreError::KeyExists(line.key)),
-            _ => {}
+        let keys: Vec<&str> = lines.iter().map(|(_, line)| line.key.as_str()).collect();
+        let mut rows: HashMap<String, KeyValue> = backend::rows_of(self.conn, &keys)?
+            .into_iter()
+            .filter(|row| !row.is_expired(self.now))
+            .map(|row| (row.key.clone(), row))
+            .collect();
+        let mut written: BTreeMap<String, KeyValue> = BTreeMap::new();
+        let mut wrote = 0;
+        for (number, line) in lines {
+            let live = written.get(&line.key).or_else(|| rows.get(&line.key));
+            match (mode, live) {
+                (ImportMode::SkipExisting, Some(_)) => continue,
+                (ImportMode::FailOnExisting, Some(_)) => {
+                    return Err(StoreError::KeyExists(line.key).in_line(number));
+                }
+                _ => {}
+            }
+            let row = KeyValue {
+                version: self.write_version()?,
+                created_at: live.map_or(self.now, |r| r.created_at),
+                updated_at: self.now,
+                expires_at: line.expires_at,
+                value: line.value,
+                key: line.key,
+            };
+            rows.remove(&row.key);
+            written.insert(row.key.clone(), row);
+            wrote += 1;
         }
-        let row = KeyValue {
-            version: self.write_version()?,
-            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
-            updated_at: self.now,
-            expires_at: line.expires_at,
-            value: line.value,
-            key: line.key,
-        };
-        self.put(&row, exists)?;
-        Ok(true)
+        let written: Vec<KeyValue> = written.into_values().collect();
+        backend::insert_rows(self.conn, &written)?;
+        Ok(wrote)
     }
 
     /// A transaction's `check`: the key is at `version` (`None`: the key is absent).

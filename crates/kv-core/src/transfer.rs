@@ -273,7 +273,8 @@ pub struct ImportSummary {
 
 /// Imports the lines of `input` in the transaction of `tx`: all of them or, on any error,
 /// none (the caller's transaction rolls back). Every key written takes the transaction's one
-/// new version, as the ops of a `/_tx` do.
+/// new version, as the ops of a `/_tx` do. Lines are applied [`PAGE`] at a time (two
+/// statements each, see [`Tx::import_lines`]), so memory stays flat whatever the length.
 pub fn import(
     tx: &mut Tx<'_>,
     input: impl BufRead,
@@ -281,18 +282,29 @@ pub fn import(
     mode: ImportMode,
 ) -> Result<ImportSummary, StoreError> {
     let mut summary = ImportSummary::default();
-    for_each_line(input, max_line_bytes, |_, line| {
+    let mut pending = Vec::with_capacity(PAGE);
+    let apply =
+        |tx: &mut Tx<'_>, pending: &mut Vec<(u64, ImportLine)>, summary: &mut ImportSummary| {
+            let lines = pending.len() as u64;
+            let imported = tx.import_lines(std::mem::take(pending), mode)?;
+            summary.imported += imported;
+            summary.skipped_existing += lines - imported;
+            Ok::<_, StoreError>(())
+        };
+    for_each_line(input, max_line_bytes, |number, line| {
         if expiry::is_expired(line.expires_at, tx.now()) {
             summary.skipped_expired += 1;
             return Ok(());
         }
-        if tx.import(line, mode)? {
-            summary.imported += 1;
-        } else {
-            summary.skipped_existing += 1;
+        pending.push((number, line));
+        if pending.len() == PAGE {
+            apply(tx, &mut pending, &mut summary)?;
         }
         Ok(())
     })?;
+    if !pending.is_empty() {
+        apply(tx, &mut pending, &mut summary)?;
+    }
     Ok(summary)
 }
 

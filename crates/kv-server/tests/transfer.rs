@@ -490,3 +490,43 @@ fn copy_moves_a_sqlite_store_into_postgres_byte_for_byte_with_its_versions() {
     assert!(stderr_of(&refused).contains("pg_dump"), "{refused:?}");
     assert!(!backup.exists());
 }
+
+#[test]
+fn lines_see_the_lines_before_them_across_batches_of_a_long_import() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    server.put("/taken", r#"{"value": "before"}"#).expect(201);
+    // 2,500 lines (three batches of the server's 1,000), one key twice, and at line 1,500 a
+    // key that exists.
+    let mut lines: Vec<String> = (0..2500)
+        .map(|i| format!("{{\"key\":\"k{i}\",\"value\":{i}}}"))
+        .collect();
+    lines[1499] = r#"{"key":"taken","value":"imported"}"#.into();
+    lines[2000] = r#"{"key":"k5","value":"again"}"#.into();
+    let body = lines.join("\n");
+
+    let err = import(&server, "?mode=fail_on_existing", &body).expect_error(409, "key_exists");
+    assert_eq!(err["line"], json!(1500), "{err}");
+    server.get("/k0").expect_error(404, "not_found");
+    assert_eq!(server.get("/_stats").expect(200)["keys"], json!(1));
+
+    let skipped = import(&server, "?mode=skip_existing", &body).expect(200);
+    assert_eq!(skipped["imported"], json!(2498), "{skipped}");
+    assert_eq!(
+        skipped["skipped_existing"],
+        json!(2),
+        "taken, and k5 the second time"
+    );
+    assert_eq!(server.get("/k5").expect(200)["value"], json!(5));
+    assert_eq!(server.get("/taken").expect(200)["value"], json!("before"));
+
+    let replaced = import(&server, "", &body).expect(200);
+    assert_eq!(replaced["imported"], json!(2500));
+    assert_eq!(
+        server.get("/k5").expect(200)["value"],
+        json!("again"),
+        "the last line wins"
+    );
+    assert_eq!(server.get("/taken").expect(200)["value"], json!("imported"));
+    assert_eq!(server.get("/_stats").expect(200)["keys"], json!(2499));
+}

@@ -474,9 +474,21 @@ pub fn read_snapshot<T>(
     }
 }
 
+/// The rows (live or expired) of those of `keys` that exist, in one statement; inside a write
+/// transaction, which holds the write lock (see [`find_for_update`]).
+pub(crate) fn rows_of(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<Vec<KeyValue>> {
+    with_conn!(conn, c => kv_store::table
+        .filter(kv_store::key.eq_any(keys))
+        .select(KeyValue::as_select())
+        .load(c))
+}
+
 /// Copies `rows` into an empty table (or over rows of the same keys) in one multi-row
 /// statement per call; the caller's transaction holds the write lock.
 pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[KeyValue]) -> QueryResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
     match conn {
         DbConnection::Sqlite(c) => diesel::replace_into(kv_store::table)
             .values(rows)

@@ -76,47 +76,43 @@ pub enum Answer {
     Replayed(StoredResponse),
 }
 
-#[derive(Queryable, Selectable, Insertable)]
+/// A stored response, as its table row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = kv_idempotency)]
-struct Record {
-    idempotency_key: String,
-    fingerprint: String,
-    status: i32,
-    body: String,
-    etag: Option<String>,
-    expires_at: i64,
+pub(crate) struct Record {
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub status: i32,
+    pub body: String,
+    pub etag: Option<String>,
+    pub expires_at: i64,
 }
 
 impl Tx<'_> {
     /// Runs `write` unless `request` was answered already: then its stored response is the
     /// answer, or, for the same key with another request, `idempotency_key_reused`. Only a
     /// successful write's response is stored (a failed one changed nothing and may be
-    /// retried). Runs as a transaction of its own on PostgreSQL.
+    /// retried). In a PostgreSQL batch the records are staged with the rows: the batch reads
+    /// those of its requests in one statement and writes the new ones in one more.
     pub fn idempotent(
         &mut self,
         request: &IdempotentRequest,
         write: impl FnOnce(&mut Tx<'_>) -> Result<StoredResponse, StoreError>,
     ) -> Result<Answer, StoreError> {
-        self.needs_own_transaction()?;
         let now = self.now();
-        let found: Option<Record> = with_conn!(self.connection(), c => kv_idempotency::table
-            .find(&request.key)
-            .select(Record::as_select())
-            .get_result(c)
-            .optional())?;
-        match found {
-            Some(record) if record.expires_at > now => {
-                if record.fingerprint != request.fingerprint {
-                    return Err(StoreError::IdempotencyKeyReused);
-                }
-                return Ok(Answer::Replayed(StoredResponse {
-                    status: u16::try_from(record.status).unwrap_or(200),
-                    body: record.body,
-                    etag: record.etag,
-                }));
+        let found = match self.parts() {
+            (conn, Some(stage)) => stage.record(conn, &request.key)?,
+            (conn, None) => find_records(conn, &[&request.key])?.pop(),
+        };
+        if let Some(record) = found.filter(|r| r.expires_at > now) {
+            if record.fingerprint != request.fingerprint {
+                return Err(StoreError::IdempotencyKeyReused);
             }
-            Some(_) => delete_record(self.connection(), &request.key)?,
-            None => {}
+            return Ok(Answer::Replayed(StoredResponse {
+                status: u16::try_from(record.status).unwrap_or(200),
+                body: record.body,
+                etag: record.etag,
+            }));
         }
         let response = write(self)?;
         let record = Record {
@@ -127,15 +123,53 @@ impl Tx<'_> {
             etag: response.etag.clone(),
             expires_at: now.saturating_add(request.retention_ms),
         };
-        with_conn!(self.connection(), c => diesel::insert_into(kv_idempotency::table)
-            .values(&record)
-            .execute(c))?;
+        match self.parts() {
+            (_, Some(stage)) => stage.put_record(record),
+            (conn, None) => put_records(conn, &[record])?,
+        }
         Ok(Answer::Fresh(response))
     }
 }
 
-fn delete_record(conn: &mut DbConnection, key: &str) -> Result<(), StoreError> {
-    with_conn!(conn, c => diesel::delete(kv_idempotency::table.find(key)).execute(c))?;
+/// The stored records of `keys` (expired ones too).
+pub(crate) fn find_records(
+    conn: &mut DbConnection,
+    keys: &[&str],
+) -> Result<Vec<Record>, StoreError> {
+    Ok(with_conn!(conn, c => kv_idempotency::table
+        .filter(kv_idempotency::idempotency_key.eq_any(keys))
+        .select(Record::as_select())
+        .load(c))?)
+}
+
+/// Writes `records` over any (expired) records of the same keys: one statement on
+/// PostgreSQL, one a record on SQLite (a non-batched write stores one).
+pub(crate) fn put_records(conn: &mut DbConnection, records: &[Record]) -> Result<(), StoreError> {
+    use diesel::upsert::excluded;
+    match conn {
+        _ if records.is_empty() => {}
+        DbConnection::Sqlite(c) => {
+            for record in records {
+                diesel::replace_into(kv_idempotency::table)
+                    .values(record)
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Postgres(c) => {
+            diesel::insert_into(kv_idempotency::table)
+                .values(records)
+                .on_conflict(kv_idempotency::idempotency_key)
+                .do_update()
+                .set((
+                    kv_idempotency::fingerprint.eq(excluded(kv_idempotency::fingerprint)),
+                    kv_idempotency::status.eq(excluded(kv_idempotency::status)),
+                    kv_idempotency::body.eq(excluded(kv_idempotency::body)),
+                    kv_idempotency::etag.eq(excluded(kv_idempotency::etag)),
+                    kv_idempotency::expires_at.eq(excluded(kv_idempotency::expires_at)),
+                ))
+                .execute(c)?;
+        }
+    }
     Ok(())
 }
 

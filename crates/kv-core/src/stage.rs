@@ -11,11 +11,15 @@
 //! over the same rows (each carries its own "now"), so the real run asks for the same rows; a
 //! row it asks for anyway is read then, on its own (the batch holds the database's write lock,
 //! see [`crate::backend::postgres::find`]).
+//!
+//! The records of `Idempotency-Key`s ([`crate::idempotency`]) are staged the same way: the
+//! batch reads those of its requests in one statement and writes the new ones in one more.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::backend::{DbConnection, postgres};
 use crate::error::StoreError;
+use crate::idempotency::Record;
 use crate::model::KeyValue;
 
 /// How the staged rows answer a request that asks for a row.
@@ -47,6 +51,14 @@ pub struct Stage {
     own_transaction: bool,
     /// A row read on its own failed: the batch's transaction is aborted.
     database_error: Option<StoreError>,
+    /// Idempotency records as the batch's requests so far left them (`None`: none stored).
+    records: HashMap<String, Option<Record>>,
+    /// The running request's new record, kept apart until it succeeds.
+    request_record: Option<Record>,
+    /// Records the batch's requests stored: written at its end.
+    new_records: BTreeMap<String, Record>,
+    /// Discovery: the idempotency keys the requests asked for.
+    wanted_records: Vec<String>,
 }
 
 /// The sentinel error that stops a request in discovery mode (its result is thrown away).
@@ -65,7 +77,21 @@ impl Stage {
             wanted: Vec::new(),
             own_transaction: false,
             database_error: None,
+            records: HashMap::new(),
+            request_record: None,
+            new_records: BTreeMap::new(),
+            wanted_records: Vec::new(),
         }
+    }
+
+    /// The idempotency records read for `keys` (`records` holds those stored).
+    pub(crate) fn with_records(mut self, keys: &[&str], records: Vec<Record>) -> Stage {
+        self.records = keys.iter().map(|k| ((*k).to_owned(), None)).collect();
+        for record in records {
+            self.records
+                .insert(record.idempotency_key.clone(), Some(record));
+        }
+        self
     }
 
     /// A stage over the rows read for `keys` (`rows` holds those that exist).
@@ -85,6 +111,7 @@ impl Stage {
     /// Starts a request: its changes are kept apart until [`Stage::end_request`].
     pub fn begin_request(&mut self) {
         self.request.clear();
+        self.request_record = None;
         self.own_transaction = false;
     }
 
@@ -95,8 +122,14 @@ impl Stage {
                 self.changed.insert(key.clone());
                 self.rows.insert(key, row);
             }
+            if let Some(record) = self.request_record.take() {
+                let key = record.idempotency_key.clone();
+                self.records.insert(key.clone(), Some(record.clone()));
+                self.new_records.insert(key, record);
+            }
         } else {
             self.request.clear();
+            self.request_record = None;
         }
     }
 
@@ -108,6 +141,14 @@ impl Stage {
     /// Discovery: the keys asked for, each once, in byte order.
     pub fn wanted_keys(&self) -> Vec<&str> {
         let mut keys: Vec<&str> = self.wanted.iter().map(String::as_str).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Discovery: the idempotency keys asked for, each once, in byte order.
+    pub fn wanted_record_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self.wanted_records.iter().map(String::as_str).collect();
         keys.sort_unstable();
         keys.dedup();
         keys
@@ -148,6 +189,50 @@ impl Stage {
                 "staged batches are PostgreSQL's".into(),
             )),
         }
+    }
+
+    /// The idempotency record of `key` as the running request sees it. Discovery notes the
+    /// key and answers "none", so that the request goes on to name its rows too.
+    pub(crate) fn record(
+        &mut self,
+        conn: &mut DbConnection,
+        key: &str,
+    ) -> Result<Option<Record>, StoreError> {
+        if let Some(record) = self
+            .request_record
+            .as_ref()
+            .filter(|r| r.idempotency_key == key)
+        {
+            return Ok(Some(record.clone()));
+        }
+        if let Some(record) = self.records.get(key) {
+            return Ok(record.clone());
+        }
+        if self.mode == Mode::Discover {
+            self.wanted_records.push(key.to_owned());
+            return Ok(None);
+        }
+        match crate::idempotency::find_records(conn, &[key]) {
+            Ok(mut records) => {
+                let record = records.pop();
+                self.records.insert(key.to_owned(), record.clone());
+                Ok(record)
+            }
+            Err(err) => {
+                self.database_error.get_or_insert_with(|| err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// Stores the running request's response record.
+    pub(crate) fn put_record(&mut self, record: Record) {
+        self.request_record = Some(record);
+    }
+
+    /// The records the batch's requests stored.
+    pub(crate) fn new_records(&self) -> Vec<Record> {
+        self.new_records.values().cloned().collect()
     }
 
     /// A transaction names all its keys up front: discovery notes them all (the real run has

@@ -472,10 +472,10 @@ impl Tx<'_> {
         Ok(row)
     }
 
-    /// The transaction's connection, for statements of other modules (outside a PostgreSQL
-    /// batch's staged rows: see [`Tx::needs_own_transaction`]).
-    pub(crate) fn connection(&mut self) -> &mut DbConnection {
-        self.conn
+    /// The transaction's connection and, in a PostgreSQL batch, its staged rows: for the
+    /// statements of other modules.
+    pub(crate) fn parts(&mut self) -> (&mut DbConnection, Option<&mut Stage>) {
+        (self.conn, self.stage.as_deref_mut())
     }
 
     /// Stops a request that must run as a transaction of its own when it is in a PostgreSQL

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use super::{Job, Shared, collect_batch, start};
 use crate::backend::{self, DbConnection, postgres};
 use crate::error::StoreError;
+use crate::idempotency;
 use crate::stage::Stage;
 use crate::store::{BatchVersions, InBatch};
 
@@ -130,7 +131,7 @@ fn serve<C>(
         let plan = plan(c, batch);
         waiting.extend(plan.later);
         let mut staged = plan.staged;
-        let committed = run_batch(c, &mut staged, &plan.keys);
+        let committed = run_batch(c, &mut staged, &plan.keys, &plan.record_keys);
         commits.fetch_add(1, Ordering::Release);
         if let Err(err) = &committed {
             log::warn!("a batch of {} writes failed: {err}", staged.len());
@@ -189,9 +190,10 @@ fn read_clock(conn: &mut Option<DbConnection>, clock_read: &mut Instant) {
 
 /// A batch's requests sorted by how they run.
 struct Plan {
-    /// Against the staged rows of `keys`.
+    /// Against the staged rows of `keys` (and idempotency records of `record_keys`).
     staged: Vec<Box<dyn Job>>,
     keys: Vec<String>,
+    record_keys: Vec<String>,
     /// Each as a transaction of its own, after the batch.
     alone: Vec<Box<dyn Job>>,
     /// In the next batch: this one reads enough keys.
@@ -205,6 +207,7 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
     let mut plan = Plan {
         staged: Vec::new(),
         keys: Vec::new(),
+        record_keys: Vec::new(),
         alone: Vec::new(),
         later: Vec::new(),
     };
@@ -221,25 +224,37 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
         }
     }
     plan.keys = stage.wanted_keys().into_iter().map(str::to_owned).collect();
+    plan.record_keys = stage
+        .wanted_record_keys()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     plan
 }
 
-/// Runs `batch` against the staged rows of `keys` in one transaction and commits it, again
-/// from the start after a passing fault.
+/// Runs `batch` against the staged rows of `keys` (and the idempotency records of
+/// `record_keys`, one statement more each way when there are any) in one transaction and
+/// commits it, again from the start after a passing fault.
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
     keys: &[String],
+    record_keys: &[String],
 ) -> Result<(), StoreError> {
     if batch.is_empty() {
         return Ok(());
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let record_keys: Vec<&str> = record_keys.iter().map(String::as_str).collect();
     let mut attempt = 0;
     loop {
         let result = backend::write_transaction(conn, |conn| {
             let start = postgres::start_batch(pg(conn)?, &keys)?;
-            let mut stage = Stage::over(&keys, start.rows);
+            let records = match record_keys.is_empty() {
+                true => Vec::new(),
+                false => idempotency::find_records(conn, &record_keys)?,
+            };
+            let mut stage = Stage::over(&keys, start.rows).with_records(&record_keys, records);
             let mut versions = BatchVersions::from(start.version);
             let first = versions.last();
             for job in batch.iter_mut() {
@@ -254,6 +269,7 @@ fn run_batch(
             if !puts.is_empty() || !removes.is_empty() || versions.last() != first {
                 postgres::write_batch(pg(conn)?, &puts, &removes, versions.last())?;
             }
+            idempotency::put_records(conn, &stage.new_records())?;
             Ok(())
         });
         match result {

@@ -78,9 +78,7 @@ if [ "$DATABASE" = postgres ]; then
   # shellcheck source=lib/postgres.sh
   source scripts/lib/postgres.sh
   pg_setup
-  ADMIN_URL=$(pg_start_cluster bench)
-  "$PG_BINDIR/psql" -q "$ADMIN_URL" -c "CREATE DATABASE kv"
-  DB_URL=${ADMIN_URL%/postgres}/kv
+  DB_URL=$(pg_start_database bench)
 else
   DB_URL=$WORK/kv.sqlite3
 fi

@@ -3,6 +3,7 @@
 #
 #   pg_setup                       # finds (or installs from Debian packages) the server binaries
 #   url=$(pg_start_cluster NAME [postgres -c options...])
+#   url=$(pg_start_database NAME)  # the same, with an empty database `kv`: prints its URL
 #   pg_ctl_of NAME                 # the cluster's stop/start wrapper (for cleanup and outages)
 #   pg_bindir                      # where initdb, pgbench, postgres are
 #   settings=$(pg_make_tls DIR)    # a test CA and server certificate (openssl); prints the
@@ -154,4 +155,13 @@ CTL
     done
     pg_log "cluster $name did not start"
     return 1
+}
+
+# pg_start_database NAME [SETTING=VALUE...]: a cluster as pg_start_cluster starts it, with an
+# empty database `kv` in it; prints that database's URL.
+pg_start_database() {
+    local admin
+    admin=$(pg_start_cluster "$@") || return 1
+    "$PG_BINDIR/psql" -q "$admin" -c "CREATE DATABASE kv" >&2 || return 1
+    echo "${admin%/postgres}/kv"
 }

@@ -547,8 +547,8 @@ impl Tx<'_> {
         )))
     }
 
-    /// Deletes the live keys in `scope`; expired rows in it go too. Returns the live count,
-    /// counted from the rows the one DELETE removed (exact even while other servers write).
+    /// Deletes the live keys in `scope`; expired rows in it go too. Returns how many were live
+    /// at `now` (exact even while other servers write: they wait for the write lock).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
         // A key range is no set of staged rows: this runs as a transaction of its own.
         self.needs_own_transaction()?;
@@ -558,25 +558,29 @@ impl Tx<'_> {
             return Ok(0);
         }
         let (lower, upper) = scope.key_range();
-        let removed: Vec<Option<i64>> = with_conn!(self.conn, c => {
+        let now = self.now;
+        // Counted, then deleted, in SQL: the transaction holds the write lock, so no live row
+        // comes or goes in between (the sweeper removes only expired ones), and no row is
+        // brought into memory however many there are.
+        let live: i64 = with_conn!(self.conn, c => {
+            let in_range = kv_store::table.filter(kv_store::key.ge(&lower)).into_boxed();
+            let in_range = match &upper {
+                Some(upper) => in_range.filter(kv_store::key.lt(upper)),
+                None => in_range,
+            };
+            in_range.filter(live_at(now)).count().get_result(c)
+        })?;
+        with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
             match &upper {
-                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper)))
-                    .returning(kv_store::expires_at)
-                    .get_results(c),
-                None => diesel::delete(in_range)
-                    .returning(kv_store::expires_at)
-                    .get_results(c),
+                Some(upper) => diesel::delete(in_range.filter(kv_store::key.lt(upper))).execute(c),
+                None => diesel::delete(in_range).execute(c),
             }
         })?;
-        let live = removed
-            .into_iter()
-            .filter(|expires_at| !crate::expiry::is_expired(*expires_at, self.now))
-            .count();
         if live > 0 {
             self.write_version()?;
         }
-        Ok(i64::try_from(live).unwrap_or(i64::MAX))
+        Ok(live)
     }
 }
 

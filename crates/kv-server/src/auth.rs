@@ -451,6 +451,18 @@ impl Reach {
         }
     }
 
+    /// What a listing (`/_keys`, `/_export`) asked for `prefix` (none or empty: every key)
+    /// may cover: `None`, the prefix as asked (every key is in reach, or the prefix is within
+    /// the scope); or a scoped key's own prefixes, when it asked for every key. A prefix beyond
+    /// the scope is refused.
+    pub fn listing(&self, prefix: Option<&str>) -> Result<Option<Vec<String>>, ApiError> {
+        match (&self.0, prefix.filter(|p| !p.is_empty())) {
+            (Some(_), Some(prefix)) => self.check_prefix(prefix).map(|()| None),
+            (Some(scope), None) => Ok(Some(scope.prefixes().to_vec())),
+            (None, _) => Ok(None),
+        }
+    }
+
     /// Refuses a `prefix` whose keys are not all in reach.
     pub fn check_prefix(&self, prefix: &str) -> Result<(), ApiError> {
         match &self.0 {

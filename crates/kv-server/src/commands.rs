@@ -65,6 +65,14 @@ pub fn run(config: &Config, command: &Command) -> Result<(), String> {
         sync: config.sync,
         busy_timeout: Duration::from_millis(config.busy_timeout_ms),
     };
+    // Reading from a SQLite file that is not there is a typo, not an empty store (the server
+    // and `import` create the file; these would only leave an empty one behind).
+    if !matches!(command, Command::Import { .. })
+        && let Some(file) = config.database_url.sqlite_file()
+        && !file.exists()
+    {
+        return Err(format!("no SQLite database at {}", file.display()));
+    }
     let mut conn = open(&config.database_url, &options)?;
     let now = now_ms();
     let failed = |e: StoreError| e.to_string();

@@ -366,6 +366,21 @@ fn the_export_and_import_commands_need_no_server() {
     );
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr_of(&bad).contains("line 2: Invalid JSON"), "{bad:?}");
+    let missing = db.dir().join("typo.sqlite3").display().to_string();
+    for args in [
+        &["export"][..],
+        &["backup", "-o", "b.sqlite3"],
+        &["copy", "--to", &target.url],
+    ] {
+        let out = command(&missing, args, "");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {out:?}");
+        assert!(stderr_of(&out).contains("no SQLite database at"), "{out:?}");
+    }
+    assert!(
+        !std::path::Path::new(&missing).exists(),
+        "no empty store left behind"
+    );
+
     let server = Server::start(&target);
     server.get("/q").expect_error(404, "not_found");
     assert_eq!(server.get("/a").expect(200)["value"], source_value());

@@ -89,6 +89,11 @@ impl DatabaseUrl {
         self.backend
     }
 
+    /// The SQLite file of a SQLite URL (`None` for PostgreSQL).
+    pub fn sqlite_file(&self) -> Option<&std::path::Path> {
+        (self.backend == Backend::Sqlite).then(|| std::path::Path::new(&self.target))
+    }
+
     /// The URL with any password (in the user info, a `password=` parameter or the client
     /// key's `sslpassword=`) replaced by `***`, for logs.
     pub fn redacted(&self) -> String {

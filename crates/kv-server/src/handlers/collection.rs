@@ -47,14 +47,7 @@ pub async fn scan(
 ) -> Result<HttpResponse, ApiError> {
     let q = query.into_inner();
     // A scoped key: a prefix within its scope, or, without one, all of its keys.
-    let within = match (&reach.0, q.prefix.as_deref().filter(|p| !p.is_empty())) {
-        (Some(_), Some(prefix)) => {
-            reach.check_prefix(prefix)?;
-            None
-        }
-        (Some(scope), None) => Some(scope.prefixes().to_vec()),
-        (None, _) => None,
-    };
+    let within = reach.listing(q.prefix.as_deref())?;
     let args = scan_args(
         q.prefix.as_deref(),
         q.pattern.as_deref(),

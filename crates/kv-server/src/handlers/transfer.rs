@@ -49,10 +49,8 @@ pub async fn export(
     let q = query.into_inner();
     let mut filter = ExportFilter::parse(q.prefix.as_deref(), q.pattern.as_deref())?;
     // A scoped key: a prefix within its scope, or, without one, all of its keys.
-    match (&reach.0, filter.prefixes.first()) {
-        (Some(_), Some(prefix)) => reach.check_prefix(prefix)?,
-        (Some(scope), None) => filter.prefixes = scope.prefixes().to_vec(),
-        (None, _) => {}
+    if let Some(prefixes) = reach.listing(q.prefix.as_deref())? {
+        filter.prefixes = prefixes;
     }
     let (chunks, mut received) =
         tokio::sync::mpsc::channel::<Result<web::Bytes, ApiError>>(EXPORT_READ_AHEAD);

@@ -17,6 +17,7 @@ pub mod model;
 pub mod point_reads;
 pub mod precondition;
 pub mod reader;
+pub mod redis;
 pub mod request;
 pub mod schema;
 pub mod stage;

@@ -770,6 +770,15 @@ pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The live keys, counted inside `tx` (Redis `DBSIZE`): a count over the whole table, so on
+/// PostgreSQL a transaction of its own, not a batch's staged rows.
+pub fn stats_in(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
+    tx.needs_own_transaction()?;
+    let now = tx.now();
+    let (conn, _) = tx.parts();
+    Ok(stats(conn, now)?.keys)
+}
+
 /// Figures for `GET /_stats`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {

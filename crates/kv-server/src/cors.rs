@@ -53,6 +53,8 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::IF_NONE_MATCH,
             header::CONTENT_TYPE,
             header::HeaderName::from_static(crate::idempotency::IDEMPOTENCY_KEY),
+            header::HeaderName::from_static(crate::upstash::ENCODING),
+            header::HeaderName::from_static(crate::upstash::SYNC_TOKEN),
         ])
         .expose_headers([
             header::ETAG,
@@ -60,6 +62,7 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::WWW_AUTHENTICATE,
             header::ALLOW,
             header::HeaderName::from_static(crate::idempotency::REPLAYED),
+            header::HeaderName::from_static(crate::upstash::SYNC_TOKEN),
         ])
         .max_age(PREFLIGHT_MAX_AGE_SECS);
     if origins.iter().any(|o| o == "*") {

@@ -18,6 +18,7 @@ mod startup;
 pub mod state;
 pub mod throttle;
 pub mod tls;
+mod upstash;
 
 use std::io;
 use std::time::Duration;

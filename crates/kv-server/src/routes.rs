@@ -14,6 +14,7 @@ use crate::http::key_of;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::openapi;
 use crate::state::AppState;
+use crate::upstash;
 
 /// Answers 405 with `Allow` for a known path asked with another method.
 fn allow_only(allow: &'static str) -> Route {
@@ -78,6 +79,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server_route(cfg, &["/_import", "/_import/"], "POST", |r| {
         r.route(web::post().to(transfer::import))
     });
+    server_route(cfg, &["/_upstash", "/_upstash/"], "POST", |r| {
+        r.route(web::post().to(upstash::single))
+    });
+    server_route(
+        cfg,
+        &["/_upstash/pipeline", "/_upstash/pipeline/"],
+        "POST",
+        |r| r.route(web::post().to(upstash::pipeline)),
+    );
+    server_route(
+        cfg,
+        &["/_upstash/multi-exec", "/_upstash/multi-exec/"],
+        "POST",
+        |r| r.route(web::post().to(upstash::multi_exec)),
+    );
     server_route(cfg, &["/_ui", "/_ui/"], "GET, HEAD", |r| {
         r.route(web::get().to(ui::index))
             .route(web::head().to(ui::index))

@@ -1,0 +1,218 @@
+//! `/_upstash`: the Upstash Redis REST protocol (one command as a JSON array; `/pipeline`,
+//! `/multi-exec`), so that Upstash's SDKs work against kvstore, over the same keys as the REST
+//! API. This module is the protocol: parsing, access checks, `{"result"}` / `{"error"}`
+//! replies, `Upstash-Encoding: base64`, the sync token. The commands are kv-core's `redis`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use kv_core::now_ms;
+use kv_core::redis::{self, Command, Reply};
+use serde_json::{Value, json};
+
+use crate::auth::{Access, Reach};
+use crate::error::ApiError;
+use crate::http::json_body;
+use crate::state::AppState;
+
+/// The response header the SDKs read after every request; it changes on every response.
+pub const SYNC_TOKEN: &str = "upstash-sync-token";
+/// The request header that asks for base64 strings in results.
+pub const ENCODING: &str = "upstash-encoding";
+
+/// `POST /_upstash`: one command.
+pub async fn single(
+    req: HttpRequest,
+    access: Access,
+    reach: Reach,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let base64 = wants_base64(&req);
+    let command = match parse_body(&body).and_then(|v| parse_command(&v)) {
+        Ok(command) => command,
+        Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
+    };
+    let reply = run(&state, access, &reach, vec![command], false)
+        .await?
+        .pop()
+        .unwrap_or(Reply::Nil);
+    Ok(match reply {
+        Reply::Error(error) => respond(StatusCode::BAD_REQUEST, json!({ "error": error })),
+        reply => respond(StatusCode::OK, json!({ "result": encode(reply, base64) })),
+    })
+}
+
+/// `POST /_upstash/pipeline`: commands in order, each on its own; 200 with one result each.
+pub async fn pipeline(
+    req: HttpRequest,
+    access: Access,
+    reach: Reach,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    batch(req, access, reach, body, state, false).await
+}
+
+/// `POST /_upstash/multi-exec`: commands in one database transaction.
+pub async fn multi_exec(
+    req: HttpRequest,
+    access: Access,
+    reach: Reach,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    batch(req, access, reach, body, state, true).await
+}
+
+async fn batch(
+    req: HttpRequest,
+    access: Access,
+    reach: Reach,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    atomic: bool,
+) -> Result<HttpResponse, ApiError> {
+    let base64 = wants_base64(&req);
+    let commands = parse_body(&body).and_then(|body| match body {
+        Value::Array(items) if !items.is_empty() => items.iter().map(parse_command).collect(),
+        _ => Err("ERR the body must be a JSON array of commands, each a JSON array".to_owned()),
+    });
+    let commands: Vec<Command> = match commands {
+        Ok(commands) => commands,
+        Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
+    };
+    let replies = run(&state, access, &reach, commands, atomic).await?;
+    let items: Vec<Value> = replies
+        .into_iter()
+        .map(|reply| match reply {
+            Reply::Error(error) => json!({ "error": error }),
+            reply => json!({ "result": encode(reply, base64) }),
+        })
+        .collect();
+    Ok(respond(StatusCode::OK, Value::Array(items)))
+}
+
+/// Runs the commands that this key may run (the others answer `NOPERM`): each as a write
+/// transaction of its own, or (`atomic`) all in one.
+async fn run(
+    state: &AppState,
+    access: Access,
+    reach: &Reach,
+    commands: Vec<Command>,
+    atomic: bool,
+) -> Result<Vec<Reply>, ApiError> {
+    let checked: Vec<Result<Command, Reply>> = commands
+        .into_iter()
+        .map(|command| match refusal(&command, access, reach) {
+            Some(reply) => Err(reply),
+            None => Ok(command),
+        })
+        .collect();
+    let now = now_ms();
+    if atomic {
+        return state
+            .write(now, move |tx| {
+                checked
+                    .iter()
+                    .map(|command| match command {
+                        Ok(command) => redis::execute(tx, command),
+                        Err(reply) => Ok(reply.clone()),
+                    })
+                    .collect()
+            })
+            .await;
+    }
+    let mut replies = Vec::with_capacity(checked.len());
+    for command in checked {
+        replies.push(match command {
+            Ok(command) if !command.is_known() => command.unknown(),
+            Ok(command) => {
+                state
+                    .write(now_ms(), move |tx| redis::execute(tx, &command))
+                    .await?
+            }
+            Err(reply) => reply,
+        });
+    }
+    Ok(replies)
+}
+
+/// Why this key may not run `command`, as Redis's ACL words it.
+fn refusal(command: &Command, access: Access, reach: &Reach) -> Option<Reply> {
+    if access == Access::ReadOnly && command.is_write() {
+        return Some(Reply::Error(format!(
+            "NOPERM this user has no permissions to run the '{}' command",
+            command.name.to_ascii_lowercase()
+        )));
+    }
+    let in_reach = match command.keys() {
+        Some(keys) => keys.iter().all(|key| reach.check(key).is_ok()),
+        None => reach.0.is_none(),
+    };
+    (!in_reach).then(|| {
+        Reply::Error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+                .into(),
+        )
+    })
+}
+
+fn wants_base64(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("base64"))
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, String> {
+    match json_body(body) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err("ERR the body must be a JSON array".into()),
+        Err(err) => Err(format!("ERR {err}")),
+    }
+}
+
+/// `["SET","k","v","EX",10]`: strings as they are, numbers and booleans as their JSON text,
+/// anything else as compact JSON (as the SDKs' serializer sends it).
+fn parse_command(value: &Value) -> Result<Command, String> {
+    let Value::Array(parts) = value else {
+        return Err("ERR a command must be a JSON array".into());
+    };
+    let mut parts = parts.iter().map(|part| match part {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let name = parts
+        .next()
+        .filter(|name| !name.is_empty())
+        .ok_or_else(|| "ERR empty command".to_owned())?;
+    Ok(Command {
+        name,
+        args: parts.collect(),
+    })
+}
+
+/// A reply as the SDKs read it: with `base64`, every string but `OK`, at any depth, in
+/// base64.
+fn encode(reply: Reply, base64: bool) -> Value {
+    match reply {
+        Reply::Nil => Value::Null,
+        Reply::Ok => json!("OK"),
+        Reply::Int(n) => json!(n),
+        Reply::Str(s) if base64 => json!(base64::engine::general_purpose::STANDARD.encode(s)),
+        Reply::Str(s) => json!(s),
+        Reply::Array(items) => Value::Array(items.into_iter().map(|r| encode(r, base64)).collect()),
+        Reply::Error(e) => json!(e),
+    }
+}
+
+fn respond(status: StatusCode, body: Value) -> HttpResponse {
+    static TOKEN: AtomicU64 = AtomicU64::new(0);
+    let token = TOKEN.fetch_add(1, Ordering::Relaxed);
+    HttpResponse::build(status)
+        .insert_header((SYNC_TOKEN, format!("{}-{token}", now_ms())))
+        .json(body)
+}

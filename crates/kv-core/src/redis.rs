@@ -4,11 +4,12 @@
 //! answers a RESP2-shaped [`Reply`] with Redis's own error texts.
 //!
 //! Values: Redis strings and kvstore's JSON values map onto each other losslessly. A string
-//! written is stored as the JSON it is when it is JSON that serializes back to exactly the same
-//! text (`42`, `{"a":1}`, `"quoted"`), and as a JSON string holding it otherwise (`hello`,
-//! `1e3`, `{"a": 1}` with its space). A value read is a JSON string's contents, or any other
-//! value's compact JSON text. So an object the SDK set is an object for `GET /<key>`, and a
-//! value the REST API set reads back as the SDK would have stored it.
+//! written is stored as the JSON it is when it is JSON other than a string literal that
+//! serializes back to exactly the same text (`42`, `{"a":1}`, `null`), and as a JSON string
+//! holding it otherwise (`hello`, `1e3`, `{"a": 1}` with its space, `"quoted"`). A value read
+//! is a JSON string's contents, or any other value's compact JSON text. So an object the SDK
+//! set is an object for `GET /<key>`, and a value the REST API set reads back as the SDK would
+//! have stored it.
 
 use serde_json::Value;
 
@@ -124,10 +125,15 @@ impl Command {
     }
 }
 
-/// A Redis string as the JSON text kvstore stores (see the module's doc).
+/// A Redis string as the JSON text kvstore stores (see the module's doc). A string that is a
+/// JSON string literal (`"quoted"`, quotes included) is stored as a string holding it too:
+/// stored as the literal's contents, it would read back without its quotes.
 pub fn stored_json(text: &str) -> String {
     match serde_json::from_str::<Value>(text) {
-        Ok(value) if serde_json::to_string(&value).is_ok_and(|again| again == text) => {
+        Ok(value)
+            if !value.is_string()
+                && serde_json::to_string(&value).is_ok_and(|again| again == text) =>
+        {
             text.to_owned()
         }
         _ => serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()),
@@ -400,7 +406,7 @@ mod tests {
         for (text, stored) in [
             ("42", "42"),
             ("{\"a\":1}", "{\"a\":1}"),
-            ("\"quoted\"", "\"quoted\""),
+            ("\"quoted\"", "\"\\\"quoted\\\"\""),
             ("hello", "\"hello\""),
             ("1e3", "\"1e3\""),
             ("{\"a\": 1}", "\"{\\\"a\\\": 1}\""),

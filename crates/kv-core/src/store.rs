@@ -776,7 +776,7 @@ pub fn stats_in(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
     tx.needs_own_transaction()?;
     let now = tx.now();
     let (conn, _) = tx.parts();
-    Ok(stats(conn, now)?.keys)
+    live_keys(conn, now)
 }
 
 /// Figures for `GET /_stats`.
@@ -787,15 +787,17 @@ pub struct Stats {
     pub version: i64,
 }
 
+/// The live keys at `now`.
+fn live_keys(conn: &mut DbConnection, now: i64) -> Result<i64, StoreError> {
+    Ok(with_conn!(conn, c => kv_store::table.filter(live_at(now)).count().get_result::<i64>(c))?)
+}
+
 pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
-    let (keys, expiring) = with_conn!(conn, c => {
-        let keys = kv_store::table.filter(live_at(now)).count().get_result::<i64>(c)?;
-        let expiring = kv_store::table
-            .filter(kv_store::expires_at.gt(now))
-            .count()
-            .get_result::<i64>(c)?;
-        Ok::<_, diesel::result::Error>((keys, expiring))
-    })?;
+    let keys = live_keys(conn, now)?;
+    let expiring = with_conn!(conn, c => kv_store::table
+        .filter(kv_store::expires_at.gt(now))
+        .count()
+        .get_result::<i64>(c))?;
     let version = backend::current_version(conn)?;
     Ok(Stats {
         keys,

@@ -330,7 +330,7 @@ pub fn copy(
     overwrite: bool,
 ) -> Result<CopySummary, StoreError> {
     backend::read_snapshot(source, |source| {
-        let source_version = store::stats(source, now)?.version;
+        let source_version = backend::current_version(source)?;
         backend::write_transaction(target, |target| {
             if !overwrite {
                 let held = store::scan(
@@ -378,7 +378,7 @@ pub fn copy(
             backend::raise_version(target, source_version)?;
             Ok(CopySummary {
                 copied,
-                version: store::stats(target, now)?.version,
+                version: backend::current_version(target)?,
             })
         })
     })

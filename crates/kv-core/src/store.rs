@@ -788,7 +788,7 @@ pub struct Stats {
 }
 
 /// The live keys at `now`.
-fn live_keys(conn: &mut DbConnection, now: i64) -> Result<i64, StoreError> {
+pub fn live_keys(conn: &mut DbConnection, now: i64) -> Result<i64, StoreError> {
     Ok(with_conn!(conn, c => kv_store::table.filter(live_at(now)).count().get_result::<i64>(c))?)
 }
 

@@ -110,6 +110,19 @@ impl AppState {
         }
     }
 
+    /// Runs short reads (a few primary-key lookups): on SQLite inline on this worker's
+    /// connection (see [`Self::read_key`]), on PostgreSQL on a pooled connection.
+    pub async fn read_short<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Send + 'static,
+    {
+        match self.backend {
+            Backend::Sqlite => self.point_read(f).await,
+            Backend::Postgres => self.db(f).await,
+        }
+    }
+
     /// Runs a short SQLite read (one primary-key lookup) on this worker's connection.
     async fn point_read<T, F>(&self, f: F) -> Result<T, ApiError>
     where

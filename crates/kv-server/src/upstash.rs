@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use kv_core::now_ms;
-use kv_core::redis::{self, Command, Reply};
+use kv_core::redis::{self, Command, KeyUse, Reply, Snapshot};
 use serde_json::{Value, json};
 
 use crate::auth::{Access, Reach};
@@ -35,7 +35,7 @@ pub async fn single(
         Ok(command) => command,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let reply = run(&state, access, &reach, vec![command], false)
+    let reply = run(&state, access, &reach, vec![command])
         .await?
         .pop()
         .unwrap_or(Reply::Nil);
@@ -53,10 +53,11 @@ pub async fn pipeline(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    batch(req, access, reach, body, state, false).await
+    batch(req, access, reach, body, state).await
 }
 
-/// `POST /_upstash/multi-exec`: commands in one database transaction.
+/// `POST /_upstash/multi-exec`: commands in one database transaction (see [`run`]: a
+/// pipeline runs as one too, which Upstash does not promise but does not rule out).
 pub async fn multi_exec(
     req: HttpRequest,
     access: Access,
@@ -64,7 +65,7 @@ pub async fn multi_exec(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    batch(req, access, reach, body, state, true).await
+    batch(req, access, reach, body, state).await
 }
 
 async fn batch(
@@ -73,7 +74,6 @@ async fn batch(
     reach: Reach,
     body: web::Bytes,
     state: web::Data<AppState>,
-    atomic: bool,
 ) -> Result<HttpResponse, ApiError> {
     let base64 = wants_base64(&req);
     let commands = parse_body(&body).and_then(|body| match body {
@@ -84,7 +84,7 @@ async fn batch(
         Ok(commands) => commands,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let replies = run(&state, access, &reach, commands, atomic).await?;
+    let replies = run(&state, access, &reach, commands).await?;
     let items: Vec<Value> = replies
         .into_iter()
         .map(|reply| match reply {
@@ -95,14 +95,17 @@ async fn batch(
     Ok(respond(StatusCode::OK, Value::Array(items)))
 }
 
-/// Runs the commands that this key may run (the others answer `NOPERM`): each as a write
-/// transaction of its own, or (`atomic`) all in one.
+/// Runs the commands that this key may run (the others answer `NOPERM`), each on its own
+/// (a command that fails writes nothing and stops none of the others). Commands that only
+/// read run on a read connection and never queue behind the writer: on SQLite inline on the
+/// worker thread over its snapshot reader, like `GET /<key>`, or on a pooled connection when
+/// they list keys (KEYS, SCAN, RANDOMKEY, DBSIZE). Any write makes it one write transaction
+/// through the group-commit writer, in order, which also makes `/multi-exec` atomic.
 async fn run(
     state: &AppState,
     access: Access,
     reach: &Reach,
     commands: Vec<Command>,
-    atomic: bool,
 ) -> Result<Vec<Reply>, ApiError> {
     let checked: Vec<Result<Command, Reply>> = commands
         .into_iter()
@@ -111,33 +114,41 @@ async fn run(
             None => Ok(command),
         })
         .collect();
+    let within: Option<Vec<String>> = reach.0.as_ref().map(|scope| scope.prefixes().to_vec());
     let now = now_ms();
-    if atomic {
+    let runnable = || checked.iter().filter_map(|c| c.as_ref().ok());
+    let (writes, lists) = (
+        runnable().any(Command::is_write),
+        runnable().any(Command::is_listing),
+    );
+    if writes {
         return state
             .write(now, move |tx| {
                 checked
                     .iter()
                     .map(|command| match command {
-                        Ok(command) => redis::execute(tx, command),
+                        Ok(command) => redis::execute(tx, command, within.as_deref()),
                         Err(reply) => Ok(reply.clone()),
                     })
                     .collect()
             })
             .await;
     }
-    let mut replies = Vec::with_capacity(checked.len());
-    for command in checked {
-        replies.push(match command {
-            Ok(command) if !command.is_known() => command.unknown(),
-            Ok(command) => {
-                state
-                    .write(now_ms(), move |tx| redis::execute(tx, &command))
-                    .await?
-            }
-            Err(reply) => reply,
-        });
+    let reads = move |conn: &mut kv_core::DbConnection| {
+        let mut source = Snapshot { conn, now };
+        checked
+            .iter()
+            .map(|command| match command {
+                Ok(command) => redis::read(&mut source, command, within.as_deref()),
+                Err(reply) => Ok(reply.clone()),
+            })
+            .collect()
+    };
+    if lists {
+        state.db(reads).await
+    } else {
+        state.read_short(reads).await
     }
-    Ok(replies)
 }
 
 /// Why this key may not run `command`, as Redis's ACL words it.
@@ -149,8 +160,10 @@ fn refusal(command: &Command, access: Access, reach: &Reach) -> Option<Reply> {
         )));
     }
     let in_reach = match command.keys() {
-        Some(keys) => keys.iter().all(|key| reach.check(key).is_ok()),
-        None => reach.0.is_none(),
+        KeyUse::Keys(keys) => keys.iter().all(|key| reach.check(key).is_ok()),
+        // Listed within the key's own prefixes (see `run`).
+        KeyUse::Listing => true,
+        KeyUse::Every => reach.0.is_none(),
     };
     (!in_reach).then(|| {
         Reply::Error(

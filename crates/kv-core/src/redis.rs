@@ -669,15 +669,16 @@ fn setrange(tx: &mut Tx<'_>, key: &str, offset: &str, value: &str) -> Result<Rep
         return Ok(error(TOO_LONG));
     }
     let old = tx.get(key)?.map(|row| redis_string(&row.value));
-    let Some(text) = splice(old.as_deref().unwrap_or_default(), offset, value) else {
+    let old = old.unwrap_or_default();
+    if value.is_empty() {
+        // Nothing changes, and a missing key is not created (as in Redis).
+        return Ok(Reply::Int(old.len() as i64));
+    }
+    let Some(text) = splice(&old, offset, value) else {
         return Ok(error(
             "ERR the offset would split a UTF-8 character (kvstore values are UTF-8 text)",
         ));
     };
-    if value.is_empty() {
-        // Nothing changes, and a missing key is not created (as in Redis).
-        return Ok(Reply::Int(text.len() as i64));
-    }
     let len = text.len() as i64;
     set(tx, key, &text, &["keepttl"])?;
     Ok(Reply::Int(len))
@@ -813,11 +814,11 @@ fn expire(
         return Ok(Reply::Int(0));
     };
     // GT and LT take "no expiry" as an infinite TTL.
-    let applies = match row.expires_at {
-        None => !(xx || gt),
-        Some(current) => !nx && !(gt && at <= current) && !(lt && at >= current),
+    let refused = match row.expires_at {
+        None => xx || gt,
+        Some(current) => nx || (gt && at <= current) || (lt && at >= current),
     };
-    if !applies {
+    if refused {
         return Ok(Reply::Int(0));
     }
     if at <= now {

@@ -966,7 +966,7 @@ fn scan<S: Source>(
     options: &[&str],
     within: Option<&[String]>,
 ) -> Result<Reply, StoreError> {
-    let Ok(after) = cursor::decode(cursor) else {
+    let Ok(after) = cursor::decode_decimal(cursor) else {
         return Ok(error("ERR invalid cursor"));
     };
     let (mut pattern, mut count, mut strings) = (None, DEFAULT_SCAN_COUNT, true);
@@ -1017,7 +1017,7 @@ fn scan<S: Source>(
         page.next_after
     };
     Ok(Reply::Array(vec![
-        Reply::Str(next.map_or_else(|| "0".to_owned(), |key| cursor::encode(&key))),
+        Reply::Str(next.map_or_else(|| "0".to_owned(), |key| cursor::encode_decimal(&key))),
         Reply::Array(rows.into_iter().map(|row| Reply::Str(row.key)).collect()),
     ]))
 }

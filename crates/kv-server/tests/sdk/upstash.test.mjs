@@ -97,6 +97,129 @@ for (const [name, redis] of clients) {
     assert.deepEqual(await m.exec(), [3, 13, 13]);
   });
 
+  test(`${name}: byte commands, GETEX, INCRBYFLOAT, MSETNX`, async () => {
+    const k = unique("bytes");
+    assert.equal(await redis.append(k, "Hello"), 5);
+    assert.equal(await redis.append(k, " World"), 11);
+    assert.equal(await redis.getrange(k, 0, 4), "Hello");
+    assert.equal(await redis.getrange(k, -5, -1), "World");
+    assert.equal(await redis.setrange(k, 6, "Redis"), 11);
+    assert.equal(await redis.get(k), "Hello Redis");
+    assert.equal(await redis.strlen(k), 11);
+    const u = unique("utf8");
+    await redis.set(u, "héllo");
+    await assert.rejects(redis.setrange(u, 2, "x"), /split a UTF-8 character/);
+    assert.equal(await redis.get(u), "héllo");
+
+    const g = unique("getex");
+    await redis.set(g, "v");
+    assert.equal(await redis.getex(g, { ex: 100 }), "v");
+    assert.equal(await redis.ttl(g), 100);
+    assert.equal(await redis.getex(g, { px: 50_000 }), "v");
+    assert.equal(await redis.ttl(g), 50);
+    const inAMinute = Math.floor(Date.now() / 1000) + 60;
+    assert.equal(await redis.getex(g, { exat: inAMinute }), "v");
+    assert.ok((await redis.ttl(g)) >= 58);
+    assert.equal(await redis.getex(g, { pxat: inAMinute * 1000 + 30_000 }), "v");
+    assert.ok((await redis.ttl(g)) > 60);
+    assert.equal(await redis.getex(g, { persist: true }), "v");
+    assert.equal(await redis.ttl(g), -1);
+    assert.equal(await redis.getex(unique("missing")), null);
+
+    const f = unique("float");
+    assert.equal(await redis.incrbyfloat(f, 0.1), 0.1);
+    assert.equal(await redis.incrbyfloat(f, 0.2), 0.3);
+    const f2 = unique("float");
+    await redis.set(f2, 1);
+    assert.equal(await redis.incrbyfloat(f2, 1.5), 2.5);
+    assert.equal(await redis.incrbyfloat(f2, 5), 7.5);
+    const rest2 = await (await fetch(`${rest}/${encodeURIComponent(f2)}`, {
+      headers: { Authorization: `Bearer ${token}` },
+    })).json();
+    assert.equal(rest2.value, 7.5, "a number for the REST API");
+    await assert.rejects(redis.incrbyfloat(k, 1), /ERR value is not a valid float/);
+
+    const [m1, m2] = [unique("msetnx"), unique("msetnx")];
+    assert.equal(await redis.msetnx({ [m1]: "a", [m2]: { b: 2 } }), 1);
+    assert.deepEqual(await redis.get(m2), { b: 2 });
+    assert.equal(await redis.msetnx({ [unique("msetnx")]: "c", [m1]: "x" }), 0);
+    assert.equal(await redis.get(m1), "a");
+  });
+
+  test(`${name}: generic key commands`, async () => {
+    const [a, b, c] = [unique("a"), unique("b"), unique("c")];
+    await redis.set(a, "1", { ex: 100 });
+    await redis.set(b, "2");
+    assert.equal(await redis.touch(a, b, unique("missing")), 2);
+    assert.equal(await redis.rename(a, c), "OK");
+    assert.equal(await redis.exists(a), 0);
+    assert.equal(await redis.ttl(c), 100);
+    await assert.rejects(redis.rename(unique("missing"), a), /ERR no such key/);
+    assert.equal(await redis.renamenx(c, b), 0);
+    assert.equal(await redis.renamenx(c, a), 1);
+    assert.equal(await redis.copy(a, c), "COPIED");
+    assert.equal(await redis.ttl(c), 100);
+    assert.equal(await redis.copy(a, b), "NOT_COPIED");
+    assert.equal(await redis.copy(a, b, { replace: true }), "COPIED");
+    assert.equal(await redis.get(b), 1);
+    assert.equal(await redis.copy(a, a), "NOT_COPIED");
+    const [secs, micros] = await redis.time();
+    assert.ok(Math.abs(secs - Date.now() / 1000) < 60 && micros < 1_000_000);
+
+    const e = unique("expire");
+    await redis.set(e, "v");
+    assert.equal(await redis.expire(e, 100, "XX"), 0);
+    assert.equal(await redis.expire(e, 100, "GT"), 0, "no expiry is infinite");
+    assert.equal(await redis.expire(e, 100, "LT"), 1);
+    assert.equal(await redis.expire(e, 200, "NX"), 0);
+    assert.equal(await redis.expire(e, 200, "gt"), 1);
+    assert.equal(await redis.pexpire(e, 150_000, "lt"), 1);
+    assert.equal(await redis.ttl(e), 150);
+    const later = Math.floor(Date.now() / 1000) + 1000;
+    assert.equal(await redis.expireat(e, later, "GT"), 1);
+    assert.equal(await redis.pexpireat(e, later * 1000 + 5000, "LT"), 0);
+    assert.equal(await redis.expireat(e, later), 1);
+    // Two options the SDK cannot send together, as a client sending them gets them back.
+    const refused = await fetch(url, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}` },
+      body: JSON.stringify(["expire", e, 10, "NX", "XX"]),
+    });
+    assert.equal(refused.status, 400);
+    assert.deepEqual(await refused.json(), {
+      error: "ERR NX and XX, GT or LT options at the same time are not compatible",
+    });
+  });
+
+  test(`${name}: KEYS, SCAN and RANDOMKEY`, async () => {
+    const prefix = unique("scan");
+    const keys = Array.from({ length: 23 }, (_, i) => `${prefix}:${String(i).padStart(2, "0")}`);
+    await redis.mset(Object.fromEntries(keys.map((key) => [key, "v"])));
+    assert.deepEqual((await redis.keys(`${prefix}:*`)).sort(), keys);
+    assert.deepEqual(await redis.keys(`${prefix}:1?`), keys.slice(10, 20));
+    const seen = [];
+    let cursor = "0";
+    let pages = 0;
+    do {
+      const [next, page] = await redis.scan(cursor, { match: `${prefix}:*`, count: 10 });
+      assert.equal(typeof next, "string");
+      assert.ok(page.length <= 10);
+      seen.push(...page);
+      cursor = next;
+      pages += 1;
+    } while (cursor !== "0" && pages < 10);
+    assert.deepEqual(seen, keys);
+    assert.equal(pages, 3);
+    assert.deepEqual(await redis.scan(0, { match: `${prefix}:0*`, count: 100, type: "string" }), [
+      "0",
+      keys.slice(0, 10),
+    ]);
+    assert.deepEqual(await redis.scan("0", { match: `${prefix}:*`, type: "hash" }), ["0", []]);
+    const random = await redis.randomkey();
+    assert.equal(typeof random, "string");
+    assert.equal(await redis.exists(random), 1);
+  });
+
   test(`${name}: unknown commands are errors, not failures of the server`, async () => {
     await assert.rejects(redis.hset(unique("h"), { f: 1 }), /ERR unknown command 'hset'/);
     await assert.rejects(redis.lpush(unique("l"), "a"), /ERR unknown command 'lpush'/);
@@ -111,6 +234,12 @@ test("a read-only token reads and gets an error reply for writes", async () => {
   assert.equal(await reader.get(k), "v");
   await assert.rejects(reader.set(k, "w"), /NOPERM/);
   await assert.rejects(reader.incr(k), /NOPERM/);
+  await assert.rejects(reader.incrbyfloat(k, 1), /NOPERM/);
+  await assert.rejects(reader.rename(k, unique("ro")), /NOPERM/);
+  assert.equal(await reader.getrange(k, 0, 0), "v");
+  assert.equal(await reader.touch(k), 1);
+  const [, page] = await reader.scan(0, { match: k, count: 10 });
+  assert.deepEqual(page, [k]);
   assert.equal(await writer.get(k), "v");
   const wrong = new Redis({ url, token: "wrong-token" });
   await assert.rejects(wrong.get(k));

@@ -48,12 +48,19 @@ pub fn decode_decimal(cursor: &str) -> Result<Option<String>, StoreError> {
     }
     let invalid = || StoreError::invalid("invalid_cursor", "malformed cursor");
     let digits = cursor.strip_prefix('1').ok_or_else(invalid)?;
-    if digits.is_empty() || !digits.len().is_multiple_of(3) {
+    if digits.is_empty()
+        || !digits.len().is_multiple_of(3)
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(invalid());
     }
     let bytes = (0..digits.len())
         .step_by(3)
-        .map(|i| digits.get(i..i + 3).and_then(|group| group.parse::<u8>().ok()))
+        .map(|i| {
+            digits
+                .get(i..i + 3)
+                .and_then(|group| group.parse::<u8>().ok())
+        })
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(invalid)?;
     String::from_utf8(bytes).map(Some).map_err(|_| invalid())
@@ -71,7 +78,7 @@ mod tests {
             assert_eq!(decode_decimal(&cursor).ok().flatten().as_deref(), Some(key));
         }
         assert_eq!(decode_decimal("0").ok(), Some(None));
-        for bad in ["", "1", "10", "2097", "1256", "1abc", "-1", "01097"] {
+        for bad in ["", "1", "10", "2097", "1256", "1abc", "-1", "01097", "1+97"] {
             assert!(decode_decimal(bad).is_err(), "{bad}");
         }
     }

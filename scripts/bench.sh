@@ -6,7 +6,10 @@
 #
 #   scripts/bench.sh [--database sqlite|postgres] [--keys N] [--duration 10s] [--rounds 3]
 #                    [--connections "32 256"] [--scenarios "get_hit get_miss set incr mix"]
-#                    (also: set_idempotent, a set with an Idempotency-Key of its own)
+#                    (also: set_idempotent, a set with an Idempotency-Key of its own;
+#                    upstash_get, upstash_set, upstash_get_x10, upstash_set_x10: the same GET
+#                    and SET through the Upstash-compatible endpoint, one command a request or
+#                    a /pipeline of 10, each compared with get_hit / set when those ran too)
 #                    [--sweep]
 #
 # Each round runs every scenario once (--duration each), each right after a run of the
@@ -289,6 +292,21 @@ for name, conns in order:
         anchor = rate(f"pgbench@{name.split(':')[-1]}", conns)
         row += f"| {anchor:.0f} | {rps / anchor:.2f} " if anchor else "| | "
     print(row + f"| {p50:.2f} | {p99:.2f} | {run['non2xx']} |")
+# The Upstash-compatible endpoint against the native routes of the same run: requests (one
+# command each) and, for pipelines of 10, commands per second against native requests.
+upstash = [("upstash_get", "get_hit", 1), ("upstash_set", "set", 1),
+           ("upstash_get_x10", "get_hit", 10), ("upstash_set_x10", "set", 10)]
+lines = []
+for conns in sorted({k[1] for k in runs}, key=int):
+    for name, native, per in upstash:
+        ours, theirs = rate(name, conns), rate(native, conns)
+        if ours and theirs:
+            what = "commands/s" if per > 1 else "req/s"
+            lines.append(f"{name} / {native} at {conns} connections ({what}): "
+                         f"{ours * per:.0f} / {theirs:.0f} = {ours * per / theirs:.2f}")
+if lines:
+    print()
+    print("\n".join(lines))
 if postgres:
     print()
     for name, conns in sorted(k for k in runs if k[0].startswith("two_servers:")):

@@ -213,8 +213,12 @@ pub fn stored_json(text: &str) -> String {
     }
 }
 
-/// A stored JSON text as the Redis string it reads as.
+/// A stored JSON text as the Redis string it reads as. Stored texts are valid JSON, so only
+/// a string literal (starting with `"`) needs parsing.
 pub fn redis_string(stored: &str) -> String {
+    if !stored.starts_with('"') {
+        return stored.to_owned();
+    }
     match serde_json::from_str::<Value>(stored) {
         Ok(Value::String(s)) => s,
         _ => stored.to_owned(),

@@ -1,0 +1,3 @@
+-- One request: a /pipeline of 10 SET commands.
+dofile(os.getenv("KV_BENCH_DIR") .. "/common.lua")
+request = function() return upstash_pipeline(10, upstash_set_command) end

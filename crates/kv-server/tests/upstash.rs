@@ -764,3 +764,50 @@ fn reads_see_the_writes_acknowledged_before_them() {
         json!([{"result": "49"}, {"result": 3}, {"result": "49!"}, {"result": ["k"]}])
     );
 }
+
+#[test]
+fn cors_lets_a_page_on_another_origin_use_the_endpoint() {
+    let db = TestDatabase::new();
+    let origin = "https://app.example.com";
+    let server = Server::start_with(&db.url, &["--cors-origin", origin, "--api-key", "k1"], &[]);
+    // The SDKs' headers, asked for by the browser's preflight (which carries no key).
+    let preflight = server.send(
+        "OPTIONS",
+        "/_upstash/pipeline",
+        &[
+            ("Origin", origin),
+            ("Access-Control-Request-Method", "POST"),
+            (
+                "Access-Control-Request-Headers",
+                "authorization,content-type,upstash-encoding,upstash-sync-token",
+            ),
+        ],
+        None,
+    );
+    assert!(preflight.status < 300, "{}", preflight.status);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some(origin)
+    );
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for header in ["authorization", "upstash-encoding", "upstash-sync-token"] {
+        assert!(allowed.contains(header), "{header} in {allowed}");
+    }
+    let resp = server.send(
+        "POST",
+        "/_upstash",
+        &[("Origin", origin), ("Authorization", "Bearer k1")],
+        Some(r#"["set","k","v"]"#),
+    );
+    assert_eq!(resp.json(), json!({"result": "OK"}));
+    assert_eq!(resp.header("access-control-allow-origin"), Some(origin));
+    assert!(
+        resp.header("access-control-expose-headers")
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("upstash-sync-token")
+    );
+}

@@ -153,8 +153,10 @@ impl Command {
     }
 
     fn kind(&self) -> Option<Kind> {
-        let name = self.lower();
-        COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+        COMMANDS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&self.name))
+            .map(|(_, k)| *k)
     }
 
     /// Whether this endpoint knows the command (others answer `ERR unknown command`).

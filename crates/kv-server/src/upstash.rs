@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use kv_core::now_ms;
@@ -41,7 +42,7 @@ pub async fn single(
         .unwrap_or(Reply::Nil);
     Ok(match reply {
         Reply::Error(error) => respond(StatusCode::BAD_REQUEST, json!({ "error": error })),
-        reply => respond(StatusCode::OK, json!({ "result": encode(reply, base64) })),
+        reply => respond_text(StatusCode::OK, result_text(encode(reply, base64))),
     })
 }
 
@@ -223,9 +224,24 @@ fn encode(reply: Reply, base64: bool) -> Value {
 }
 
 fn respond(status: StatusCode, body: Value) -> HttpResponse {
+    respond_text(status, body.to_string())
+}
+
+/// `{"result": …}`, written out without building the object first.
+fn result_text(result: Value) -> String {
+    let result = result.to_string();
+    let mut text = String::with_capacity(result.len() + 11);
+    text.push_str("{\"result\":");
+    text.push_str(&result);
+    text.push('}');
+    text
+}
+
+fn respond_text(status: StatusCode, body: String) -> HttpResponse {
     static TOKEN: AtomicU64 = AtomicU64::new(0);
     let token = TOKEN.fetch_add(1, Ordering::Relaxed);
     HttpResponse::build(status)
         .insert_header((SYNC_TOKEN, format!("{}-{token}", now_ms())))
-        .json(body)
+        .content_type(ContentType::json())
+        .body(body)
 }

@@ -811,3 +811,47 @@ fn cors_lets_a_page_on_another_origin_use_the_endpoint() {
             .contains("upstash-sync-token")
     );
 }
+
+#[test]
+fn extreme_arguments_are_error_replies_and_write_nothing() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    result(&server, json!(["set", "k", "héllo"]));
+    let max = i64::MAX.to_string();
+    let min = i64::MIN.to_string();
+    assert_eq!(
+        result(&server, json!(["getrange", "k", min, max])),
+        json!("héllo")
+    );
+    for command in [
+        json!(["setrange", "k", max, "x"]),
+        json!(["expire", "k", max]),
+        json!(["pexpireat", "k", max]),
+        json!(["getex", "k", "ex", max]),
+        json!(["set", "k", "v", "ex", max]),
+        json!(["incrbyfloat", "k", "1e999"]),
+        json!(["incrby", "k", "99999999999999999999"]),
+        json!(["scan", "1"]),
+        json!(["scan", "1+97"]),
+        json!(["scan", 0, "count", "99999999999999999999"]),
+        json!(["keys", "*".repeat(2000)]),
+        json!(["copy", "k", "j", "db"]),
+        json!(["rename", "k", ""]),
+        json!(["msetnx", "j", "1", "", "2"]),
+        json!(["getrange", "k", 0]),
+        json!(["time", "extra"]),
+    ] {
+        let resp = call(&server, "", &command, &[]);
+        assert_eq!(resp.status, 400, "{command}: {}", resp.body);
+        assert!(
+            resp.json()["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("ERR ")),
+            "{command}: {}",
+            resp.body
+        );
+    }
+    assert_eq!(result(&server, json!(["get", "k"])), json!("héllo"));
+    assert_eq!(result(&server, json!(["ttl", "k"])), json!(-1));
+    assert_eq!(result(&server, json!(["dbsize"])), json!(1));
+}

@@ -3,7 +3,8 @@
 #
 # Installs what is missing (Debian's chromium via apt-get, playwright-core via npm ci), builds
 # kv-server (debug), starts it on a free port over a temporary database (plus a second one
-# with an API key), runs crates/kv-server/ui/e2e/ui.test.mjs, and stops the servers.
+# with an API key, and a third with --cors-origin for the Upstash endpoint's CORS test), runs
+# crates/kv-server/ui/e2e/ui.test.mjs and upstash-cors.test.mjs, and stops the servers.
 # Screenshots land in crates/kv-server/ui/e2e/screenshots/ (gitignored), or $UI_SCREENSHOTS.
 #
 # Needs node (18+) and npm. Env: CHROMIUM_PATH (default /usr/bin/chromium), KV_SERVER_BIN
@@ -83,14 +84,20 @@ start_server plain
 PLAIN_URL=$URL
 start_server auth --api-key ui-test-key
 AUTH_URL=$URL
-log "servers at $PLAIN_URL and $AUTH_URL (with an API key)"
+# A third one for the Upstash endpoint's CORS test: it allows the origin of the page that
+# upstash-cors.test.mjs serves on PAGE_PORT.
+PAGE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server cors --cors-origin "http://127.0.0.1:$PAGE_PORT" --api-key cors-test-key
+CORS_URL=$URL
+log "servers at $PLAIN_URL, $AUTH_URL (with an API key) and $CORS_URL (CORS)"
 
 status=0
 (cd "$E2E" && KV_URL=$PLAIN_URL KV_AUTH_URL=$AUTH_URL KV_API_KEY=ui-test-key \
-  CHROMIUM_PATH=$CHROMIUM node --test --test-concurrency=1 ui.test.mjs) || status=$?
+  KV_CORS_URL=$CORS_URL KV_PAGE_PORT=$PAGE_PORT KV_CORS_KEY=cors-test-key \
+  CHROMIUM_PATH=$CHROMIUM node --test --test-concurrency=1 ui.test.mjs upstash-cors.test.mjs) || status=$?
 if [ "$status" -ne 0 ]; then
   log "browser test failed; server logs:"
-  tail -n 40 "$TMP/plain.log" "$TMP/auth.log" >&2
+  tail -n 40 "$TMP/plain.log" "$TMP/auth.log" "$TMP/cors.log" >&2
 fi
 log "screenshots: ${UI_SCREENSHOTS:-$E2E/screenshots}"
 exit "$status"

@@ -329,6 +329,27 @@ pub fn execute(
     invalid_as_reply(write(tx, command))
 }
 
+/// Runs `commands` in `tx`, in order (see [`execute`]); a refused command answers its reply.
+pub fn execute_all(
+    tx: &mut Tx<'_>,
+    commands: &[Result<Command, Reply>],
+    within: Option<&[String]>,
+) -> Result<Vec<Reply>, StoreError> {
+    let runnable = || commands.iter().filter_map(|c| c.as_ref().ok());
+    if runnable().any(|c| matches!(c.keys(), KeyUse::Listing | KeyUse::Every)) {
+        // A key range is no set of staged rows. Said before any row is read: on PostgreSQL
+        // the writer's discovery run stops a request at the first row it asks for.
+        tx.needs_own_transaction()?;
+    }
+    commands
+        .iter()
+        .map(|command| match command {
+            Ok(command) => execute(tx, command, within),
+            Err(reply) => Ok(reply.clone()),
+        })
+        .collect()
+}
+
 /// Runs the read-only `command` on `source` (a write command answers an error: run it with
 /// [`execute`]).
 pub fn read<S: Source>(

@@ -124,15 +124,7 @@ async fn run(
     );
     if writes {
         return state
-            .write(now, move |tx| {
-                checked
-                    .iter()
-                    .map(|command| match command {
-                        Ok(command) => redis::execute(tx, command, within.as_deref()),
-                        Err(reply) => Ok(reply.clone()),
-                    })
-                    .collect()
-            })
+            .write(now, move |tx| redis::execute_all(tx, &checked, within.as_deref()))
             .await;
     }
     let reads = move |conn: &mut kv_core::DbConnection| {

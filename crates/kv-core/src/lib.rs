@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod changes;
 pub mod cursor;
 pub mod error;
 pub mod expiry;

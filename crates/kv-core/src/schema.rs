@@ -38,3 +38,25 @@ diesel::table! {
         expires_at -> BigInt,
     }
 }
+
+// The change log behind `GET /_watch` (see `changes`): one row per change, all changes of a
+// transaction under its version, in `seq` order.
+diesel::table! {
+    kv_changes (version, seq) {
+        version -> BigInt,
+        seq -> BigInt,
+        key -> Text,
+        op -> Text,
+        value -> Nullable<Text>,
+        expires_at -> Nullable<BigInt>,
+        at_ms -> BigInt,
+    }
+}
+
+// Every change at or below this version has been trimmed from the change log (one row).
+diesel::table! {
+    kv_changes_trimmed (id) {
+        id -> Integer,
+        version -> BigInt,
+    }
+}

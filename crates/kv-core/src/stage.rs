@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::backend::{DbConnection, postgres};
+use crate::changes::Change;
 use crate::error::StoreError;
 use crate::idempotency::Record;
 use crate::model::KeyValue;
@@ -59,6 +60,10 @@ pub struct Stage {
     new_records: BTreeMap<String, Record>,
     /// Discovery: the idempotency keys the requests asked for.
     wanted_records: Vec<String>,
+    /// The running request's change-log rows, kept apart until it succeeds.
+    request_log: Vec<Change>,
+    /// The change-log rows of the batch's successful requests: written at its end.
+    log: Vec<Change>,
 }
 
 /// The sentinel error that stops a request in discovery mode (its result is thrown away).
@@ -81,6 +86,8 @@ impl Stage {
             request_record: None,
             new_records: BTreeMap::new(),
             wanted_records: Vec::new(),
+            request_log: Vec::new(),
+            log: Vec::new(),
         }
     }
 
@@ -112,6 +119,7 @@ impl Stage {
     pub fn begin_request(&mut self) {
         self.request.clear();
         self.request_record = None;
+        self.request_log.clear();
         self.own_transaction = false;
     }
 
@@ -127,9 +135,11 @@ impl Stage {
                 self.records.insert(key.clone(), Some(record.clone()));
                 self.new_records.insert(key, record);
             }
+            self.log.append(&mut self.request_log);
         } else {
             self.request.clear();
             self.request_record = None;
+            self.request_log.clear();
         }
     }
 
@@ -251,6 +261,16 @@ impl Stage {
     /// Removes the row of `key`.
     pub(crate) fn remove(&mut self, key: &str) {
         self.request.insert(key.to_owned(), None);
+    }
+
+    /// Adds a row to the change log (see [`crate::changes`]).
+    pub(crate) fn log_change(&mut self, change: Change) {
+        self.request_log.push(change);
+    }
+
+    /// The change-log rows of the batch's successful requests, in order.
+    pub fn change_log(&self) -> &[Change] {
+        &self.log
     }
 
     /// The running request needs a statement of its own: it stops, and runs again alone.

@@ -1,11 +1,12 @@
 //! The store operations both binaries share. Single-key writes and `/_tx` transactions run
 //! the same [`Tx`] methods; only how many of them share one database transaction differs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
 
 use crate::backend::{self, Backend, DbConnection, with_conn};
+use crate::changes::{self, Change, ChangeOp};
 use crate::error::StoreError;
 use crate::glob::Glob;
 use crate::key::{validate_key, validate_writable_key};
@@ -114,6 +115,7 @@ pub fn write<T>(
                 stage: None,
                 now,
                 version: None,
+                seq: 0,
             })
         });
         match result {
@@ -163,6 +165,7 @@ pub fn write_in_batch<T>(
                     stage: None,
                     now,
                     version: None,
+                    seq: 0,
                 })
             };
             match isolation {
@@ -180,6 +183,7 @@ pub fn write_in_batch<T>(
                 stage: Some(&mut *stage),
                 now,
                 version: None,
+                seq: 0,
             });
             stage.end_request(result.is_ok());
             result
@@ -246,6 +250,8 @@ pub struct Tx<'c> {
     stage: Option<&'c mut Stage>,
     now: i64,
     version: Option<i64>,
+    /// The number of the transaction's next change in the change log.
+    seq: i64,
 }
 
 impl Tx<'_> {
@@ -328,26 +334,90 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Records a change of `key` in the change log ([`crate::changes`]) under the
+    /// transaction's version (taken now if this is its first write): `row` is what a `set`
+    /// wrote.
+    fn record(&mut self, op: ChangeOp, key: &str, row: Option<&KeyValue>) -> Result<(), StoreError> {
+        let change = self.change(op, key, row)?;
+        match self.stage.as_deref_mut() {
+            Some(stage) => stage.log_change(change),
+            None => changes::insert(self.conn, std::slice::from_ref(&change))?,
+        }
+        Ok(())
+    }
+
+    /// The change [`Tx::record`] records, numbered as the transaction's next.
+    fn change(
+        &mut self,
+        op: ChangeOp,
+        key: &str,
+        row: Option<&KeyValue>,
+    ) -> Result<Change, StoreError> {
+        let change = Change {
+            version: self.write_version()?,
+            seq: self.seq,
+            key: key.to_owned(),
+            op: op.as_str().to_owned(),
+            value: row.map(|r| r.value.clone()),
+            expires_at: row.and_then(|r| r.expires_at),
+            at_ms: self.now,
+        };
+        self.seq += 1;
+        Ok(change)
+    }
+
     /// Lazy expiry: deletes the row of `key` if it is expired at `now` — only then, so a key
-    /// set again meanwhile survives. Not a client write: takes no version.
+    /// set again meanwhile survives — and records its `expired` change, which takes a version.
     pub fn purge_expired(&mut self, key: &str) -> Result<bool, StoreError> {
         let now = self.now;
-        if let Some(stage) = self.stage.as_deref_mut() {
-            let expired = stage
-                .row(self.conn, key)?
-                .is_some_and(|row| row.is_expired(now));
-            if expired {
-                stage.remove(key);
+        let expired = match self.stage.as_deref_mut() {
+            Some(stage) => {
+                let expired = stage
+                    .row(self.conn, key)?
+                    .is_some_and(|row| row.is_expired(now));
+                if expired {
+                    stage.remove(key);
+                }
+                expired
             }
-            return Ok(expired);
+            None => {
+                with_conn!(self.conn, c => diesel::delete(
+                    kv_store::table
+                        .filter(kv_store::key.eq(key))
+                        .filter(kv_store::expires_at.le(now)),
+                )
+                .execute(c))?
+                    > 0
+            }
+        };
+        if expired {
+            self.record(ChangeOp::Expired, key, None)?;
         }
-        let deleted = with_conn!(self.conn, c => diesel::delete(
+        Ok(expired)
+    }
+
+    /// Removes up to `limit` rows expired at `now` (the server's expiry timer, kv-sweeper),
+    /// recording an `expired` change for each under one version, and counts them as swept.
+    /// On PostgreSQL rows another transaction has locked are passed by. A transaction of its
+    /// own: returns how many rows went.
+    pub fn remove_expired(&mut self, limit: i64) -> Result<usize, StoreError> {
+        self.needs_own_transaction()?;
+        let keys = backend::expired_keys(self.conn, self.now, limit)?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        for key in &keys {
+            self.record(ChangeOp::Expired, key, None)?;
+        }
+        let now = self.now;
+        let removed = with_conn!(self.conn, c => diesel::delete(
             kv_store::table
-                .filter(kv_store::key.eq(key))
+                .filter(kv_store::key.eq_any(&keys))
                 .filter(kv_store::expires_at.le(now)),
         )
         .execute(c))?;
-        Ok(deleted > 0)
+        backend::count_swept(self.conn, removed)?;
+        Ok(removed)
     }
 
     /// The live row of `key`, if any.
@@ -370,6 +440,9 @@ impl Tx<'_> {
             Lookup::Missing | Lookup::Expired => None,
         };
         args.precondition.check(live.as_ref().map(|r| r.version))?;
+        if exists && live.is_none() {
+            self.record(ChangeOp::Expired, key, None)?;
+        }
         let version = self.write_version()?;
         let row = KeyValue {
             key: key.to_owned(),
@@ -384,6 +457,7 @@ impl Tx<'_> {
             },
         };
         self.put(&row, exists)?;
+        self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(SetOutcome {
             created: live.is_none(),
             row,
@@ -391,7 +465,7 @@ impl Tx<'_> {
     }
 
     /// DEL. Returns the deleting version, or why nothing was deleted. An expired row is
-    /// removed too, but that is not a client write and takes no version.
+    /// removed too, recorded as `expired` (which takes a version).
     pub fn delete(
         &mut self,
         key: &str,
@@ -407,10 +481,12 @@ impl Tx<'_> {
         match found {
             Lookup::Live(_) => {
                 self.remove(key)?;
+                self.record(ChangeOp::Delete, key, None)?;
                 Ok(Lookup::Live(self.write_version()?))
             }
             Lookup::Expired => {
                 self.remove(key)?;
+                self.record(ChangeOp::Expired, key, None)?;
                 Ok(Lookup::Expired)
             }
             Lookup::Missing => Ok(Lookup::Missing),
@@ -436,6 +512,7 @@ impl Tx<'_> {
         row.updated_at = self.now;
         row.expires_at = expires_at;
         self.put(&row, true)?;
+        self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(row)
     }
 
@@ -457,6 +534,9 @@ impl Tx<'_> {
         precondition.check(live.as_ref().map(|r| r.version))?;
         let current = live.as_ref().map(|r| counter_value(&r.value)).transpose()?;
         let next = args.apply(current.unwrap_or(0))?;
+        if exists && live.is_none() {
+            self.record(ChangeOp::Expired, key, None)?;
+        }
         let row = KeyValue {
             key: key.to_owned(),
             value: next.to_string(),
@@ -469,6 +549,7 @@ impl Tx<'_> {
             },
         };
         self.put(&row, exists)?;
+        self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(row)
     }
 
@@ -499,12 +580,14 @@ impl Tx<'_> {
     ) -> Result<u64, StoreError> {
         self.needs_own_transaction()?;
         let keys: Vec<&str> = lines.iter().map(|(_, line)| line.key.as_str()).collect();
-        let mut rows: HashMap<String, KeyValue> = backend::rows_of(self.conn, &keys)?
+        let (expired, live): (Vec<KeyValue>, Vec<KeyValue>) = backend::rows_of(self.conn, &keys)?
             .into_iter()
-            .filter(|row| !row.is_expired(self.now))
-            .map(|row| (row.key.clone(), row))
-            .collect();
+            .partition(|row| row.is_expired(self.now));
+        let mut expired: HashSet<String> = expired.into_iter().map(|row| row.key).collect();
+        let mut rows: HashMap<String, KeyValue> =
+            live.into_iter().map(|row| (row.key.clone(), row)).collect();
         let mut written: BTreeMap<String, KeyValue> = BTreeMap::new();
+        let mut log = Vec::new();
         let mut wrote = 0;
         for (number, line) in lines {
             let live = written.get(&line.key).or_else(|| rows.get(&line.key));
@@ -523,12 +606,17 @@ impl Tx<'_> {
                 value: line.value,
                 key: line.key,
             };
+            if expired.remove(&row.key) {
+                log.push(self.change(ChangeOp::Expired, &row.key, None)?);
+            }
+            log.push(self.change(ChangeOp::Set, &row.key, Some(&row))?);
             rows.remove(&row.key);
             written.insert(row.key.clone(), row);
             wrote += 1;
         }
         let written: Vec<KeyValue> = written.into_values().collect();
         backend::insert_rows(self.conn, &written)?;
+        changes::insert(self.conn, &log)?;
         Ok(wrote)
     }
 
@@ -547,8 +635,9 @@ impl Tx<'_> {
         )))
     }
 
-    /// Deletes the live keys in `scope`; expired rows in it go too. Returns how many were live
-    /// at `now` (exact even while other servers write: they wait for the write lock).
+    /// Deletes the live keys in `scope`; expired rows in it go too, each recorded in the change
+    /// log (`delete` or `expired`) under one version. Returns how many were live at `now`
+    /// (exact even while other servers write: they wait for the write lock).
     pub fn delete_keys(&mut self, scope: &KeyScope) -> Result<i64, StoreError> {
         // A key range is no set of staged rows: this runs as a transaction of its own.
         self.needs_own_transaction()?;
@@ -570,6 +659,22 @@ impl Tx<'_> {
             };
             in_range.filter(live_at(now)).count().get_result(c)
         })?;
+        let any_row = live > 0
+            || with_conn!(self.conn, c => {
+                let in_range = kv_store::table.filter(kv_store::key.ge(&lower)).into_boxed();
+                let in_range = match &upper {
+                    Some(upper) => in_range.filter(kv_store::key.lt(upper)),
+                    None => in_range,
+                };
+                diesel::select(diesel::dsl::exists(in_range)).get_result::<bool>(c)
+            })?;
+        if !any_row {
+            return Ok(0);
+        }
+        let version = self.write_version()?;
+        let recorded =
+            changes::record_range_removal(self.conn, version, self.seq, now, &lower, upper.as_deref())?;
+        self.seq += recorded as i64;
         with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
             match &upper {
@@ -577,9 +682,6 @@ impl Tx<'_> {
                 None => diesel::delete(in_range).execute(c),
             }
         })?;
-        if live > 0 {
-            self.write_version()?;
-        }
         Ok(live)
     }
 }
@@ -830,13 +932,7 @@ pub fn sweep_expired(
     let mut total = 0u64;
     loop {
         let started = std::time::Instant::now();
-        let deleted = backend::write_transaction(conn, |c| {
-            let deleted = backend::delete_expired_batch(c, now, i64::from(batch_size))?;
-            if deleted > 0 {
-                backend::count_swept(c, deleted)?;
-            }
-            Ok(deleted)
-        })?;
+        let deleted = write(conn, now, |tx| tx.remove_expired(i64::from(batch_size)))?;
         total += deleted as u64;
         if deleted < batch_size as usize || stop() {
             return Ok(total);

@@ -7,6 +7,7 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
+use crate::changes;
 use crate::backend::{self, DbConnection};
 use crate::error::StoreError;
 use crate::expiry::{self, MAX_EXPIRES_AT_MS};
@@ -376,10 +377,10 @@ pub fn copy(
                 }
             }
             backend::raise_version(target, source_version)?;
-            Ok(CopySummary {
-                copied,
-                version: backend::current_version(target)?,
-            })
+            let version = backend::current_version(target)?;
+            // The copied rows come without their history: watchers of the target re-list.
+            changes::raise_trim_mark(target, version)?;
+            Ok(CopySummary { copied, version })
         })
     })
 }

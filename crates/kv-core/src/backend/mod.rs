@@ -611,17 +611,32 @@ pub(crate) fn swept_keys(conn: &mut DbConnection) -> QueryResult<i64> {
         .get_result(c))
 }
 
-/// Deletes up to `limit` rows expired at `now`. On PostgreSQL, rows another sweeper has
-/// locked are skipped, so sweepers never wait on each other or count a row twice.
-pub(crate) fn delete_expired_batch(
+/// Up to `limit` keys whose rows are expired at `now`, soonest expired first, inside a write
+/// transaction (which removes them). On PostgreSQL the rows are locked, and rows another
+/// transaction has locked are passed by (`SKIP LOCKED`), so servers sweeping together never
+/// wait on each other's rows or remove one twice.
+pub(crate) fn expired_keys(
     conn: &mut DbConnection,
     now: i64,
     limit: i64,
-) -> QueryResult<usize> {
+) -> QueryResult<Vec<String>> {
+    let due = kv_store::table
+        .filter(kv_store::expires_at.le(now))
+        .order(kv_store::expires_at.asc())
+        .limit(limit)
+        .select(kv_store::key);
     match conn {
-        DbConnection::Sqlite(c) => sqlite::delete_expired_batch(c, now, limit),
-        DbConnection::Postgres(c) => postgres::delete_expired_batch(c, now, limit),
+        DbConnection::Sqlite(c) => due.load(c),
+        DbConnection::Postgres(c) => due.for_update().skip_locked().load(c),
     }
+}
+
+/// The earliest expiry of any row (expired or not), if a row has one: when the server's expiry
+/// timer next has work.
+pub fn next_expiry(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+    with_conn!(conn, c => kv_store::table
+        .select(diesel::dsl::min(kv_store::expires_at))
+        .get_result(c))
 }
 
 #[cfg(test)]

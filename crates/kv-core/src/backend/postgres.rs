@@ -9,6 +9,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
+use crate::changes::Change;
 use crate::clock;
 use crate::model::KeyValue;
 use crate::schema::{kv_meta, kv_store};
@@ -86,8 +87,8 @@ struct StartRow {
 /// transaction (on any server) that committed while this one waited is not in it. Every
 /// write of live data moves the counter, so the statement also returns the counter as its
 /// snapshot saw it: when that differs from the locked (latest) one, the rows are read again,
-/// in a new statement, under the lock. Removals of expired rows take no version; a row seen
-/// that was removed meanwhile is expired, which reads as absent either way.
+/// in a new statement, under the lock. Removals of expired rows move the counter too (each
+/// records an `expired` event, see [`crate::changes`]).
 pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<BatchStart> {
     let found = diesel::sql_query(
         "WITH counter AS MATERIALIZED ( \
@@ -145,14 +146,16 @@ pub(super) fn next_version(c: &mut PgConnection) -> QueryResult<i64> {
 }
 
 /// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
-/// keys, deletes the rows of `removes`, and sets the version counter to `version`. No key is
-/// in both.
+/// keys, deletes the rows of `removes`, appends `log` to the change log and sets the version
+/// counter to `version`. No key is in both `puts` and `removes`.
 pub(crate) fn write_batch(
     c: &mut PgConnection,
     puts: &[KeyValue],
     removes: &[&str],
+    log: &[Change],
     version: i64,
 ) -> QueryResult<()> {
+    let changed = |f: fn(&Change) -> i64| log.iter().map(f).collect::<Vec<i64>>();
     let column = |f: fn(&KeyValue) -> i64| puts.iter().map(f).collect::<Vec<i64>>();
     diesel::sql_query(
         "WITH put AS ( \
@@ -162,7 +165,11 @@ pub(crate) fn write_batch(
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
              created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
              expires_at = EXCLUDED.expires_at), \
-         removed AS (DELETE FROM kv_store WHERE key = ANY($7::text[])) \
+         removed AS (DELETE FROM kv_store WHERE key = ANY($7::text[])), \
+         logged AS ( \
+           INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \
+           SELECT * FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], \
+                                $13::text[], $14::bigint[], $15::bigint[])) \
          UPDATE kv_meta SET version = $8 WHERE id = 1",
     )
     .bind::<Array<Text>, _>(puts.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
@@ -173,27 +180,13 @@ pub(crate) fn write_batch(
     .bind::<Array<Nullable<BigInt>>, _>(puts.iter().map(|r| r.expires_at).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(removes)
     .bind::<BigInt, _>(version)
+    .bind::<Array<BigInt>, _>(changed(|r| r.version))
+    .bind::<Array<BigInt>, _>(changed(|r| r.seq))
+    .bind::<Array<Text>, _>(log.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(log.iter().map(|r| r.op.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(log.iter().map(|r| r.value.as_deref()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(log.iter().map(|r| r.expires_at).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(changed(|r| r.at_ms))
     .execute(c)
     .map(|_| ())
-}
-
-/// Deletes up to `limit` rows expired at `now`, passing by rows another sweeper has locked
-/// (see [`super::delete_expired_batch`]). Takes no version and not the counter: the rows it
-/// removes are absent for everyone already.
-pub(super) fn delete_expired_batch(
-    c: &mut PgConnection,
-    now: i64,
-    limit: i64,
-) -> QueryResult<usize> {
-    // MATERIALIZED: the batch is picked (and locked) exactly once.
-    diesel::sql_query(
-        "WITH batch AS MATERIALIZED \
-         (SELECT key FROM kv_store WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 \
-          FOR UPDATE SKIP LOCKED) \
-         DELETE FROM kv_store USING batch \
-         WHERE kv_store.key = batch.key AND kv_store.expires_at <= $1",
-    )
-    .bind::<BigInt, _>(now)
-    .bind::<BigInt, _>(limit)
-    .execute(c)
 }

@@ -246,22 +246,6 @@ pub(super) fn find(c: &mut SqliteConnection, key: &str) -> QueryResult<Option<Ke
         .optional()
 }
 
-/// Deletes up to `limit` rows expired at `now` (see [`super::delete_expired_batch`]).
-pub(super) fn delete_expired_batch(
-    c: &mut SqliteConnection,
-    now: i64,
-    limit: i64,
-) -> QueryResult<usize> {
-    diesel::sql_query(
-        "DELETE FROM kv_store WHERE key IN \
-         (SELECT key FROM kv_store WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2) \
-         AND expires_at <= ?1",
-    )
-    .bind::<BigInt, _>(now)
-    .bind::<BigInt, _>(limit)
-    .execute(c)
-}
-
 /// A fixed SQLite statement with a static query id, so diesel prepares it once per
 /// connection and keeps it (statements it builds, like `update(…).returning(…)` or its own
 /// savepoints, are prepared anew on every call).

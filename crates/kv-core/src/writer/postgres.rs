@@ -267,7 +267,8 @@ fn run_batch(
             }
             let (puts, removes) = stage.changes();
             if !puts.is_empty() || !removes.is_empty() || versions.last() != first {
-                postgres::write_batch(pg(conn)?, &puts, &removes, versions.last())?;
+                let log = stage.change_log();
+                postgres::write_batch(pg(conn)?, &puts, &removes, log, versions.last())?;
             }
             idempotency::put_records(conn, &stage.new_records())?;
             Ok(())

@@ -1,0 +1,2 @@
+DROP TABLE kv_changes_trimmed;
+DROP TABLE kv_changes;

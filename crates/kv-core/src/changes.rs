@@ -150,6 +150,15 @@ pub fn read_after(
     })
 }
 
+/// Where the log stands: `(trimmed, current)`, the trim mark and the store's version, read
+/// together. A reader may resume from any version in `trimmed..=current`.
+pub fn position(conn: &mut DbConnection) -> Result<(i64, i64), StoreError> {
+    backend::read_snapshot(conn, |conn| {
+        let trimmed = trimmed_version(conn)?;
+        Ok((trimmed, backend::current_version(conn)?))
+    })
+}
+
 /// The newest version trimmed from the log: a reader resuming below it has lost history.
 pub fn trimmed_version(conn: &mut DbConnection) -> QueryResult<i64> {
     with_conn!(conn, c => kv_changes_trimmed::table
@@ -185,11 +194,7 @@ const TRIM_STEP_ROWS: i64 = 5000;
 
 /// Trims changes past `retention` at `now`, oldest first, whole versions at a time, in short
 /// transactions; raises the trim mark with each. Returns how many rows went.
-pub fn trim(
-    conn: &mut DbConnection,
-    now: i64,
-    retention: &Retention,
-) -> Result<u64, StoreError> {
+pub fn trim(conn: &mut DbConnection, now: i64, retention: &Retention) -> Result<u64, StoreError> {
     let cutoff = now.saturating_sub(retention.max_age_ms);
     // The newest version past the row cap: it and every version below it go.
     let over_cap: Option<i64> = with_conn!(conn, c => kv_changes::table

@@ -5,8 +5,8 @@
 //! one database transaction. Nothing here knows about HTTP.
 
 pub mod backend;
-pub mod clock;
 pub mod changes;
+pub mod clock;
 pub mod cursor;
 pub mod error;
 pub mod expiry;

@@ -109,14 +109,19 @@ pub fn write<T>(
             if conn.backend() == Backend::Postgres {
                 backend::lock_version(conn)?;
             }
-            f(&mut Tx {
+            let mut tx = Tx {
                 conn,
                 batch: None,
                 stage: None,
                 now,
                 version: None,
                 seq: 0,
-            })
+            };
+            let out = f(&mut tx)?;
+            if let Some(version) = tx.version {
+                backend::notify_changes(tx.conn, version)?;
+            }
+            Ok(out)
         });
         match result {
             Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,
@@ -337,7 +342,12 @@ impl Tx<'_> {
     /// Records a change of `key` in the change log ([`crate::changes`]) under the
     /// transaction's version (taken now if this is its first write): `row` is what a `set`
     /// wrote.
-    fn record(&mut self, op: ChangeOp, key: &str, row: Option<&KeyValue>) -> Result<(), StoreError> {
+    fn record(
+        &mut self,
+        op: ChangeOp,
+        key: &str,
+        row: Option<&KeyValue>,
+    ) -> Result<(), StoreError> {
         let change = self.change(op, key, row)?;
         match self.stage.as_deref_mut() {
             Some(stage) => stage.log_change(change),
@@ -396,24 +406,27 @@ impl Tx<'_> {
         Ok(expired)
     }
 
-    /// Removes up to `limit` rows expired at `now` (the server's expiry timer, kv-sweeper),
-    /// recording an `expired` change for each under one version, and counts them as swept.
-    /// On PostgreSQL rows another transaction has locked are passed by. A transaction of its
-    /// own: returns how many rows went.
-    pub fn remove_expired(&mut self, limit: i64) -> Result<usize, StoreError> {
+    /// Removes up to `limit` rows expired at `expired_by` (at most the transaction's now: the
+    /// server's expiry timer leaves a moment of grace, kv-sweeper none), recording an
+    /// `expired` change for each under one version, and counts them as swept. On PostgreSQL
+    /// rows another transaction has locked are passed by. A transaction of its own: returns
+    /// how many rows went.
+    pub fn remove_expired(&mut self, limit: i64, expired_by: i64) -> Result<usize, StoreError> {
         self.needs_own_transaction()?;
-        let keys = backend::expired_keys(self.conn, self.now, limit)?;
+        let expired_by = expired_by.min(self.now);
+        let keys = backend::expired_keys(self.conn, expired_by, limit)?;
         if keys.is_empty() {
             return Ok(0);
         }
-        for key in &keys {
-            self.record(ChangeOp::Expired, key, None)?;
-        }
-        let now = self.now;
+        let log = keys
+            .iter()
+            .map(|key| self.change(ChangeOp::Expired, key, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        changes::insert(self.conn, &log)?;
         let removed = with_conn!(self.conn, c => diesel::delete(
             kv_store::table
                 .filter(kv_store::key.eq_any(&keys))
-                .filter(kv_store::expires_at.le(now)),
+                .filter(kv_store::expires_at.le(expired_by)),
         )
         .execute(c))?;
         backend::count_swept(self.conn, removed)?;
@@ -672,8 +685,14 @@ impl Tx<'_> {
             return Ok(0);
         }
         let version = self.write_version()?;
-        let recorded =
-            changes::record_range_removal(self.conn, version, self.seq, now, &lower, upper.as_deref())?;
+        let recorded = changes::record_range_removal(
+            self.conn,
+            version,
+            self.seq,
+            now,
+            &lower,
+            upper.as_deref(),
+        )?;
         self.seq += recorded as i64;
         with_conn!(self.conn, c => {
             let in_range = kv_store::table.filter(kv_store::key.ge(&lower));
@@ -932,7 +951,9 @@ pub fn sweep_expired(
     let mut total = 0u64;
     loop {
         let started = std::time::Instant::now();
-        let deleted = write(conn, now, |tx| tx.remove_expired(i64::from(batch_size)))?;
+        let deleted = write(conn, now, |tx| {
+            tx.remove_expired(i64::from(batch_size), now)
+        })?;
         total += deleted as u64;
         if deleted < batch_size as usize || stop() {
             return Ok(total);

@@ -7,8 +7,8 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use crate::changes;
 use crate::backend::{self, DbConnection};
+use crate::changes;
 use crate::error::StoreError;
 use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;

@@ -325,8 +325,57 @@ fn is_read(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-fn presented_key(req: &ServiceRequest) -> Option<&str> {
+/// `/_watch` alone also takes the key as `?access_token=` (EventSource cannot send headers).
+fn is_watch(path: &str) -> bool {
+    matches!(path, "/_watch" | "/_watch/")
+}
+
+/// The `access_token` of a `/_watch` query, percent-decoded.
+fn access_token(req: &ServiceRequest) -> Option<String> {
+    if !is_watch(req.path()) {
+        return None;
+    }
+    req.query_string().split('&').find_map(|pair| {
+        let value = pair.strip_prefix("access_token=")?;
+        let value = value.replace('+', " ");
+        percent_encoding::percent_decode_str(&value)
+            .decode_utf8()
+            .ok()
+            .map(|v| v.into_owned())
+    })
+}
+
+/// The request line for the access log: on `/_watch` the `access_token` is masked, so keys
+/// never reach a log.
+pub fn request_line_for_log(req: &ServiceRequest) -> String {
+    let query = req.query_string();
+    let query = if is_watch(req.path()) && query.contains("access_token=") {
+        query
+            .split('&')
+            .map(|pair| {
+                if pair.starts_with("access_token=") {
+                    "access_token=***"
+                } else {
+                    pair
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    } else {
+        query.to_owned()
+    };
+    let separator = if query.is_empty() { "" } else { "?" };
+    format!(
+        "{} {}{separator}{query} {:?}",
+        req.method(),
+        req.path(),
+        req.version()
+    )
+}
+
+/// The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>` (or on
+/// `/_watch`, `?access_token=<key>`).
+fn presented_key(req: &ServiceRequest) -> Option<std::borrow::Cow<'_, str>> {
     let headers = req.headers();
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -342,6 +391,8 @@ fn presented_key(req: &ServiceRequest) -> Option<&str> {
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         })
+        .map(std::borrow::Cow::Borrowed)
+        .or_else(|| access_token(req).map(std::borrow::Cow::Owned))
         // An empty key is no key: it guesses nothing (see `crate::throttle`).
         .filter(|key| !key.is_empty())
 }
@@ -368,7 +419,7 @@ pub async fn require_key(
         let response = err.error_response();
         Ok(req.into_response(response).map_into_right_body())
     };
-    let presented = presented_key(&req);
+    let presented: Option<String> = presented_key(&req).map(std::borrow::Cow::into_owned);
     let client = req.peer_addr().map(|addr| addr.ip());
     let now = std::time::Instant::now();
     let metrics = |req: &ServiceRequest| req.app_data::<web::Data<Metrics>>().cloned();
@@ -382,7 +433,7 @@ pub async fn require_key(
         }
         return refuse(req, ApiError::TooManyWrongKeys(wait.as_secs().max(1)));
     }
-    let access = match presented.and_then(|key| keys.access_of(key)) {
+    let access = match presented.as_deref().and_then(|key| keys.access_of(key)) {
         Some(access) => access,
         None => {
             if presented.is_some() {
@@ -402,7 +453,7 @@ pub async fn require_key(
     {
         return refuse(req, ApiError::Forbidden);
     }
-    if let Some(scope) = presented.and_then(|key| keys.scope_of(key)) {
+    if let Some(scope) = presented.as_deref().and_then(|key| keys.scope_of(key)) {
         if let Err(err) = check_reach(&req, &scope) {
             return refuse(req, err);
         }

@@ -106,6 +106,19 @@ pub struct Config {
     #[arg(long, env = "KV_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Seconds the change log keeps changes for `/_watch` (a watcher further behind is told
+    /// to re-list). Trimmed by the server every 10 s and by kv-sweeper.
+    #[arg(long, env = "KV_CHANGES_RETENTION", default_value_t = 3600)]
+    pub changes_retention: u64,
+
+    /// The most changes the log keeps (the newest), whatever their age.
+    #[arg(long, env = "KV_CHANGES_MAX_ROWS", default_value_t = 1_000_000)]
+    pub changes_max_rows: u64,
+
+    /// The most `/_watch` watchers this server holds at once; more get 503 with Retry-After.
+    #[arg(long, env = "KV_MAX_WATCHERS", default_value_t = 10_000)]
+    pub max_watchers: usize,
+
     /// Do not serve: ask the kv-server listening at --bind whether it is ready
     /// (GET /_health/ready) and exit 0 if it is, 1 if not (for container health checks).
     #[arg(long)]
@@ -117,6 +130,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The change log's retention (`--changes-retention`, `--changes-max-rows`).
+    pub fn changes_retention(&self) -> kv_core::changes::Retention {
+        kv_core::changes::Retention {
+            max_age_ms: i64::try_from(self.changes_retention)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            max_rows: i64::try_from(self.changes_max_rows).unwrap_or(i64::MAX),
+        }
+    }
+
     /// The certificate and key to serve HTTPS with, if given.
     pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {

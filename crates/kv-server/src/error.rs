@@ -34,6 +34,22 @@ pub enum ApiError {
     /// seconds (see `throttle`).
     #[error("too many wrong API keys from this address; try again in {0} s")]
     TooManyWrongKeys(u64),
+    /// A watch cursor (`since`, `Last-Event-ID`) that is no version of this store.
+    #[error("{0}")]
+    CursorInvalid(String),
+    /// A watch resumed below the oldest version the change log keeps.
+    #[error(
+        "the change log no longer holds the changes after version {since} (it keeps those \
+         after {oldest}): list the keys again, then watch from {current}"
+    )]
+    HistoryGone {
+        since: i64,
+        oldest: i64,
+        current: i64,
+    },
+    /// The server holds as many watchers as it may (`--max-watchers`).
+    #[error("this server holds {0} watchers, its limit; try again shortly")]
+    TooManyWatchers(usize),
 }
 
 /// The JSON body of every error response.
@@ -55,6 +71,12 @@ pub struct ErrorBody<'a> {
     /// In an import: the number (from 1) of the failing line.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// `history_gone`: the lowest `since` a watch may resume from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oldest: Option<i64>,
+    /// `history_gone`: the store's current version (re-list, then watch from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<i64>,
 }
 
 impl<'a> ErrorBody<'a> {
@@ -65,6 +87,8 @@ impl<'a> ErrorBody<'a> {
             op: None,
             key: None,
             line: None,
+            oldest: None,
+            current: None,
         }
     }
 }
@@ -80,6 +104,9 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden | ApiError::OutOfReach(_) => "forbidden",
             ApiError::TooManyWrongKeys(_) => "too_many_wrong_keys",
+            ApiError::CursorInvalid(_) => "cursor_invalid",
+            ApiError::HistoryGone { .. } => "history_gone",
+            ApiError::TooManyWatchers(_) => "too_many_watchers",
         }
     }
 }
@@ -103,6 +130,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::OutOfReach(_) => StatusCode::FORBIDDEN,
             ApiError::TooManyWrongKeys(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::CursorInvalid(_) => StatusCode::BAD_REQUEST,
+            ApiError::HistoryGone { .. } => StatusCode::GONE,
+            ApiError::TooManyWatchers(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -138,12 +168,20 @@ impl ResponseError for ApiError {
             }
             _ => {}
         }
+        let (oldest, current) = match self {
+            ApiError::HistoryGone {
+                oldest, current, ..
+            } => (Some(*oldest), Some(*current)),
+            _ => (None, None),
+        };
         response.json(ErrorBody {
             error: message,
             code: self.code(),
             op,
             key,
             line,
+            oldest,
+            current,
         })
     }
 }

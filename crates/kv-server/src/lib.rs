@@ -7,6 +7,7 @@ mod cors;
 pub mod error;
 mod handlers;
 pub mod health_check;
+mod housekeeping;
 mod http;
 pub mod idempotency;
 mod json_errors;
@@ -19,6 +20,7 @@ pub mod state;
 pub mod throttle;
 pub mod tls;
 mod upstash;
+pub mod watch;
 
 use std::io;
 use std::time::Duration;
@@ -81,6 +83,8 @@ pub async fn run(config: Config) -> io::Result<()> {
             Some(PointReader::spawn(connector).map_err(|e| io::Error::other(e.to_string()))?)
         }
     };
+    let feed = watch::Feed::spawn(&url, &options, config.max_watchers)
+        .map_err(|e| io::Error::other(format!("cannot start the change feed: {e}")))?;
     let state = web::Data::new(AppState {
         pool,
         backend: url.backend(),
@@ -94,7 +98,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         url: url.clone(),
         options: options.clone(),
         faults: Default::default(),
+        feed: feed.clone(),
     });
+    housekeeping::spawn(state.clone(), config.changes_retention());
     let metrics = web::Data::new(
         Metrics::new(Duration::from_secs(config.key_count_interval)).map_err(io::Error::other)?,
     );
@@ -127,12 +133,21 @@ pub async fn run(config: Config) -> io::Result<()> {
             .wrap(middleware::from_fn(metrics::middleware::track))
             .wrap(middleware::Condition::new(
                 access_log,
-                middleware::Logger::new("%a \"%r\" %s %b %Dms"),
+                // The request line without `access_token` (see `auth`).
+                middleware::Logger::new("%a \"%{request}xi\" %s %b %Dms")
+                    .custom_request_replace("request", auth::request_line_for_log),
             ))
     })
     .workers(workers)
     .shutdown_timeout(10)
-    .shutdown_signal(shutdown::signal()?);
+    .shutdown_signal({
+        let stop = shutdown::signal()?;
+        async move {
+            stop.await;
+            // Watchers end at once; the rest finish their requests.
+            feed.close();
+        }
+    });
     let server = match &certificates {
         Some(store) => {
             let tls = store.server_config().map_err(io::Error::other)?;

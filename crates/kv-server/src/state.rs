@@ -22,6 +22,7 @@ use kv_core::writer::Writer;
 use kv_core::{Backend, DatabaseUrl, DbConnection, DbPool, StoreError};
 
 use crate::error::ApiError;
+use crate::watch::Feed;
 
 /// How long `/_health` keeps reporting a database fault that a request ran into, unless a
 /// write succeeds first.
@@ -43,6 +44,8 @@ pub struct AppState {
     pub options: ConnectionOptions,
     /// The last database fault a request met, for `/_health`.
     pub faults: DbFaults,
+    /// The change feed `/_watch` serves (poked after each write here).
+    pub feed: Feed,
 }
 
 thread_local! {
@@ -95,6 +98,7 @@ impl AppState {
         if result.is_ok() {
             // A write went through: the database takes writes again.
             self.faults.clear();
+            self.feed.poke();
         }
         result
     }

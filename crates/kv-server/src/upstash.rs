@@ -124,7 +124,9 @@ async fn run(
     );
     if writes {
         return state
-            .write(now, move |tx| redis::execute_all(tx, &checked, within.as_deref()))
+            .write(now, move |tx| {
+                redis::execute_all(tx, &checked, within.as_deref())
+            })
             .await;
     }
     let reads = move |conn: &mut kv_core::DbConnection| {

@@ -631,10 +631,49 @@ pub(crate) fn expired_keys(
     }
 }
 
+/// On PostgreSQL, notifies the servers' change feeds that `version` committed (at commit);
+/// on SQLite nothing (its feed polls the file).
+pub(crate) fn notify_changes(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Postgres(c) => postgres::notify_changes(c, version),
+    }
+}
+
+/// Subscribes `conn` to the notifications of committed writes (PostgreSQL; SQLite has none,
+/// its change feed polls).
+pub fn listen_for_changes(conn: &mut DbConnection) -> QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Postgres(c) => diesel::connection::SimpleConnection::batch_execute(
+            c,
+            &format!("LISTEN {}", postgres::CHANGES_CHANNEL),
+        ),
+    }
+}
+
+/// Whether a write committed since the last call (a notification arrived on a connection
+/// that [`listen_for_changes`]); reads only what the socket already holds, never waits.
+pub fn changes_notified(conn: &mut DbConnection) -> QueryResult<bool> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(false),
+        DbConnection::Postgres(c) => {
+            let mut notified = false;
+            for notification in c.notifications_iter() {
+                notification?;
+                notified = true;
+            }
+            Ok(notified)
+        }
+    }
+}
+
 /// The earliest expiry of any row (expired or not), if a row has one: when the server's expiry
 /// timer next has work.
 pub fn next_expiry(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
+    // The filter lets both databases answer from the partial index on expires_at.
     with_conn!(conn, c => kv_store::table
+        .filter(kv_store::expires_at.is_not_null())
         .select(diesel::dsl::min(kv_store::expires_at))
         .get_result(c))
 }

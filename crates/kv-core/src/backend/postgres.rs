@@ -148,6 +148,20 @@ pub(super) fn next_version(c: &mut PgConnection) -> QueryResult<i64> {
 /// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
 /// keys, deletes the rows of `removes`, appends `log` to the change log and sets the version
 /// counter to `version`. No key is in both `puts` and `removes`.
+/// The channel a committed write notifies (its payload: the version), which servers' change
+/// feeds LISTEN on. PostgreSQL delivers it at commit, never for a rollback.
+pub const CHANGES_CHANNEL: &str = "kv_changes";
+
+/// Tells listening servers that `version` changed the log (delivered when the transaction
+/// commits).
+pub(crate) fn notify_changes(c: &mut PgConnection, version: i64) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_notify($1, $2::text)")
+        .bind::<Text, _>(CHANGES_CHANNEL)
+        .bind::<BigInt, _>(version)
+        .execute(c)
+        .map(|_| ())
+}
+
 pub(crate) fn write_batch(
     c: &mut PgConnection,
     puts: &[KeyValue],
@@ -170,7 +184,8 @@ pub(crate) fn write_batch(
            INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \
            SELECT * FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], \
                                 $13::text[], $14::bigint[], $15::bigint[])) \
-         UPDATE kv_meta SET version = $8 WHERE id = 1",
+         UPDATE kv_meta SET version = $8 \
+         FROM (SELECT pg_notify('kv_changes', $8::text)) AS notified WHERE id = 1",
     )
     .bind::<Array<Text>, _>(puts.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(puts.iter().map(|r| r.value.as_str()).collect::<Vec<_>>())

@@ -19,6 +19,7 @@ pub async fn metrics(
     key_counts::before_scrape(state.clone(), metrics.clone()).await;
     sweeps::before_scrape(&state, &metrics).await;
     metrics.observe_pool(&state.pool);
+    metrics.observe_feed(&state.feed);
     let body = metrics
         .render()
         .map_err(|e| StoreError::Internal(format!("rendering metrics failed: {e}")))?;

@@ -48,6 +48,8 @@ pub struct Metrics {
     /// Requests refused with 429 because their address presented too many wrong keys.
     pub(crate) auth_throttled: IntCounter,
     pub(crate) key_counts: key_counts::KeyCounts,
+    watchers: IntGauge,
+    watch_events: IntCounter,
 }
 
 impl Metrics {
@@ -145,6 +147,16 @@ impl Metrics {
         registry.register(Box::new(pool_max.clone()))?;
         registry.register(Box::new(auth_wrong_keys.clone()))?;
         registry.register(Box::new(auth_throttled.clone()))?;
+        let watchers = IntGauge::new(
+            "kv_watchers",
+            "Watchers of /_watch connected to this server (long polls and SSE streams).",
+        )?;
+        let watch_events = IntCounter::new(
+            "kv_watch_events_sent_total",
+            "Change events this server sent to watchers of /_watch.",
+        )?;
+        registry.register(Box::new(watchers.clone()))?;
+        registry.register(Box::new(watch_events.clone()))?;
         registry.register(Box::new(start_time))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
@@ -163,6 +175,8 @@ impl Metrics {
             auth_wrong_keys,
             auth_throttled,
             key_counts: key_counts::KeyCounts::new(key_count_interval),
+            watchers,
+            watch_events,
         })
     }
 
@@ -176,6 +190,14 @@ impl Metrics {
             .with_label_values(&["in_use"])
             .set(open - idle);
         self.pool_max.set(i64::from(pool.max_size()));
+    }
+
+    /// Reads the change feed's watchers and events sent into their metrics.
+    pub fn observe_feed(&self, feed: &crate::watch::Feed) {
+        self.watchers
+            .set(i64::try_from(feed.watchers()).unwrap_or(i64::MAX));
+        self.watch_events
+            .inc_by(feed.sent().saturating_sub(self.watch_events.get()));
     }
 
     /// Every metric in the text format.

@@ -1,0 +1,73 @@
+//! The server's own upkeep: it removes keys at their expiry time (so an `expired` event
+//! follows an expiry within a second, without waiting for kv-sweeper) and trims the change
+//! log to its retention.
+//!
+//! A timer looks at the earliest expiry every [`TICK`]; once a row is [`GRACE`] past its
+//! expiry it removes expired rows in batches of [`BATCH`] through the writer (each batch a
+//! transaction of its own, one version and one `expired` event per key; on PostgreSQL rows
+//! another server is removing are passed by, so servers share the work). The grace lets a
+//! `GET` right at the expiry still answer "expired" rather than "not found".
+
+use std::time::{Duration, Instant};
+
+use actix_web::rt::time::sleep;
+use actix_web::web;
+use kv_core::backend;
+use kv_core::changes::{self, Retention};
+use kv_core::now_ms;
+
+use crate::state::AppState;
+
+const TICK: Duration = Duration::from_millis(250);
+const GRACE_MS: i64 = 250;
+const BATCH: i64 = 1000;
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
+/// Starts the expiry timer and the change log's trimming on the current runtime.
+pub fn spawn(state: web::Data<AppState>, retention: Retention) {
+    actix_web::rt::spawn(async move {
+        let mut trimmed_at: Option<Instant> = None;
+        while !state.feed.is_closing() {
+            let removed = remove_expired(&state).await;
+            if trimmed_at.is_none_or(|at| at.elapsed() >= TRIM_EVERY) {
+                trimmed_at = Some(Instant::now());
+                let now = now_ms();
+                if let Err(err) = state
+                    .db(move |conn| changes::trim(conn, now, &retention))
+                    .await
+                {
+                    log::warn!("trimming the change log failed: {err}");
+                }
+            }
+            if removed < BATCH as usize {
+                sleep(TICK).await;
+            }
+        }
+    });
+}
+
+/// Removes one batch of rows past their expiry and grace, if the earliest expiry is due.
+/// Returns how many went.
+async fn remove_expired(state: &AppState) -> usize {
+    let now = now_ms();
+    let due = match state.db(|conn| Ok(backend::next_expiry(conn)?)).await {
+        Ok(next) => next.is_some_and(|at| at + GRACE_MS <= now),
+        Err(err) => {
+            log::debug!("the expiry timer cannot read the earliest expiry: {err}");
+            return 0;
+        }
+    };
+    if !due {
+        return 0;
+    }
+    match state
+        .write(now, move |tx| tx.remove_expired(BATCH, now - GRACE_MS))
+        .await
+    {
+        Ok(removed) => removed,
+        Err(err) => {
+            log::warn!("the expiry timer cannot remove expired keys: {err}");
+            0
+        }
+    }
+}

@@ -1,0 +1,428 @@
+//! The server's change feed: one thread reads the change log ([`kv_core::changes`]) as it
+//! grows, keeps its recent events in memory, and wakes the watchers whose filters match.
+//!
+//! The thread reads the log after each local write (a poke), after a PostgreSQL notification
+//! from any server (LISTEN), and every [`POLL_EVERY`] anyway: a lost poke or notification, or
+//! a write by another process (kv-sweeper on SQLite), only adds latency. Versions become
+//! visible in commit order, so reading "everything above the last version read" never skips
+//! one.
+//!
+//! Watchers read the events above their cursor from memory when the feed still holds them,
+//! else from the log in the database ([`super::collect`]). A watcher costs a registry entry
+//! and a [`Notify`]; events are shared (`Arc`), never copied per watcher.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use kv_core::backend::{self, ConnectionOptions, DbConnection};
+use kv_core::changes::{self, Change};
+use kv_core::{Backend, DatabaseUrl, StoreError};
+use tokio::sync::Notify;
+
+use crate::error::ApiError;
+
+/// How often the feed reads the log without being told to.
+const POLL_EVERY: Duration = Duration::from_millis(100);
+/// How often it checks for PostgreSQL notifications (a local check, no round trip).
+const NOTIFICATION_CHECK_EVERY: Duration = Duration::from_millis(5);
+/// Log rows one read takes at most (more to finish a version).
+const READ_ROWS: usize = 10_000;
+/// Events kept in memory (the newest), and the bytes of their keys and values.
+const MAX_EVENTS: usize = 100_000;
+const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
+/// How long the feed waits before reconnecting after a database error.
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
+
+/// One change of the log, as watchers get it.
+#[derive(Debug)]
+pub struct Event {
+    pub version: i64,
+    pub op: String,
+    pub key: String,
+    /// The value written (JSON text), for `set`.
+    pub value: Option<String>,
+    pub expires_at: Option<i64>,
+}
+
+impl Event {
+    fn size(&self) -> usize {
+        self.key.len() + self.value.as_ref().map_or(0, String::len) + 64
+    }
+}
+
+impl From<Change> for Event {
+    fn from(change: Change) -> Self {
+        Event {
+            version: change.version,
+            op: change.op,
+            key: change.key,
+            value: change.value,
+            expires_at: change.expires_at,
+        }
+    }
+}
+
+/// What a watcher watches: keys exactly, and keys under prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filters {
+    pub keys: Vec<String>,
+    pub prefixes: Vec<String>,
+}
+
+impl Filters {
+    pub fn matches(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+            || self.prefixes.iter().any(|p| key.starts_with(p.as_str()))
+    }
+}
+
+/// The events above a cursor that match a watcher's filters.
+pub(crate) struct Taken {
+    pub events: Vec<Arc<Event>>,
+    /// Where the watcher stands now: every matching event up to here was taken.
+    pub cursor: i64,
+}
+
+/// What a watcher learns from [`Feed::take`].
+pub(crate) enum FromMemory {
+    Taken(Taken),
+    /// The feed no longer holds events above the cursor: read them from the log.
+    Older,
+}
+
+#[derive(Default)]
+struct Registry {
+    next_id: u64,
+    by_key: HashMap<String, HashMap<u64, Arc<Notify>>>,
+    by_prefix: HashMap<u64, (Vec<String>, Arc<Notify>)>,
+    all: HashMap<u64, Arc<Notify>>,
+}
+
+struct State {
+    events: VecDeque<Arc<Event>>,
+    event_bytes: usize,
+    /// Every version at or below `base` is no longer in `events`.
+    base: i64,
+    /// Every version at or below `head` has been read from the log.
+    head: i64,
+    registry: Registry,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    closing: AtomicBool,
+    watchers: AtomicUsize,
+    max_watchers: usize,
+    /// Events sent to watchers.
+    sent: AtomicU64,
+    poke: SyncSender<()>,
+}
+
+/// The change feed of one server (cheap to clone).
+#[derive(Clone)]
+pub struct Feed {
+    shared: Arc<Shared>,
+}
+
+/// A watcher's place in the registry; dropping it leaves.
+pub(crate) struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    pub notify: Arc<Notify>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        let registry = &mut state.registry;
+        registry.all.remove(&self.id);
+        registry.by_prefix.remove(&self.id);
+        registry.by_key.retain(|_, watchers| {
+            watchers.remove(&self.id);
+            !watchers.is_empty()
+        });
+        self.shared.watchers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Feed {
+    /// Starts the feed's thread over a connection of its own, from the store's current
+    /// version.
+    pub fn spawn(
+        url: &DatabaseUrl,
+        options: &ConnectionOptions,
+        max_watchers: usize,
+    ) -> Result<Feed, String> {
+        let connect = {
+            let (url, options) = (url.clone(), options.clone());
+            move || -> Result<DbConnection, String> {
+                let mut conn = backend::connect(&url, &options).map_err(|e| e.to_string())?;
+                if url.backend() == Backend::Postgres {
+                    backend::listen_for_changes(&mut conn).map_err(|e| e.to_string())?;
+                }
+                Ok(conn)
+            }
+        };
+        let mut conn = connect()?;
+        let (_, current) = changes::position(&mut conn).map_err(|e| e.to_string())?;
+        let (poke, poked) = mpsc::sync_channel(1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                events: VecDeque::new(),
+                event_bytes: 0,
+                base: current,
+                head: current,
+                registry: Registry::default(),
+            }),
+            closing: AtomicBool::new(false),
+            watchers: AtomicUsize::new(0),
+            max_watchers,
+            sent: AtomicU64::new(0),
+            poke,
+        });
+        let feed = Feed {
+            shared: Arc::clone(&shared),
+        };
+        let postgres = url.backend() == Backend::Postgres;
+        std::thread::Builder::new()
+            .name("kv-feed".into())
+            .spawn(move || follow(&shared, conn, connect, &poked, postgres))
+            .map_err(|e| e.to_string())?;
+        Ok(feed)
+    }
+
+    /// A write committed here: read the log now.
+    pub fn poke(&self) {
+        let _ = self.shared.poke.try_send(());
+    }
+
+    /// Shutdown: every watcher ends at once (long polls answer, streams close).
+    pub fn close(&self) {
+        self.shared.closing.store(true, Ordering::Release);
+        let state = lock(&self.shared.state);
+        for notify in state.registry.all.values() {
+            notify.notify_one();
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.shared.closing.load(Ordering::Acquire)
+    }
+
+    /// How many watchers are registered.
+    pub fn watchers(&self) -> usize {
+        self.shared.watchers.load(Ordering::Acquire)
+    }
+
+    /// Counts events sent to a watcher.
+    pub(crate) fn count_sent(&self, events: usize) {
+        self.shared.sent.fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// Events sent to watchers since the server started.
+    pub fn sent(&self) -> u64 {
+        self.shared.sent.load(Ordering::Relaxed)
+    }
+
+    /// Registers a watcher of `filters`; refused once the server holds `--max-watchers`.
+    pub(crate) fn register(&self, filters: &Filters) -> Result<Registration, ApiError> {
+        let count = self.shared.watchers.fetch_add(1, Ordering::AcqRel);
+        if count >= self.shared.max_watchers {
+            self.shared.watchers.fetch_sub(1, Ordering::AcqRel);
+            return Err(ApiError::TooManyWatchers(self.shared.max_watchers));
+        }
+        let notify = Arc::new(Notify::new());
+        let mut state = lock(&self.shared.state);
+        let registry = &mut state.registry;
+        let id = registry.next_id;
+        registry.next_id += 1;
+        registry.all.insert(id, Arc::clone(&notify));
+        for key in &filters.keys {
+            registry
+                .by_key
+                .entry(key.clone())
+                .or_default()
+                .insert(id, Arc::clone(&notify));
+        }
+        if !filters.prefixes.is_empty() {
+            registry
+                .by_prefix
+                .insert(id, (filters.prefixes.clone(), Arc::clone(&notify)));
+        }
+        drop(state);
+        Ok(Registration {
+            shared: Arc::clone(&self.shared),
+            id,
+            notify,
+        })
+    }
+
+    /// The events above `since` matching `filters`, from memory: at least `limit` when there
+    /// are that many (more to finish a version).
+    pub(crate) fn take(&self, since: i64, filters: &Filters, limit: usize) -> FromMemory {
+        let state = lock(&self.shared.state);
+        if since < state.base {
+            return FromMemory::Older;
+        }
+        let start = state.events.partition_point(|e| e.version <= since);
+        let mut events: Vec<Arc<Event>> = Vec::new();
+        for event in state.events.range(start..) {
+            if events.len() >= limit
+                && events
+                    .last()
+                    .is_some_and(|last| last.version != event.version)
+            {
+                let cursor = events.last().map_or(since, |last| last.version);
+                return FromMemory::Taken(Taken { events, cursor });
+            }
+            if filters.matches(&event.key) {
+                events.push(Arc::clone(event));
+            }
+        }
+        FromMemory::Taken(Taken {
+            events,
+            cursor: state.head.max(since),
+        })
+    }
+
+    /// Adds what a read of the log found, and wakes the watchers it concerns.
+    fn publish(&self, changes: Vec<Change>, scanned: i64) {
+        let mut woken: HashSet<u64> = HashSet::new();
+        let mut state = lock(&self.shared.state);
+        for change in changes {
+            let event = Arc::new(Event::from(change));
+            if event.version <= state.head {
+                continue;
+            }
+            if let Some(watchers) = state.registry.by_key.get(&event.key) {
+                for (id, notify) in watchers {
+                    if woken.insert(*id) {
+                        notify.notify_one();
+                    }
+                }
+            }
+            for (id, (prefixes, notify)) in &state.registry.by_prefix {
+                if !woken.contains(id) && prefixes.iter().any(|p| event.key.starts_with(p.as_str()))
+                {
+                    woken.insert(*id);
+                    notify.notify_one();
+                }
+            }
+            state.event_bytes += event.size();
+            state.events.push_back(event);
+        }
+        state.head = state.head.max(scanned);
+        // Whole versions leave memory, oldest first.
+        while state.events.len() > MAX_EVENTS || state.event_bytes > MAX_EVENT_BYTES {
+            let Some(oldest) = state.events.front().map(|e| e.version) else {
+                break;
+            };
+            while state.events.front().is_some_and(|e| e.version == oldest) {
+                if let Some(event) = state.events.pop_front() {
+                    state.event_bytes -= event.size();
+                }
+            }
+            state.base = oldest;
+        }
+    }
+
+    fn head(&self) -> i64 {
+        lock(&self.shared.state).head
+    }
+}
+
+/// The feed's thread: reads the log whenever it may have grown.
+fn follow<C>(
+    shared: &Arc<Shared>,
+    conn: DbConnection,
+    connect: C,
+    poked: &Receiver<()>,
+    postgres: bool,
+) where
+    C: Fn() -> Result<DbConnection, String>,
+{
+    let feed = Feed {
+        shared: Arc::clone(shared),
+    };
+    let mut conn = Some(conn);
+    let mut last_read = Instant::now();
+    while !feed.is_closing() {
+        let wait = if postgres {
+            NOTIFICATION_CHECK_EVERY
+        } else {
+            POLL_EVERY
+        };
+        let mut due = match poked.recv_timeout(wait) {
+            Ok(()) => true,
+            Err(RecvTimeoutError::Timeout) => last_read.elapsed() >= POLL_EVERY,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let Some(c) = conn.as_mut() else {
+            std::thread::sleep(RETRY_AFTER_ERROR);
+            conn = connect()
+                .map_err(|e| log::warn!("the change feed cannot reconnect: {e}"))
+                .ok();
+            continue;
+        };
+        if postgres {
+            match backend::changes_notified(c) {
+                Ok(notified) => due |= notified,
+                Err(err) => {
+                    log::warn!("the change feed lost its connection: {err}");
+                    conn = None;
+                    continue;
+                }
+            }
+        }
+        if !due {
+            continue;
+        }
+        last_read = Instant::now();
+        if let Err(err) = catch_up(&feed, c) {
+            log::warn!("the change feed cannot read the change log: {err}");
+            conn = None;
+        }
+    }
+}
+
+/// Reads the log above the feed's head until it is read to the end.
+fn catch_up(feed: &Feed, conn: &mut DbConnection) -> Result<(), StoreError> {
+    loop {
+        let head = feed.head();
+        let read = changes::read_after(conn, head, READ_ROWS)?;
+        let more = read.changes.len() >= READ_ROWS;
+        feed.publish(read.changes, read.scanned);
+        if !more {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_match_keys_exactly_and_prefixes_by_bytes() {
+        let filters = Filters {
+            keys: vec!["a/b".into()],
+            prefixes: vec!["cfg/".into(), "ü".into()],
+        };
+        assert!(filters.matches("a/b"));
+        assert!(!filters.matches("a/bc"));
+        assert!(filters.matches("cfg/x"));
+        assert!(filters.matches("cfg/"));
+        assert!(!filters.matches("cfg"));
+        assert!(filters.matches("über"));
+        assert!(!filters.matches("u"));
+    }
+}

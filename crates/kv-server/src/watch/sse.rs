@@ -1,0 +1,155 @@
+//! `GET /_watch` as Server-Sent Events (`Accept: text/event-stream`).
+//!
+//! The stream starts with `retry:` and `event: ready` (the watcher is registered: a write
+//! after it is never missed), then sends each event as a message with `id: <version>`, and an
+//! `event: progress` after 15 s without one, which keeps the client's `Last-Event-ID` current
+//! and ends the stream of a client that went away. A cursor below the oldest kept version
+//! gets one `event: reset` (EventSource gives up for good on a non-200) and live events from
+//! the current version. The stream is produced only as fast as the client reads it: a client
+//! that stops reading holds one chunk, not a growing queue.
+
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::rt::time::Instant;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::feed::{Filters, Registration};
+use super::{Gone, WatchQuery, collect, cursor_of, event_json, first_of, start};
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+
+/// How long a stream stays silent before it sends `event: progress`.
+const PROGRESS_EVERY: Duration = Duration::from_secs(15);
+/// How long EventSource waits before reconnecting (ms).
+const RETRY_MS: u64 = 2000;
+/// Events one read takes (a version's events are never split).
+const EVENTS_PER_READ: usize = 1000;
+
+/// Whether the client asked for SSE.
+pub(super) fn wanted(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+struct Stream {
+    state: web::Data<AppState>,
+    filters: Filters,
+    values: bool,
+    cursor: i64,
+    registration: Registration,
+    /// What goes out before anything else (`retry:`, `ready` or `reset`).
+    opening: Option<String>,
+    last_sent: Instant,
+}
+
+fn message(event: &str, id: i64, data: &str) -> String {
+    format!("event: {event}\nid: {id}\ndata: {data}\n\n")
+}
+
+fn reset_message(gone: Gone) -> String {
+    let err = ApiError::from(gone);
+    let mut body = ErrorBody::new(err.to_string(), "history_gone");
+    body.oldest = Some(gone.oldest);
+    body.current = Some(gone.current);
+    let data = serde_json::to_string(&body).unwrap_or_default();
+    message("reset", gone.current, &data)
+}
+
+fn position(cursor: i64) -> String {
+    format!("{{\"cursor\":{cursor}}}")
+}
+
+/// Opens the stream: `Last-Event-ID` wins over `since`.
+pub(super) async fn stream(
+    req: &HttpRequest,
+    query: WatchQuery,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let last_event_id = req
+        .headers()
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::CursorInvalid("Last-Event-ID must be a version".into()))
+                .and_then(|text| cursor_of("Last-Event-ID", text))
+        })
+        .transpose()?;
+    let (cursor, opening) = match start(&state, last_event_id.or(query.since)).await? {
+        Ok(cursor) => (cursor, message("ready", cursor, &position(cursor))),
+        Err(gone) => (gone.current, reset_message(gone)),
+    };
+    let registration = state.feed.register(&query.filters)?;
+    let stream = Stream {
+        state,
+        filters: query.filters,
+        values: query.values,
+        cursor,
+        registration,
+        opening: Some(format!("retry: {RETRY_MS}\n\n{opening}")),
+        last_sent: Instant::now(),
+    };
+    let body = futures_util::stream::unfold(stream, |mut s| async move {
+        let chunk = s.next().await?;
+        Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), s))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        // Never compressed: a compressor would hold events back.
+        .insert_header((header::CONTENT_ENCODING, "identity"))
+        .streaming(body))
+}
+
+impl Stream {
+    /// The next chunk to send, once there is one; `None` ends the stream (shutdown, or the
+    /// database failed: the client reconnects with its `Last-Event-ID`).
+    async fn next(&mut self) -> Option<String> {
+        if let Some(opening) = self.opening.take() {
+            return Some(opening);
+        }
+        loop {
+            if self.state.feed.is_closing() {
+                return None;
+            }
+            let taken =
+                match collect(&self.state, &self.filters, self.cursor, EVENTS_PER_READ).await {
+                    Ok(Ok(taken)) => taken,
+                    Ok(Err(gone)) => {
+                        // The log was trimmed past this watcher while it lagged.
+                        self.cursor = gone.current;
+                        self.last_sent = Instant::now();
+                        return Some(reset_message(gone));
+                    }
+                    Err(err) => {
+                        log::warn!("a watch stream ends: {err}");
+                        return None;
+                    }
+                };
+            self.cursor = taken.cursor;
+            if !taken.events.is_empty() {
+                let mut chunk = String::new();
+                for event in &taken.events {
+                    chunk.push_str(&format!(
+                        "id: {}\ndata: {}\n\n",
+                        event.version,
+                        event_json(event, self.values)
+                    ));
+                }
+                self.state.feed.count_sent(taken.events.len());
+                self.last_sent = Instant::now();
+                return Some(chunk);
+            }
+            let progress_at = self.last_sent + PROGRESS_EVERY;
+            first_of(self.registration.notify.notified(), progress_at).await;
+            if Instant::now() >= progress_at && !self.state.feed.is_closing() {
+                self.last_sent = Instant::now();
+                return Some(message("progress", self.cursor, &position(self.cursor)));
+            }
+        }
+    }
+}

@@ -189,6 +189,18 @@ pub struct Retention {
     pub max_rows: i64,
 }
 
+impl Retention {
+    /// `--changes-retention` (seconds) and `--changes-max-rows`, as both binaries take them.
+    pub fn new(max_age_secs: u64, max_rows: u64) -> Retention {
+        Retention {
+            max_age_ms: i64::try_from(max_age_secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000),
+            max_rows: i64::try_from(max_rows).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Rows one trim step looks at (and, about, deletes): the write lock is never held for long.
 const TRIM_STEP_ROWS: i64 = 5000;
 

@@ -132,12 +132,7 @@ pub struct Config {
 impl Config {
     /// The change log's retention (`--changes-retention`, `--changes-max-rows`).
     pub fn changes_retention(&self) -> kv_core::changes::Retention {
-        kv_core::changes::Retention {
-            max_age_ms: i64::try_from(self.changes_retention)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000),
-            max_rows: i64::try_from(self.changes_max_rows).unwrap_or(i64::MAX),
-        }
+        kv_core::changes::Retention::new(self.changes_retention, self.changes_max_rows)
     }
 
     /// The certificate and key to serve HTTPS with, if given.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use kv_core::backend::{self, ConnectionOptions, DbConnection, DbSetupError};
+use kv_core::changes::{self, Retention};
 use kv_core::logging::LogFormat;
 use kv_core::{DatabaseUrl, SyncMode, idempotency, store};
 use time::OffsetDateTime;
@@ -58,6 +59,15 @@ struct Args {
     /// Log lines as text, or as one JSON object per line (for log shippers).
     #[arg(long, env = "KV_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
+
+    /// Seconds the change log keeps changes for `/_watch` (as kv-server's flag): each run
+    /// trims older ones.
+    #[arg(long, env = "KV_CHANGES_RETENTION", default_value_t = 3600)]
+    changes_retention: u64,
+
+    /// The most changes the log keeps (the newest), whatever their age.
+    #[arg(long, env = "KV_CHANGES_MAX_ROWS", default_value_t = 1_000_000)]
+    changes_max_rows: u64,
 }
 
 fn clock() -> String {
@@ -143,6 +153,7 @@ impl Sweeper {
     fn cleanup(&mut self) -> Result<u64, String> {
         println!("[{}] Running cleanup...", clock());
         let batch_size = self.args.batch_size;
+        let retention = Retention::new(self.args.changes_retention, self.args.changes_max_rows);
         let stop = Arc::clone(&self.stop);
         let result = self
             .connection()
@@ -157,6 +168,10 @@ impl Sweeper {
                 let responses = idempotency::sweep_expired(conn, now).map_err(|e| e.to_string())?;
                 if responses > 0 {
                     log::info!("deleted {responses} expired Idempotency-Key responses");
+                }
+                let trimmed = changes::trim(conn, now, &retention).map_err(|e| e.to_string())?;
+                if trimmed > 0 {
+                    log::info!("trimmed {trimmed} changes from the change log");
                 }
                 Ok(deleted)
             });

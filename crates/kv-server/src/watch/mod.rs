@@ -45,8 +45,9 @@ pub(crate) struct WatchQuery {
     pub values: bool,
 }
 
+/// A 400 `invalid_parameter`, as every query of the API answers.
 fn bad(message: String) -> ApiError {
-    ApiError::BadRequest(message)
+    kv_core::StoreError::invalid("invalid_parameter", message).into()
 }
 
 /// A whole number in `min..=max`, or a 400 that says which parameter is wrong.

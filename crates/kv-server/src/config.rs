@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "KV_CHANGES_MAX_ROWS", default_value_t = 1_000_000)]
     pub changes_max_rows: u64,
 
+    /// Remove keys at their expiry time (within a second: their `expired` events come then).
+    /// `false`: expired rows go only when touched (GET, a write) or swept by kv-sweeper.
+    #[arg(long, env = "KV_ACTIVE_EXPIRY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub active_expiry: bool,
+
     /// The most `/_watch` watchers this server holds at once; more get 503 with Retry-After.
     #[arg(long, env = "KV_MAX_WATCHERS", default_value_t = 10_000)]
     pub max_watchers: usize,

@@ -23,12 +23,17 @@ const GRACE_MS: i64 = 250;
 const BATCH: i64 = 1000;
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
-/// Starts the expiry timer and the change log's trimming on the current runtime.
-pub fn spawn(state: web::Data<AppState>, retention: Retention) {
+/// Starts the expiry timer (unless `active_expiry` is off) and the change log's trimming on
+/// the current runtime.
+pub fn spawn(state: web::Data<AppState>, retention: Retention, active_expiry: bool) {
     actix_web::rt::spawn(async move {
         let mut trimmed_at: Option<Instant> = None;
         while !state.feed.is_closing() {
-            let removed = remove_expired(&state).await;
+            let removed = if active_expiry {
+                remove_expired(&state).await
+            } else {
+                0
+            };
             if trimmed_at.is_none_or(|at| at.elapsed() >= TRIM_EVERY) {
                 trimmed_at = Some(Instant::now());
                 let now = now_ms();

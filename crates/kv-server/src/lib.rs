@@ -100,7 +100,11 @@ pub async fn run(config: Config) -> io::Result<()> {
         faults: Default::default(),
         feed: feed.clone(),
     });
-    housekeeping::spawn(state.clone(), config.changes_retention());
+    housekeeping::spawn(
+        state.clone(),
+        config.changes_retention(),
+        config.active_expiry,
+    );
     let metrics = web::Data::new(
         Metrics::new(Duration::from_secs(config.key_count_interval)).map_err(io::Error::other)?,
     );

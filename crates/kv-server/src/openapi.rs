@@ -37,6 +37,7 @@ use crate::handlers::{collection, keys, metrics, server, transfer};
         server::live,
         server::ready,
         metrics::metrics,
+        crate::watch::watch,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -45,6 +46,7 @@ use crate::handlers::{collection, keys, metrics, server, transfer};
         (name = "collection", description = "Scans, bulk delete, transactions, stats"),
         (name = "transfer", description = "Export and import as NDJSON"),
         (name = "server", description = "Health checks, metrics and this document"),
+        (name = "watch", description = "The change feed: long poll and SSE"),
     )
 )]
 struct ApiDoc;

@@ -40,6 +40,10 @@ pub fn log_configuration(config: &Config, addrs: &[SocketAddr], workers: usize) 
         api_keys_file = api_keys_file.as_str(),
         cors_origins = cors_origins.as_str(),
         key_count_interval_s = config.key_count_interval,
+        changes_retention_s = config.changes_retention,
+        changes_max_rows = config.changes_max_rows,
+        max_watchers = config.max_watchers,
+        active_expiry = config.active_expiry,
         log_format:% = config.log_format;
         "kv-server listening on {listen}"
     );

@@ -18,7 +18,8 @@ fn stdout_of(output: &std::process::Output) -> String {
 #[test]
 fn once_deletes_expired_keys_only_and_reports_the_count() {
     let db = TestDatabase::new();
-    let server = Server::start(&db);
+    // The server's own expiry timer off: the sweeper is to find the expired keys.
+    let server = Server::start_with(&db.url, &["--active-expiry", "false"], &[]);
     for i in 0..5 {
         server
             .post(&format!("/temp{i}"), r#"{"value": 1, "ttl_ms": 20}"#)
@@ -59,7 +60,8 @@ fn once_creates_and_migrates_a_fresh_database_so_either_binary_may_start_first()
     let output = sweep_once(&db.url, &[]);
     assert!(output.status.success(), "{output:?}");
     assert!(stdout_of(&output).contains("Successfully deleted 0 expired keys."));
-    let server = Server::start(&db);
+    // The server's own expiry timer off: the sweeper is to find the expired keys.
+    let server = Server::start_with(&db.url, &["--active-expiry", "false"], &[]);
     server.post("/k", r#"{"value": 1}"#).expect(201);
 }
 
@@ -94,7 +96,8 @@ fn bad_flags_are_refused() {
 #[test]
 fn loop_mode_prints_the_seed_banner_sweeps_periodically_and_stops_on_sigterm() {
     let db = TestDatabase::new();
-    let server = Server::start(&db);
+    // The server's own expiry timer off: the sweeper is to find the expired keys.
+    let server = Server::start_with(&db.url, &["--active-expiry", "false"], &[]);
     let mut sweeper = Command::new(sweeper_bin())
         .args(["--database-url", &db.url, "--interval", "1"])
         .env_remove("DATABASE_URL")

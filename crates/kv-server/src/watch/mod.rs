@@ -21,7 +21,7 @@ use kv_core::request::query_flag;
 use serde_json::value::RawValue;
 
 use crate::auth::Reach;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 pub use feed::{Event, Feed, Filters};
 use feed::{FromMemory, Taken};
@@ -298,6 +298,22 @@ fn jittered(wait: Duration) -> Duration {
 }
 
 /// `GET /_watch`: a long poll, or SSE with `Accept: text/event-stream`.
+#[utoipa::path(get, path = "/_watch", tag = "watch", operation_id = "watch",
+    params(
+        ("key" = Option<Vec<String>>, Query, description = "A key to watch (repeatable)"),
+        ("prefix" = Option<Vec<String>>, Query, description = "Watch keys starting with this (repeatable; empty: every key). 1–16 keys and prefixes in all"),
+        ("since" = Option<i64>, Query, description = "Events above this version (default: the current one; 0: the oldest kept)", minimum = 0),
+        ("wait" = Option<u64>, Query, description = "Long poll: seconds to wait for an event, 1–120 (default 30)", minimum = 1, maximum = 120),
+        ("limit" = Option<u64>, Query, description = "Events per reply, 1–1000 (default 100); a version's events are never split", minimum = 1, maximum = 1000),
+        ("values" = Option<String>, Query, description = "`false`: events without values", pattern = "^(true|false|1|0)$"),
+        ("access_token" = Option<String>, Query, description = "The API key, for EventSource (never logged)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "SSE: resume after this version (wins over since)"),
+    ),
+    responses(
+        (status = 200, description = "Long poll: `{\"events\": [{\"version\",\"op\",\"key\",\"value\"?,\"expires_at\"?}], \"cursor\": N}`; with `Accept: text/event-stream`, an SSE stream", content_type = "application/json", body = Object),
+        (status = 410, description = "history_gone: `since` is below the oldest kept version (`oldest`, `current` say where to go on)", body = ErrorBody),
+        (status = 503, description = "too_many_watchers (with Retry-After)", body = ErrorBody),
+    ))]
 pub async fn watch(
     req: HttpRequest,
     query: web::Query<Vec<(String, String)>>,

@@ -672,3 +672,28 @@ fn on_postgresql_a_watcher_on_one_server_sees_writes_made_through_another() {
         assert!(latency < Duration::from_secs(2), "{latency:?}");
     }
 }
+
+#[test]
+#[ignore = "needs PostgreSQL: run scripts/test-postgres.sh"]
+fn on_postgresql_two_servers_expiry_timers_record_each_expiry_once() {
+    let db = TestDatabase::postgres();
+    let servers = [Server::start(&db), Server::start(&db)];
+    const KEYS: usize = 300;
+    let ops: Vec<Value> = (0..KEYS)
+        .map(|i| json!({"op": "set", "key": format!("x/{i:03}"), "value": i, "ttl_ms": 200 + (i % 6) * 100}))
+        .collect();
+    servers[0]
+        .post("/_tx", &json!({"ops": ops}).to_string())
+        .expect(200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counts = loop {
+        let counts = expired_events(&servers[1], "x%2F");
+        if counts.len() == KEYS || Instant::now() > deadline {
+            break counts;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(counts.len(), KEYS, "every key expired once: {counts:?}");
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    assert_eq!(servers[0].get("/_stats").expect(200)["keys"], 0);
+}

@@ -4,12 +4,17 @@
 // textContent or form values, never parsed as HTML, so keys and values that contain markup
 // are shown as text. Values are shown and edited as the exact JSON text the server returned
 // (re-indented, literals untouched), so large integers are not rounded by JSON.parse.
+// The list and the selected key follow the store live through the change feed (GET /_watch,
+// Server-Sent Events).
 'use strict';
 
 const API_KEY_STORAGE = 'kvstore.apiKey';
 const STATS_EVERY_MS = 5000;
 const TICK_MS = 250;
 const DELETE_CONFIRM_MS = 6000;
+const WATCH_RETRY_MS = 2000; // after the server refused the watch; doubles up to the maximum
+const WATCH_RETRY_MAX_MS = 60000;
+const REFRESH_DELAY_MS = 100; // change events for the selected key within this read it once
 
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +39,20 @@ const state = {
   editing: null, // null | 'new' | 'edit'
   ticker: null,
   deleteTimer: null,
+  writing: null, // { key, seen }: this page's own save or delete; its change events are not news
+  pendingEvents: null, // change events that came while a listing loaded, applied after it
+  refreshTimer: null,
+};
+
+// The change feed: one EventSource at a time, on the listed prefix (plus the selected key when
+// the prefix does not cover it).
+const watch = {
+  source: null,
+  query: null, // its filters, while it is open or waiting to be opened again
+  position: null, // the last version it reported: the list and the view are current up to it
+  synced: false, // opened at a known version; else its first `ready` lists again
+  retryTimer: null,
+  retryMs: WATCH_RETRY_MS,
 };
 
 // ---- storage -------------------------------------------------------------------------------
@@ -300,16 +319,19 @@ function formatDuration(ms) {
 
 // ---- stats ---------------------------------------------------------------------------------
 
+/** Shows the stats line; resolves to the store's version, or null. */
 async function refreshStats({ background = false } = {}) {
-  if (background && document.hidden) return;
+  if (background && document.hidden) return null;
   const line = $('stats');
   try {
     const { data } = await api('GET', '/_stats', { background });
     line.textContent = `${plural(data.keys, 'key', 'keys')} · ${data.expiring} expiring · version ${data.version} · ${data.database}`;
     line.classList.remove('stale');
+    return data.version;
   } catch (err) {
     line.textContent = `Stats unavailable: ${describe(err)}`;
     line.classList.add('stale');
+    return null;
   }
 }
 
@@ -331,6 +353,17 @@ function keyItem(key) {
   return li;
 }
 
+const utf8 = new TextEncoder();
+
+/** Byte order of the keys' UTF-8, the server's order (JavaScript's < compares UTF-16 units). */
+function compareKeys(a, b) {
+  const x = utf8.encode(a);
+  const y = utf8.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i] - y[i];
+  return x.length - y.length;
+}
+
 function updateListStatus() {
   const more = state.cursor !== null;
   let text = state.shown === 0 && !more ? 'No keys' : plural(state.shown, 'key', 'keys') + ' shown';
@@ -343,12 +376,14 @@ function updateListStatus() {
 /** Lists keys from the start (or the next page, appended, with `more`). */
 async function listKeys({ more = false } = {}) {
   const gen = ++state.listGen;
+  const from = watch.position; // the listing is current at least up to here
   const list = $('key-list');
   const params = new URLSearchParams();
   if (state.prefix) params.set('prefix', state.prefix);
   params.set('limit', String(state.limit));
   if (more && state.cursor) params.set('cursor', state.cursor);
   list.setAttribute('aria-busy', 'true');
+  state.pendingEvents = [];
   try {
     const { data } = await api('GET', `/_keys?${params}`);
     if (gen !== state.listGen) return;
@@ -368,17 +403,50 @@ async function listKeys({ more = false } = {}) {
       if (target) target.firstElementChild.focus();
       else $('prefix').focus();
     }
+    // The API answered: watch what is shown (a no-op when the watch already does).
+    ensureWatch(from);
   } catch (err) {
     if (gen === state.listGen) $('list-status').textContent = `Cannot list keys: ${describe(err)}`;
   } finally {
-    if (gen === state.listGen) list.removeAttribute('aria-busy');
+    if (gen === state.listGen) {
+      list.removeAttribute('aria-busy');
+      const pending = state.pendingEvents || [];
+      state.pendingEvents = null;
+      for (const event of pending) applyToList(event);
+    }
   }
+}
+
+/** Adds a key that was just set, in its place, if it belongs to the listing: under the
+ *  prefix and, while more pages remain, before the last key shown (later keys come with the
+ *  next page). */
+function addToList(key) {
+  if (!key.startsWith(state.prefix)) return;
+  let before = null;
+  for (const b of keyButtons()) {
+    const order = compareKeys(key, b.dataset.key);
+    if (order === 0) return;
+    if (order < 0) {
+      before = b.parentElement;
+      break;
+    }
+  }
+  if (before === null && state.cursor !== null) return;
+  $('key-list').insertBefore(keyItem(key), before);
+  state.shown += 1;
+  updateListStatus();
 }
 
 function removeFromList(key) {
   for (const b of keyButtons()) {
     if (b.dataset.key === key) {
-      b.parentElement.remove();
+      const li = b.parentElement;
+      if (document.activeElement === b) {
+        // Keep focus in the list: on the next key, else the previous one.
+        const near = li.nextElementSibling || li.previousElementSibling;
+        (near ? near.firstElementChild : $('prefix')).focus();
+      }
+      li.remove();
       state.shown = Math.max(0, state.shown - 1);
     }
   }
@@ -396,6 +464,7 @@ function markSelected(key) {
 
 function showPane(name) {
   $('empty-detail').hidden = name !== 'empty';
+  $('gone-note').hidden = name !== 'empty' || $('gone-note').textContent === '';
   $('key-view').hidden = name !== 'view';
   $('edit-form').hidden = name !== 'edit';
 }
@@ -417,10 +486,12 @@ function hashKey() {
 
 async function openKey(key, { focus = true } = {}) {
   const gen = ++state.viewGen;
+  const from = watch.position;
   try {
     const { data, raw } = await getKey(key);
     if (gen !== state.viewGen) return;
     showKey(data, raw);
+    ensureWatch(from); // the key may be outside the listed prefix
     if (focus) $('key-title').focus();
   } catch (err) {
     if (gen !== state.viewGen) return;
@@ -440,6 +511,7 @@ function showKey(data, raw) {
     expiresAt: data.expires_at,
   };
   state.editing = null;
+  $('gone-note').textContent = '';
   $('key-title').textContent = data.key;
   $('key-version').textContent = String(data.version);
   $('key-expires').textContent = data.expires_at === null ? 'never' : data.expires_at;
@@ -464,17 +536,37 @@ function clearSelection() {
 /** The key is no longer there (expired, deleted, or never was). */
 function keyGone(key, what) {
   removeFromList(key);
-  if (state.current && state.current.key === key) {
-    if (state.editing === 'edit') {
+  const c = state.current;
+  if (c && c.key === key) {
+    if (state.editing) {
+      // An open form is left as it is; the key's view goes when the form closes.
+      c.gone = what;
       stopTicker();
-      $('expiry-keep-detail').textContent = '(it has expired)';
-      showMessage(`"${key}" ${what}. Saving your edit will fail; Cancel to close.`, 'error');
-      return;
+      if (state.editing === 'edit') {
+        $('expiry-keep-detail').textContent = `(it ${what})`;
+        const text = `"${key}" ${what}. Saving your edit will fail; Cancel to close.`;
+        showEditNotice(text);
+        showMessage(text, 'error');
+        return;
+      }
+    } else {
+      clearSelection();
+      showGoneNote(`"${key}" ${what}.`);
     }
-    clearSelection();
   }
   showMessage(`"${key}" ${what}.`, 'info');
   refreshStats();
+}
+
+/** Says in the empty detail pane what became of the key that was shown there. */
+function showGoneNote(text) {
+  $('gone-note').textContent = text;
+  $('gone-note').hidden = !$('key-view').hidden || !$('edit-form').hidden;
+}
+
+function showEditNotice(text) {
+  $('edit-notice').textContent = text;
+  $('edit-notice').hidden = false;
 }
 
 function remainingMs() {
@@ -547,6 +639,7 @@ async function onDelete() {
     return;
   }
   disarmDelete();
+  startWrite(c.key);
   try {
     await deleteKey(c.key, c.version);
     keyGone(c.key, 'was deleted');
@@ -560,6 +653,8 @@ async function onDelete() {
       );
       openKey(c.key);
     } else showMessage(`Cannot delete "${c.key}": ${describe(err)}`, 'error');
+  } finally {
+    endWrite();
   }
 }
 
@@ -584,9 +679,11 @@ function formError(text, fieldId) {
 function openEditor(mode) {
   disarmDelete();
   const c = state.current;
-  if (mode === 'edit' && !c) return;
+  if (mode === 'edit' && (!c || c.gone)) return;
   state.editing = mode;
   clearFieldErrors();
+  $('edit-notice').hidden = true;
+  $('gone-note').textContent = '';
   const keyInput = $('edit-key');
   $('edit-ttl').value = '';
   $('expiry-keep-detail').textContent = '';
@@ -617,9 +714,18 @@ function closeEditor() {
   const mode = state.editing;
   state.editing = null;
   clearFieldErrors();
+  $('edit-notice').hidden = true;
+  const c = state.current;
+  if (c && c.gone) {
+    // Deleted or expired while the form was open.
+    clearSelection();
+    showGoneNote(`"${c.key}" ${c.gone}.`);
+  }
   if (state.current) {
     showPane('view');
     $(mode === 'edit' ? 'edit-button' : 'key-title').focus();
+    // Changed while the form was open: show what it is now.
+    if (c.changed) refreshOpenKey(c.key);
   } else {
     showPane('empty');
     $('new-key').focus();
@@ -664,6 +770,7 @@ async function saveEditor(event) {
   const loaded = mode === 'edit' ? state.current.version : null;
   const save = $('save-button');
   save.disabled = true;
+  startWrite(key);
   try {
     const data = await setKey(key, text, options, loaded);
     state.editing = null;
@@ -693,7 +800,223 @@ async function saveEditor(event) {
       formError(`Not saved: ${describe(err)}`);
     }
   } finally {
+    endWrite();
     save.disabled = false;
+  }
+}
+
+// ---- live updates: GET /_watch ------------------------------------------------------------
+//
+// One EventSource on the listed prefix (`values=false`: a change to the selected key is read
+// again with GET, which also gives the TTL by the server's clock). A new watch starts after
+// the version the page was current at when it listed or read the key (`since`), so nothing
+// between that answer and the watch is missed; events it repeats change nothing. EventSource
+// reconnects by itself after a dropped connection and resumes after its last id
+// (Last-Event-ID). A refusal (401, 403, 503) makes it give up: the page tries again later.
+
+function setLive(kind, text) {
+  const el = $('live');
+  el.dataset.state = kind;
+  el.textContent = text;
+}
+
+/** The watch's filters: the listed prefix (empty: every key), and the selected key if the
+ *  prefix does not cover it. */
+function watchQuery() {
+  const params = new URLSearchParams();
+  params.set('prefix', state.prefix);
+  const c = state.current;
+  if (c && !c.key.startsWith(state.prefix)) params.append('key', c.key);
+  params.set('values', 'false');
+  return params.toString();
+}
+
+/** Opens the watch for what the page shows unless the open one covers it. `from`: a version
+ *  the list and the view are known to be current at (null: none known). */
+function ensureWatch(from = watch.position) {
+  const query = watchQuery();
+  if (watch.query === query && (watch.source !== null || watch.retryTimer !== null)) return;
+  openWatch(query, from);
+}
+
+function closeWatch() {
+  if (watch.source !== null) watch.source.close();
+  watch.source = null;
+  if (watch.retryTimer !== null) clearTimeout(watch.retryTimer);
+  watch.retryTimer = null;
+  watch.query = null;
+  setLive('off', 'offline');
+}
+
+function openWatch(query, from) {
+  closeWatch();
+  const params = new URLSearchParams(query);
+  if (from !== null) params.set('since', String(from));
+  // EventSource cannot send headers: the key goes in the address, which only /_watch accepts
+  // (the server masks it in its log).
+  if (state.apiKey) params.set('access_token', state.apiKey);
+  const source = new EventSource(`/_watch?${params}`);
+  watch.source = source;
+  watch.query = query;
+  watch.position = from;
+  watch.synced = from !== null;
+  setLive('connecting', 'connecting…');
+  // Events of a watch that was replaced are dropped.
+  const current = (handler) => (m) => {
+    if (watch.source === source) handler(m);
+  };
+  source.addEventListener('ready', current(onWatchReady));
+  source.addEventListener('reset', current(onWatchReset));
+  source.addEventListener('progress', current(notePosition));
+  source.addEventListener('message', current(onWatchEvent));
+  source.addEventListener('error', current(() => onWatchError(source)));
+}
+
+function notePosition(m) {
+  const version = Number(m.lastEventId);
+  if (m.lastEventId !== '' && Number.isSafeInteger(version)) watch.position = version;
+}
+
+function onWatchReady(m) {
+  notePosition(m);
+  watch.retryMs = WATCH_RETRY_MS;
+  setLive('live', 'live');
+  if (!watch.synced) {
+    // Started without a version: what changed before it is unknown.
+    watch.synced = true;
+    resync();
+  }
+}
+
+/** The server no longer has the changes since the last version seen: start over. */
+function onWatchReset(m) {
+  notePosition(m);
+  watch.synced = true;
+  watch.retryMs = WATCH_RETRY_MS;
+  setLive('live', 'live');
+  resync();
+}
+
+function resync() {
+  listKeys();
+  const c = state.current;
+  if (!c) return;
+  if (state.editing) c.changed = true;
+  else refreshOpenKey(c.key);
+}
+
+function onWatchError(source) {
+  if (source.readyState !== EventSource.CLOSED) {
+    // The connection dropped: EventSource connects again by itself (after the server's
+    // `retry:`, 2 s) and resumes after its last id.
+    setLive('reconnecting', 'reconnecting…');
+    return;
+  }
+  // Refused (a wrong API key, too many watchers…): EventSource gives up for good. Try again
+  // later from the last version seen, waiting twice as long each time.
+  source.close();
+  watch.source = null;
+  const delay = watch.retryMs;
+  watch.retryMs = Math.min(delay * 2, WATCH_RETRY_MAX_MS);
+  setLive('off', `offline, retrying in ${Math.round(delay / 1000)} s`);
+  watch.retryTimer = setTimeout(() => {
+    watch.retryTimer = null;
+    openWatch(watchQuery(), watch.position);
+  }, delay);
+}
+
+/** One change: `{version, op: "set" | "delete" | "expired", key}`. */
+function onWatchEvent(m) {
+  notePosition(m);
+  let event;
+  try {
+    event = JSON.parse(m.data);
+  } catch {
+    return;
+  }
+  if (!event || typeof event.key !== 'string' || !Number.isSafeInteger(event.version)) return;
+  // A listing on its way may not have it yet: apply it after the listing.
+  if (state.pendingEvents !== null) state.pendingEvents.push(event);
+  else applyToList(event);
+  applyToView(event);
+}
+
+function applyToList(event) {
+  if (event.op === 'set') addToList(event.key);
+  else removeFromList(event.key);
+}
+
+function applyToView(event) {
+  const c = state.current;
+  if (!c || c.key !== event.key || event.version <= c.version || c.gone) return;
+  if (state.writing && state.writing.key === event.key) {
+    // Most likely this page's own write; endWrite looks again.
+    state.writing.seen = Math.max(state.writing.seen, event.version);
+    return;
+  }
+  if (event.op !== 'set') keyGone(event.key, event.op === 'expired' ? 'has expired' : 'was deleted by someone else');
+  else if (state.editing) changedWhileEditing(event.version);
+  else scheduleRefresh(event.key);
+}
+
+/** The selected key changed while a form is open: say so, and leave the form alone (saving
+ *  an edit still sends If-Match with the loaded version, and gets the 412). */
+function changedWhileEditing(version) {
+  const c = state.current;
+  c.changed = true;
+  if (state.editing !== 'edit') return;
+  showEditNotice(
+    `"${c.key}" was changed by someone else while you were editing: it is now at version ${version}, ` +
+      `you loaded version ${c.version}. Saving will be refused; copy your text if you need it, ` +
+      'then Cancel to see the new value.',
+  );
+}
+
+function startWrite(key) {
+  state.writing = { key, seen: 0 };
+}
+
+function endWrite() {
+  const { key, seen } = state.writing;
+  state.writing = null;
+  const c = state.current;
+  if (!c || c.key !== key || seen <= c.version || c.gone) return;
+  // Someone else wrote too, after what the page shows.
+  if (state.editing) c.changed = true;
+  else scheduleRefresh(key);
+}
+
+function scheduleRefresh(key) {
+  if (state.refreshTimer !== null) return;
+  state.refreshTimer = setTimeout(() => {
+    state.refreshTimer = null;
+    refreshOpenKey(key);
+  }, REFRESH_DELAY_MS);
+}
+
+/** Reads the selected key again after a change and shows it (unless a form is open). */
+async function refreshOpenKey(key) {
+  const c = state.current;
+  if (!c || c.key !== key) return;
+  if (state.editing) {
+    c.changed = true;
+    return;
+  }
+  const gen = ++state.viewGen;
+  try {
+    const { data, raw } = await getKey(key, { background: true });
+    if (gen !== state.viewGen || !state.current || state.current.key !== key) return;
+    if (state.editing) {
+      state.current.changed = true;
+      return;
+    }
+    if (data.version === state.current.version) return;
+    showKey(data, raw);
+    showMessage(`"${key}" was changed by someone else: now at version ${data.version}.`, 'info');
+  } catch (err) {
+    if (gen === state.viewGen && err.status === 404) {
+      keyGone(key, err.code === 'expired' ? 'has expired' : 'was deleted by someone else');
+    }
   }
 }
 
@@ -709,10 +1032,18 @@ function askForKey(reason) {
   $('auth-key').focus();
 }
 
-function refreshAll() {
-  refreshStats();
+/** Stats first, then the list and the key: the first watch starts at the stats' version, so
+ *  a change between the listing and the watch's start is not missed. */
+async function loadAll(key) {
+  const version = await refreshStats();
+  if (version !== null && watch.position === null && watch.source === null) watch.position = version;
   listKeys();
-  if (state.current && !state.editing) openKey(state.current.key, { focus: false });
+  if (key !== null) openKey(key, { focus: false });
+}
+
+function refreshAll() {
+  closeWatch(); // opened again, with the new key, once the listing answers
+  loadAll(state.current && !state.editing ? state.current.key : null);
 }
 
 function onAuthSubmit(event) {
@@ -832,12 +1163,14 @@ function init() {
   document.addEventListener('visibilitychange', () => {
     if (!document.hidden) refreshStats();
   });
+  // Leaving the page ends the watch; coming back to it (back/forward cache) resumes it.
+  window.addEventListener('pagehide', closeWatch);
+  window.addEventListener('pageshow', (event) => {
+    if (event.persisted) ensureWatch();
+  });
 
-  refreshStats();
   setInterval(() => refreshStats({ background: true }), STATS_EVERY_MS);
-  listKeys();
-  const key = hashKey();
-  if (key !== null) openKey(key, { focus: false });
+  loadAll(hashKey());
 }
 
 init();

@@ -31,6 +31,7 @@ const CHROMIUM_ARGS = [
 ];
 
 const DESKTOP = { width: 1280, height: 800 };
+const LIVE_MS = 10000; // how long a change made through the API may take to reach the page
 const PHONE = { width: 390, height: 844 };
 
 let browser;
@@ -91,6 +92,23 @@ async function waitForText(selector, expected, timeout = 5000) {
   } catch (err) {
     const actual = await page.locator(selector).textContent().catch(() => '(no element)');
     throw new Error(`${selector}: wanted ${expected}, have ${JSON.stringify(actual)} (${err.message.split('\n')[0]})`);
+  }
+}
+
+/** Waits until the list shows exactly `keys`, in this order. */
+async function waitForKeys(keys, timeout = LIVE_MS) {
+  try {
+    await page.waitForFunction(
+      (want) => {
+        const shown = Array.from(document.querySelectorAll('#key-list button.key-item'), (b) => b.textContent);
+        return JSON.stringify(shown) === want;
+      },
+      JSON.stringify(keys),
+      { timeout },
+    );
+  } catch (err) {
+    const have = JSON.stringify(await listedKeys());
+    throw new Error(`list: wanted ${JSON.stringify(keys)}, have ${have} (${err.message.split('\n')[0]})`);
   }
 }
 
@@ -345,6 +363,106 @@ test('delete asks for a second press, then removes the key', async () => {
   assert.equal(await page.evaluate(() => document.activeElement.id), 'new-key');
 });
 
+test('the list and the selected key follow changes made through the API (GET /_watch)', async () => {
+  // Listing a prefix opens one watch on it (no values: a change to the open key is read again).
+  const watchRequest = page.waitForRequest((r) => new URL(r.url()).pathname === '/_watch');
+  await listAll('live/');
+  const watchUrl = new URL((await watchRequest).url());
+  assert.equal(watchUrl.searchParams.get('prefix'), 'live/');
+  assert.equal(watchUrl.searchParams.get('values'), 'false');
+  assert.equal(watchUrl.searchParams.get('access_token'), null, 'no API key, no access_token');
+  await waitForText('#live', 'live', LIVE_MS);
+  await waitForText('#list-status', 'No keys with prefix "live/".');
+
+  // New keys appear in byte order; keys outside the prefix do not.
+  assert.equal((await api('POST', keyUrl('live/b'), { value: 'b' })).status, 201);
+  await waitForKeys(['live/b']);
+  assert.equal((await api('POST', '/elsewhere/', { value: 1 })).status, 201);
+  assert.equal((await api('POST', keyUrl('live/a'), { value: 'a' })).status, 201);
+  await waitForKeys(['live/a', 'live/b']); // the events come in order: "elsewhere" was skipped
+  await waitForText('#list-status', '2 keys shown with prefix "live/".');
+
+  // With more pages to come, a key after the last one shown waits for its page.
+  await api('POST', keyUrl('live/d'), { value: 'd' });
+  await page.fill('#limit', '2');
+  await listAll('live/');
+  await waitForKeys(['live/a', 'live/b']);
+  await api('POST', keyUrl('live/c'), { value: 'c' });
+  await api('POST', keyUrl('live/aa'), { value: 'aa' });
+  await waitForKeys(['live/a', 'live/aa', 'live/b']);
+  await page.click('#next-page');
+  await waitForKeys(['live/a', 'live/aa', 'live/b', 'live/c', 'live/d']);
+  await page.fill('#limit', '50');
+  await listAll('live/');
+
+  // The open key shows a new value, version and TTL.
+  await listItem('live/a').click();
+  await waitForText('#key-title', 'live/a');
+  const changed = await api('POST', keyUrl('live/a'), { value: { n: 2 }, ttl: 3600 });
+  assert.equal(changed.status, 200);
+  await waitForText('#key-value', '{\n  "n": 2\n}', LIVE_MS);
+  await waitForText('#key-version', String(changed.json.version));
+  await waitForText('#key-ttl', /^(1 h 0 min 0 s|59 min \d+ s)$/);
+  await waitForText('#message', `"live/a" was changed by someone else: now at version ${changed.json.version}.`);
+
+  // During an edit the form is kept and a notice says the key changed; the save is refused.
+  await page.click('#edit-button');
+  await page.fill('#edit-value', '"mine"');
+  const theirs = await api('POST', keyUrl('live/a'), { value: 'theirs' });
+  await waitForText(
+    '#edit-notice',
+    new RegExp(
+      `^"live/a" was changed by someone else while you were editing: ` +
+        `it is now at version ${theirs.json.version}, you loaded version ${changed.json.version}\\.`,
+    ),
+    LIVE_MS,
+  );
+  assert.equal(await page.inputValue('#edit-value'), '"mine"', 'the edit is kept');
+  assert.equal(await page.isVisible('#edit-form'), true);
+  await page.click('#save-button');
+  await waitForText('#edit-error', /^Conflict \(412\)/);
+  assert.equal((await api('GET', keyUrl('live/a'))).json.value, 'theirs');
+  await page.click('#cancel-edit'); // shows what it is now
+  await waitForText('#key-value', '"theirs"');
+  await waitForText('#key-version', String(theirs.json.version));
+
+  // Deleted elsewhere: the view says so and the list drops it.
+  assert.equal((await api('DELETE', keyUrl('live/a'))).status, 200);
+  await waitForText('#message', '"live/a" was deleted by someone else.', LIVE_MS);
+  await waitForText('#gone-note', '"live/a" was deleted by someone else.');
+  assert.equal(await page.isVisible('#key-view'), false);
+  assert.equal(await page.isVisible('#gone-note'), true);
+  await waitForKeys(['live/aa', 'live/b', 'live/c', 'live/d']);
+  await shot('desktop-live-deleted');
+
+  // A key that expires leaves the list (the server's expiry timer sends `expired`).
+  const posted = Date.now();
+  assert.equal((await api('POST', keyUrl('live/flash'), { value: 'soon gone', ttl_ms: 1500 })).status, 201);
+  await waitForKeys(['live/aa', 'live/b', 'live/c', 'live/d', 'live/flash']);
+  await waitForKeys(['live/aa', 'live/b', 'live/c', 'live/d']);
+  const seconds = (Date.now() - posted) / 1000;
+  assert.ok(seconds >= 1.4, `gone after ${seconds}s`);
+  assert.equal((await api('GET', keyUrl('live/flash'))).status, 404);
+
+  // A key outside the listed prefix, opened by its address, is watched too.
+  const keyWatch = page.waitForRequest((r) => new URL(r.url()).searchParams.get('key') === 'elsewhere');
+  await page.evaluate(() => {
+    location.hash = '#key=elsewhere';
+  });
+  await waitForText('#key-title', 'elsewhere');
+  const keyWatchUrl = new URL((await keyWatch).url());
+  assert.equal(keyWatchUrl.searchParams.get('prefix'), 'live/');
+  const later = await api('POST', '/elsewhere/', { value: [1, 2] });
+  await waitForText('#key-value', '[\n  1,\n  2\n]', LIVE_MS);
+  await waitForText('#key-version', String(later.json.version));
+  await waitForText('#live', 'live');
+
+  for (const k of ['live/aa', 'live/b', 'live/c', 'live/d', 'elsewhere']) await api('DELETE', keyUrl(k));
+  await waitForText('#message', '"elsewhere" was deleted by someone else.', LIVE_MS);
+  await waitForKeys([]);
+  await listAll();
+});
+
 test('hostile keys and values are shown as text and never run', async () => {
   const hostile = [
     ['<img src=x onerror="window.__pwned=1;alert(1)">', {
@@ -434,6 +552,11 @@ test('with a server that requires API keys: assets load without a key, the API w
   const context = await browser.newContext({ viewport: DESKTOP });
   const authPage = await context.newPage();
   watch(authPage);
+  const watchUrls = [];
+  authPage.on('request', (r) => {
+    if (new URL(r.url()).pathname === '/_watch') watchUrls.push(new URL(r.url()));
+  });
+  const auth = { Authorization: `Bearer ${API_KEY}` };
   try {
     await authPage.goto(`${AUTH_BASE}/_ui`);
     await authPage.locator('#auth-dialog').waitFor();
@@ -448,8 +571,27 @@ test('with a server that requires API keys: assets load without a key, the API w
     await authPage.fill('#edit-value', '{"ok": true}');
     await authPage.press('#edit-key', 'Enter');
     await authPage.waitForFunction(() => document.querySelector('#key-title').textContent === 'made-with-a-key');
-    const stored = await api('GET', `${AUTH_BASE}/made-with-a-key/`, undefined, { Authorization: `Bearer ${API_KEY}` });
+    const stored = await api('GET', `${AUTH_BASE}/made-with-a-key/`, undefined, auth);
     assert.deepEqual(stored.json.value, { ok: true });
+
+    // Live updates with the key: EventSource sends no headers, so it goes as access_token.
+    await authPage.waitForFunction(() => document.querySelector('#live').textContent === 'live', null, {
+      timeout: LIVE_MS,
+    });
+    assert.equal((await api('POST', `${AUTH_BASE}/live-with-a-key/`, { value: 1 }, auth)).status, 201);
+    const authItem = (key) => authPage.locator('#key-list').getByRole('button', { name: key, exact: true });
+    await authItem('live-with-a-key').waitFor({ timeout: LIVE_MS });
+    const changed = await api('POST', `${AUTH_BASE}/made-with-a-key/`, { value: { ok: 'still' } }, auth);
+    await authPage.waitForFunction(
+      (v) => document.querySelector('#key-version').textContent === String(v),
+      changed.json.version,
+      { timeout: LIVE_MS },
+    );
+    assert.equal(await authPage.locator('#key-value').textContent(), '{\n  "ok": "still"\n}');
+    assert.ok(watchUrls.length > 0, 'the page watched');
+    for (const url of watchUrls) assert.equal(url.searchParams.get('access_token'), API_KEY);
+    // Without a working key there was nothing to watch: no stream was tried with the wrong one.
+    assert.equal(watchUrls.filter((u) => u.searchParams.get('access_token') === 'wrong-key').length, 0);
   } finally {
     await context.close();
   }

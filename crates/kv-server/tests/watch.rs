@@ -383,6 +383,7 @@ fn sse_sends_retry_ready_and_each_event_with_its_version_as_id() {
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
     assert_eq!(stream.header("cache-control"), Some("no-cache"));
     assert_eq!(stream.header("x-accel-buffering"), Some("no"));
+    assert_eq!(stream.header("content-encoding"), None);
     assert_eq!(stream.retry.as_deref(), Some("2000"));
     let ready = stream.next();
     assert_eq!(ready.event, "ready");

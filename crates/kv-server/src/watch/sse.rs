@@ -100,8 +100,8 @@ pub(super) async fn stream(
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        // Never compressed: a compressor would hold events back.
-        .insert_header((header::CONTENT_ENCODING, "identity"))
+        // Never compressed (the server has no compression middleware): a compressor would
+        // hold events back.
         .streaming(body))
 }
 

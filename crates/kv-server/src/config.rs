@@ -124,6 +124,13 @@ pub struct Config {
     #[arg(long, env = "KV_MAX_WATCHERS", default_value_t = 10_000)]
     pub max_watchers: usize,
 
+    /// Seconds an idle `/_watch` SSE stream waits before it sends `event: progress` (keeps
+    /// `Last-Event-ID` current, keeps proxies from closing the stream, and notices a client
+    /// that went away). Below the shortest idle timeout between the server and its clients.
+    #[arg(long, env = "KV_WATCH_PROGRESS", default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub watch_progress: u64,
+
     /// Do not serve: ask the kv-server listening at --bind whether it is ready
     /// (GET /_health/ready) and exit 0 if it is, 1 if not (for container health checks).
     #[arg(long)]

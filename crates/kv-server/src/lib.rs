@@ -99,6 +99,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         options: options.clone(),
         faults: Default::default(),
         feed: feed.clone(),
+        watch_progress: Duration::from_secs(config.watch_progress),
     });
     housekeeping::spawn(
         state.clone(),

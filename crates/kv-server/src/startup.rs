@@ -43,6 +43,7 @@ pub fn log_configuration(config: &Config, addrs: &[SocketAddr], workers: usize) 
         changes_retention_s = config.changes_retention,
         changes_max_rows = config.changes_max_rows,
         max_watchers = config.max_watchers,
+        watch_progress_s = config.watch_progress,
         active_expiry = config.active_expiry,
         log_format:% = config.log_format;
         "kv-server listening on {listen}"

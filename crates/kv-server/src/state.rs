@@ -46,6 +46,8 @@ pub struct AppState {
     pub faults: DbFaults,
     /// The change feed `/_watch` serves (poked after each write here).
     pub feed: Feed,
+    /// How long an idle SSE watch stream waits before `event: progress` (`--watch-progress`).
+    pub watch_progress: Duration,
 }
 
 thread_local! {

@@ -407,6 +407,49 @@ fn sse_sends_retry_ready_and_each_event_with_its_version_as_id() {
     assert_eq!(resumed.next().id, Some(v2));
 }
 
+/// `kv_watchers` as `/_metrics` reports it.
+fn watchers(server: &Server) -> u64 {
+    let metrics = server.get("/_metrics").body;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("kv_watchers "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no kv_watchers in {metrics}"))
+}
+
+#[test]
+fn an_idle_stream_sends_progress_that_resumes_past_other_keys_and_ends_for_a_gone_client() {
+    let db = TestDatabase::new();
+    let server = Server::start_with(&db.url, &["--watch-progress", "1"], &[]);
+    let stream = Stream::open(&server.url("/_watch?prefix=p%2F"), &[]);
+    assert_eq!(stream.next().event, "ready");
+    // Writes elsewhere move the position without an event for this watcher.
+    let elsewhere = version_of(&server.post("/q%2Fx", r#"{"value": 1}"#));
+    let progress = stream.next();
+    assert_eq!(progress.event, "progress");
+    assert_eq!(progress.id, Some(elsewhere), "{progress:?}");
+    assert_eq!(progress.data, json!({"cursor": elsewhere}));
+
+    // Its id resumes the stream: the next matching write, nothing before it.
+    let mine = version_of(&server.post("/p%2Fa", r#"{"value": 2}"#));
+    let resumed = Stream::open(
+        &server.url("/_watch?prefix=p%2F&since=0"),
+        &[("Last-Event-ID", &elsewhere.to_string())],
+    );
+    assert_eq!(resumed.next().event, "ready");
+    assert_eq!(resumed.next().id, Some(mine));
+    assert_eq!(watchers(&server), 2);
+
+    // A client that went away is noticed at the next progress, and its watcher is gone.
+    drop(stream);
+    drop(resumed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watchers(&server) > 0 {
+        assert!(Instant::now() < deadline, "watchers of gone clients remain");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn bad_watch_requests_are_clear_json_errors() {
     let db = TestDatabase::new();

@@ -2,13 +2,11 @@
 //!
 //! The stream starts with `retry:` and `event: ready` (the watcher is registered: a write
 //! after it is never missed), then sends each event as a message with `id: <version>`, and an
-//! `event: progress` after 15 s without one, which keeps the client's `Last-Event-ID` current
-//! and ends the stream of a client that went away. A cursor below the oldest kept version
-//! gets one `event: reset` (EventSource gives up for good on a non-200) and live events from
-//! the current version. The stream is produced only as fast as the client reads it: a client
-//! that stops reading holds one chunk, not a growing queue.
-
-use std::time::Duration;
+//! `event: progress` after 15 s without one (`--watch-progress`), which keeps the client's
+//! `Last-Event-ID` current and ends the stream of a client that went away. A cursor below the
+//! oldest kept version gets one `event: reset` (EventSource gives up for good on a non-200)
+//! and live events from the current version. The stream is produced only as fast as the
+//! client reads it: a client that stops reading holds one chunk, not a growing queue.
 
 use actix_web::http::header;
 use actix_web::rt::time::Instant;
@@ -20,8 +18,6 @@ use super::{Gone, WatchQuery, collect, cursor_of, event_json, first_of, start};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 
-/// How long a stream stays silent before it sends `event: progress`.
-const PROGRESS_EVERY: Duration = Duration::from_secs(15);
 /// How long EventSource waits before reconnecting (ms).
 const RETRY_MS: u64 = 2000;
 /// Events one read takes (a version's events are never split).
@@ -112,6 +108,9 @@ impl Stream {
         if let Some(opening) = self.opening.take() {
             return Some(opening);
         }
+        // Set once the stream has been idle for `--watch-progress`: the next read (which
+        // moves the cursor past other keys' changes) then sends `progress` if it has no event.
+        let mut progress_due = false;
         loop {
             if self.state.feed.is_closing() {
                 return None;
@@ -144,12 +143,13 @@ impl Stream {
                 self.last_sent = Instant::now();
                 return Some(chunk);
             }
-            let progress_at = self.last_sent + PROGRESS_EVERY;
-            first_of(self.registration.notify.notified(), progress_at).await;
-            if Instant::now() >= progress_at && !self.state.feed.is_closing() {
+            if progress_due {
                 self.last_sent = Instant::now();
                 return Some(message("progress", self.cursor, &position(self.cursor)));
             }
+            let progress_at = self.last_sent + self.state.watch_progress;
+            first_of(self.registration.notify.notified(), progress_at).await;
+            progress_due = Instant::now() >= progress_at;
         }
     }
 }

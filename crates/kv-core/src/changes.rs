@@ -58,8 +58,14 @@ pub struct Change {
 /// Rows per multi-row insert (7 parameters each, under SQLite's 32,766).
 const INSERT_CHUNK: usize = 1000;
 
-/// Appends `changes` to the log, inside the caller's write transaction.
+/// Appends `changes` to the log, inside the caller's write transaction. One change (a plain
+/// write's) goes in a one-row insert, whose prepared statement the connection keeps: diesel
+/// prepares a multi-row insert anew each time.
 pub(crate) fn insert(conn: &mut DbConnection, changes: &[Change]) -> QueryResult<()> {
+    if let [change] = changes {
+        with_conn!(conn, c => diesel::insert_into(kv_changes::table).values(change).execute(c))?;
+        return Ok(());
+    }
     for chunk in changes.chunks(INSERT_CHUNK) {
         with_conn!(conn, c => diesel::insert_into(kv_changes::table).values(chunk).execute(c))?;
     }

@@ -357,6 +357,59 @@ fn a_cursor_below_the_trimmed_log_is_410_for_a_long_poll_and_a_reset_for_sse() {
     assert_eq!(live.data["value"], "live");
 }
 
+#[test]
+fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_silence() {
+    // `kv-server copy --overwrite` replaces the store under a running server: the log is
+    // trimmed past everything its feed has read.
+    let source = TestDatabase::new();
+    let copied_version = {
+        let server = Server::start(&source);
+        (0..5)
+            .map(|i| version_of(&server.post(&format!("/c{i}"), r#"{"value": 1}"#)))
+            .max()
+            .expect("versions")
+    };
+    let target = TestDatabase::new();
+    let server = Server::start(&target);
+    let own = version_of(&server.post("/own", r#"{"value": 1}"#));
+    let url = server.url(&format!("/_watch?prefix=&since={own}&wait=20"));
+    let poll = thread::spawn(move || request("GET", &url, &[], None));
+    let stream = Stream::open(&server.url(&format!("/_watch?prefix=&since={own}")), &[]);
+    assert_eq!(stream.next().event, "ready");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watchers(&server) < 2 {
+        assert!(Instant::now() < deadline, "the long poll never registered");
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let copy = std::process::Command::new(common::server_bin())
+        .args(["--database-url", &source.url, "copy", "--to", &target.url])
+        .arg("--overwrite")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run kv-server copy");
+    assert!(copy.status.success(), "{copy:?}");
+
+    let gone = poll.join().expect("poll").expect_error(410, "history_gone");
+    assert_eq!(gone["current"], copied_version, "{gone}");
+    let reset = stream.next();
+    assert_eq!(reset.event, "reset", "{reset:?}");
+    assert_eq!(reset.id, Some(copied_version));
+    // Then live events from there.
+    let live = version_of(&server.post("/after", r#"{"value": 2}"#));
+    assert_eq!(stream.next().id, Some(live));
+
+    // An EventSource's Last-Event-ID from before the store went back (above its version) is
+    // a reset too (a 400 would stop EventSource for good); a `since` above it is still 400.
+    let ahead = (live + 100).to_string();
+    let back = Stream::open(&server.url("/_watch?prefix="), &[("Last-Event-ID", &ahead)]);
+    assert_eq!(back.status, 200);
+    let reset = back.next();
+    assert_eq!((reset.event.as_str(), reset.id), ("reset", Some(live)));
+    assert_eq!(reset.data["code"], "history_gone");
+    watch(&server, &format!("prefix=&since={ahead}")).expect_error(400, "cursor_invalid");
+}
+
 trait ExpectOk {
     fn expect_ok(&self);
 }

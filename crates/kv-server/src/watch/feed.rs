@@ -294,10 +294,23 @@ impl Feed {
         })
     }
 
-    /// Adds what a read of the log found, and wakes the watchers it concerns.
-    fn publish(&self, changes: Vec<Change>, scanned: i64) {
+    /// Adds what a read of the log found, and wakes the watchers it concerns. When the log
+    /// was trimmed past what the feed had read (another process trimmed it, or `kv-server
+    /// copy` replaced the store), memory would have a gap: it is emptied from there, so
+    /// that watchers below the trim mark read the log and learn that their history is gone.
+    fn publish(&self, changes: Vec<Change>, trimmed: i64, scanned: i64) {
         let mut woken: HashSet<u64> = HashSet::new();
         let mut state = lock(&self.shared.state);
+        if trimmed > state.head {
+            state.events.clear();
+            state.event_bytes = 0;
+            state.base = trimmed;
+            state.head = trimmed;
+            for (id, notify) in &state.registry.all {
+                woken.insert(*id);
+                notify.notify_one();
+            }
+        }
         for change in changes {
             let event = Arc::new(Event::from(change));
             if event.version <= state.head {
@@ -400,7 +413,7 @@ fn catch_up(feed: &Feed, conn: &mut DbConnection) -> Result<(), StoreError> {
         let head = feed.head();
         let read = changes::read_after(conn, head, READ_ROWS)?;
         let more = read.changes.len() >= READ_ROWS;
-        feed.publish(read.changes, read.scanned);
+        feed.publish(read.changes, read.trimmed, read.scanned);
         if !more {
             return Ok(());
         }

@@ -164,21 +164,25 @@ impl From<Gone> for ApiError {
     }
 }
 
-/// Checks `since` (none: the current version; 0: the oldest kept) against the log.
+/// Checks `since` (none: the current version; 0: the oldest kept) against the log. A `since`
+/// above the current version is 400 `cursor_invalid`, unless `ahead_is_gone`: an SSE client's
+/// `Last-Event-ID` from before the store went back (a restore, `kv-server copy`) is told to
+/// re-list, since EventSource gives up for good on a 400.
 pub(crate) async fn start(
     state: &AppState,
     since: Option<i64>,
+    ahead_is_gone: bool,
 ) -> Result<Result<i64, Gone>, ApiError> {
     let (oldest, current) = state.db(changes::position).await?;
     Ok(match since {
         None => Ok(current),
         Some(0) => Ok(oldest),
-        Some(since) if since > current => {
+        Some(since) if since > current && !ahead_is_gone => {
             return Err(ApiError::CursorInvalid(format!(
                 "since={since} is above the store's current version {current}"
             )));
         }
-        Some(since) if since < oldest => Err(Gone {
+        Some(since) if since < oldest || since > current => Err(Gone {
             since,
             oldest,
             current,
@@ -324,7 +328,7 @@ pub async fn watch(
     if sse::wanted(&req) {
         return sse::stream(&req, query, state).await;
     }
-    let since = start(&state, query.since).await??;
+    let since = start(&state, query.since, false).await??;
     // Registered before the first look: a write committed after it wakes this watcher.
     let registration = state.feed.register(&query.filters)?;
     let deadline = Instant::now() + jittered(query.wait);

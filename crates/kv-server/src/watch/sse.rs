@@ -74,7 +74,11 @@ pub(super) async fn stream(
                 .and_then(|text| cursor_of("Last-Event-ID", text))
         })
         .transpose()?;
-    let (cursor, opening) = match start(&state, last_event_id.or(query.since)).await? {
+    let started = match last_event_id {
+        Some(id) => start(&state, Some(id), true).await?,
+        None => start(&state, query.since, false).await?,
+    };
+    let (cursor, opening) = match started {
         Ok(cursor) => (cursor, message("ready", cursor, &position(cursor))),
         Err(gone) => (gone.current, reset_message(gone)),
     };

@@ -5,7 +5,8 @@
 //! from any server (LISTEN), and every [`POLL_EVERY`] anyway: a lost poke or notification, or
 //! a write by another process (kv-sweeper on SQLite), only adds latency. Versions become
 //! visible in commit order, so reading "everything above the last version read" never skips
-//! one.
+//! one. While no watcher is registered it reads only the store's version, not the events, and
+//! only at the poll.
 //!
 //! Watchers read the events above their cursor from memory when the feed still holds them,
 //! else from the log in the database ([`super::collect`]). A watcher costs a registry entry
@@ -348,6 +349,24 @@ impl Feed {
         }
     }
 
+    /// With no watcher registered, the feed does not read events nobody would get: it moves
+    /// past them to `current` and forgets what it held (a watcher that comes later and asks
+    /// for older events reads them from the log). Wakes any watcher that registered
+    /// meanwhile, which then finds its events in the log.
+    fn skip_to(&self, current: i64) {
+        let mut state = lock(&self.shared.state);
+        if current <= state.head {
+            return;
+        }
+        state.events.clear();
+        state.event_bytes = 0;
+        state.base = current;
+        state.head = current;
+        for notify in state.registry.all.values() {
+            notify.notify_one();
+        }
+    }
+
     fn head(&self) -> i64 {
         lock(&self.shared.state).head
     }
@@ -375,7 +394,8 @@ fn follow<C>(
             POLL_EVERY
         };
         let mut due = match poked.recv_timeout(wait) {
-            Ok(()) => true,
+            // A poke matters to watchers only; without any, the poll keeps the head near.
+            Ok(()) => feed.watchers() > 0 || last_read.elapsed() >= POLL_EVERY,
             Err(RecvTimeoutError::Timeout) => last_read.elapsed() >= POLL_EVERY,
             Err(RecvTimeoutError::Disconnected) => return,
         };
@@ -388,7 +408,7 @@ fn follow<C>(
         };
         if postgres {
             match backend::changes_notified(c) {
-                Ok(notified) => due |= notified,
+                Ok(notified) => due |= notified && feed.watchers() > 0,
                 Err(err) => {
                     log::warn!("the change feed lost its connection: {err}");
                     conn = None;
@@ -407,8 +427,14 @@ fn follow<C>(
     }
 }
 
-/// Reads the log above the feed's head until it is read to the end.
+/// Reads the log above the feed's head until it is read to the end (only the store's
+/// version while no watcher is registered).
 fn catch_up(feed: &Feed, conn: &mut DbConnection) -> Result<(), StoreError> {
+    if feed.watchers() == 0 {
+        let (_, current) = changes::position(conn)?;
+        feed.skip_to(current);
+        return Ok(());
+    }
     loop {
         let head = feed.head();
         let read = changes::read_after(conn, head, READ_ROWS)?;

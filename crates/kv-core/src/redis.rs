@@ -55,6 +55,7 @@ pub enum Reply {
 const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 const NOT_A_FLOAT: &str = "ERR value is not a valid float";
 const SYNTAX: &str = "ERR syntax error";
+const INFINITE_SUM: &str = "ERR increment would produce NaN or Infinity";
 
 /// The longest string APPEND and SETRANGE make (Redis allows 512 MB; kvstore holds values
 /// whole in memory while it writes them).
@@ -65,6 +66,19 @@ pub const MAX_KEYS_REPLY: usize = 100_000;
 
 /// SCAN's page size when COUNT is not given (as Redis's).
 const DEFAULT_SCAN_COUNT: usize = 10;
+
+/// An integer argument or value as Redis reads one (`string2ll`): an optional `-`, then `0`
+/// or digits without a leading zero, within 64 bits. No `+`, no spaces, no `-0`.
+pub fn redis_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let first = digits.bytes().next()?;
+    let well_formed = digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == text.len() || (b'1'..=b'9').contains(&first));
+    if !well_formed {
+        return None;
+    }
+    text.parse::<i64>().ok()
+}
 
 fn wrong_args(name: &str) -> Reply {
     Reply::Error(format!(
@@ -190,14 +204,32 @@ impl Command {
     }
 
     /// The `ERR unknown command` reply, as Redis words it.
+    /// Like Redis 7: each argument quoted and followed by a space, while the list is under 128
+    /// bytes (the last one cut to fit), the name cut at 128 bytes.
     pub fn unknown(&self) -> Reply {
-        let args: Vec<String> = self.args.iter().take(3).map(|a| format!("'{a}'")).collect();
+        let mut args = String::new();
+        for arg in &self.args {
+            if args.len() >= 128 {
+                break;
+            }
+            args.push('\'');
+            args.push_str(utf8_prefix(arg, 128 - (args.len() - 1)));
+            args.push_str("' ");
+        }
         Reply::Error(format!(
-            "ERR unknown command '{}', with args beginning with: {}",
-            self.name,
-            args.join(" ")
+            "ERR unknown command '{}', with args beginning with: {args}",
+            utf8_prefix(&self.name, 128)
         ))
     }
+}
+
+/// The longest prefix of `text` of at most `max` bytes that does not cut a character.
+fn utf8_prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A Redis string as the JSON text kvstore stores (see the module's doc). A string that is a
@@ -395,7 +427,7 @@ fn read_command<S: Source>(
             .collect::<Result<Vec<_>, _>>()
             .map(Reply::Array),
         ("getrange", [key, start, end]) => {
-            let (Ok(start), Ok(end)) = (start.parse::<i64>(), end.parse::<i64>()) else {
+            let (Some(start), Some(end)) = (redis_int(start), redis_int(end)) else {
                 return Ok(error(NOT_AN_INTEGER));
             };
             let text = src.row(key)?.map(|row| redis_string(&row.value));
@@ -454,8 +486,8 @@ fn write(tx: &mut Tx<'_>, command: &Command) -> Result<Reply, StoreError> {
             let reply = set(tx, key, value, &["nx"])?;
             Ok(Reply::Int(i64::from(reply == Reply::Ok)))
         }
-        ("setex", [key, seconds, value]) => set(tx, key, value, &["ex", seconds]),
-        ("psetex", [key, ms, value]) => set(tx, key, value, &["px", ms]),
+        ("setex", [key, seconds, value]) => set_as(tx, "setex", key, value, &["ex", seconds]),
+        ("psetex", [key, ms, value]) => set_as(tx, "psetex", key, value, &["px", ms]),
         ("mset", pairs) if !pairs.is_empty() && pairs.len() % 2 == 0 => {
             for pair in pairs.chunks(2) {
                 set(tx, pair[0], pair[1], &[])?;
@@ -508,9 +540,11 @@ fn write(tx: &mut Tx<'_>, command: &Command) -> Result<Reply, StoreError> {
         }
         ("incr", [key]) => incr(tx, key, 1, false),
         ("decr", [key]) => incr(tx, key, 1, true),
-        ("incrby" | "decrby", [key, by]) => match by.parse::<i64>() {
-            Ok(by) => incr(tx, key, by, name == "decrby"),
-            Err(_) => Ok(error(NOT_AN_INTEGER)),
+        ("incrby" | "decrby", [key, by]) => match redis_int(by) {
+            // Its negation does not fit (Redis 7's text).
+            Some(i64::MIN) if name == "decrby" => Ok(error("ERR decrement would overflow")),
+            Some(by) => incr(tx, key, by, name == "decrby"),
+            None => Ok(error(NOT_AN_INTEGER)),
         },
         ("incrbyfloat", [key, by]) => incr_by_float(tx, key, by),
         ("expire" | "pexpire" | "expireat" | "pexpireat", [key, when, options @ ..]) => {
@@ -526,7 +560,13 @@ fn write(tx: &mut Tx<'_>, command: &Command) -> Result<Reply, StoreError> {
         ("rename", [from, to]) => rename(tx, from, to, false),
         ("renamenx", [from, to]) => rename(tx, from, to, true),
         ("copy", [from, to, options @ ..]) => copy(tx, from, to, options),
-        ("flushdb" | "flushall", [] | [_]) => {
+        ("flushdb" | "flushall", modes) => {
+            // ASYNC and SYNC are the same here: the flush is one transaction.
+            let mode_ok =
+                |m: &&str| m.eq_ignore_ascii_case("async") || m.eq_ignore_ascii_case("sync");
+            if modes.len() > 1 || !modes.iter().all(mode_ok) {
+                return Ok(error(SYNTAX));
+            }
             tx.delete_keys(&KeyScope::All)?;
             Ok(Reply::Ok)
         }
@@ -574,7 +614,7 @@ pub fn byte_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
 /// Redis's error for `command`.
 fn expiry_at(now: i64, option: &str, n: &str, command: &str) -> Result<i64, Reply> {
     let invalid = || Reply::Error(format!("ERR invalid expire time in '{command}' command"));
-    let n = n.parse::<i64>().map_err(|_| error(NOT_AN_INTEGER))?;
+    let n = redis_int(n).ok_or_else(|| error(NOT_AN_INTEGER))?;
     if n <= 0 {
         return Err(invalid());
     }
@@ -588,6 +628,17 @@ fn expiry_at(now: i64, option: &str, n: &str, command: &str) -> Result<i64, Repl
 }
 
 fn set(tx: &mut Tx<'_>, key: &str, value: &str, options: &[&str]) -> Result<Reply, StoreError> {
+    set_as(tx, "set", key, value, options)
+}
+
+/// SET with `options`, its errors worded for `command` (SETEX and PSETEX are SETs too).
+fn set_as(
+    tx: &mut Tx<'_>,
+    command: &str,
+    key: &str,
+    value: &str,
+    options: &[&str],
+) -> Result<Reply, StoreError> {
     let now = tx.now();
     let (mut nx, mut xx, mut get_old, mut expiry) = (false, false, false, None);
     let mut rest = options.iter();
@@ -611,7 +662,7 @@ fn set(tx: &mut Tx<'_>, key: &str, value: &str, options: &[&str]) -> Result<Repl
                 let Some(n) = rest.next() else {
                     return Ok(error(SYNTAX));
                 };
-                match expiry_at(now, &option, n, "set") {
+                match expiry_at(now, &option, n, command) {
                     Ok(at) => SetExpiry::At(at),
                     Err(reply) => return Ok(reply),
                 }
@@ -686,7 +737,7 @@ fn getex(tx: &mut Tx<'_>, key: &str, options: &[&str]) -> Result<Reply, StoreErr
 }
 
 fn setrange(tx: &mut Tx<'_>, key: &str, offset: &str, value: &str) -> Result<Reply, StoreError> {
-    let Ok(offset) = offset.parse::<i64>() else {
+    let Some(offset) = redis_int(offset) else {
         return Ok(error(NOT_AN_INTEGER));
     };
     let Ok(offset) = usize::try_from(offset) else {
@@ -737,8 +788,24 @@ fn incr(tx: &mut Tx<'_>, key: &str, by: i64, decrement: bool) -> Result<Reply, S
     };
     match tx.incr(key, &args, &Precondition::default()) {
         Ok(row) => Ok(Reply::Int(crate::request::counter_value(&row.value)?)),
-        Err(StoreError::NotAnInteger) => Ok(error(NOT_AN_INTEGER)),
-        Err(StoreError::Overflow) => Ok(error("ERR increment or decrement would overflow")),
+        // The REST API's counters are JSON integers; Redis's are strings that read as one,
+        // such as a JSON string "5" set through the REST API. Or the sum overflowed.
+        Err(StoreError::NotAnInteger | StoreError::Overflow) => {
+            let current = tx.get(key)?.map(|row| redis_string(&row.value));
+            let Some(n) = current.as_deref().and_then(redis_int) else {
+                return Ok(error(NOT_AN_INTEGER));
+            };
+            let delta = if decrement {
+                by.checked_neg()
+            } else {
+                Some(by)
+            };
+            let Some(sum) = delta.and_then(|d| n.checked_add(d)) else {
+                return Ok(error("ERR increment or decrement would overflow"));
+            };
+            set(tx, key, &sum.to_string(), &["keepttl"])?;
+            Ok(Reply::Int(sum))
+        }
         Err(err) => Err(err),
     }
 }
@@ -768,15 +835,36 @@ pub fn format_float(x: f64) -> String {
             break;
         };
         if candidate == x || (digits <= 15 && ulps(candidate, x) <= 1) {
-            return format!("{candidate}");
+            return at_most_17_decimals(format!("{candidate}"), candidate);
         }
     }
-    format!("{x}")
+    at_most_17_decimals(format!("{x}"), x)
+}
+
+/// Redis prints 17 decimals at most (`%.17Lf`, trailing zeros cut): 1e-20 is "0".
+fn at_most_17_decimals(text: String, x: f64) -> String {
+    match text.split_once('.') {
+        Some((_, decimals)) if decimals.len() > 17 => {
+            let rounded = format!("{x:.17}");
+            let rounded = rounded.trim_end_matches('0').trim_end_matches('.');
+            match rounded {
+                "-0" => "0".to_owned(),
+                _ => rounded.to_owned(),
+            }
+        }
+        _ => text,
+    }
 }
 
 fn incr_by_float(tx: &mut Tx<'_>, key: &str, by: &str) -> Result<Reply, StoreError> {
     let Some(by) = parse_float(by) else {
-        return Ok(error(NOT_A_FLOAT));
+        // Redis reads "inf" as a float, and refuses the sum.
+        return Ok(
+            match by.to_ascii_lowercase().trim_start_matches(['+', '-']) {
+                "inf" | "infinity" => error(INFINITE_SUM),
+                _ => error(NOT_A_FLOAT),
+            },
+        );
     };
     let current = match tx.get(key)? {
         None => 0.0,
@@ -787,7 +875,7 @@ fn incr_by_float(tx: &mut Tx<'_>, key: &str, by: &str) -> Result<Reply, StoreErr
     };
     let sum = current + by;
     if !sum.is_finite() {
-        return Ok(error("ERR increment would produce NaN or Infinity"));
+        return Ok(error(INFINITE_SUM));
     }
     let text = format_float(sum);
     // Stored as the JSON number it prints as (see `stored_json`): `GET /<key>` shows a number.
@@ -822,7 +910,7 @@ fn expire(
             "ERR GT and LT options at the same time are not compatible",
         ));
     }
-    let Ok(n) = when.parse::<i64>() else {
+    let Some(n) = redis_int(when) else {
         return Ok(error(NOT_AN_INTEGER));
     };
     let now = tx.now();
@@ -881,10 +969,10 @@ fn copy(tx: &mut Tx<'_>, from: &str, to: &str, options: &[&str]) -> Result<Reply
     while let Some(option) = rest.next() {
         match option.to_ascii_lowercase().as_str() {
             "replace" => replace = true,
-            "db" => match rest.next().map(|db| db.parse::<i64>()) {
-                Some(Ok(0)) => {}
-                Some(Ok(_)) => return Ok(error("ERR DB index is out of range")),
-                Some(Err(_)) => return Ok(error(NOT_AN_INTEGER)),
+            "db" => match rest.next().map(|db| redis_int(db)) {
+                Some(Some(0)) => {}
+                Some(Some(_)) => return Ok(error("ERR DB index is out of range")),
+                Some(None) => return Ok(error(NOT_AN_INTEGER)),
                 None => return Ok(error(SYNTAX)),
             },
             _ => return Ok(error(SYNTAX)),
@@ -1004,10 +1092,10 @@ fn scan<S: Source>(
         };
         match option.to_ascii_lowercase().as_str() {
             "match" => pattern = Some(*arg),
-            "count" => match arg.parse::<i64>() {
-                Ok(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
-                Ok(_) => return Ok(error(SYNTAX)),
-                Err(_) => return Ok(error(NOT_AN_INTEGER)),
+            "count" => match redis_int(arg) {
+                Some(n) if n >= 1 => count = usize::try_from(n).unwrap_or(usize::MAX),
+                Some(_) => return Ok(error(SYNTAX)),
+                None => return Ok(error(NOT_AN_INTEGER)),
             },
             // Every key holds a string.
             "type" => strings = arg.eq_ignore_ascii_case("string"),
@@ -1151,9 +1239,45 @@ mod tests {
         assert_eq!(
             cmd("hset", &["h", "f", "v", "w"]).unknown(),
             Reply::Error(
-                "ERR unknown command 'hset', with args beginning with: 'h' 'f' 'v'".into()
+                "ERR unknown command 'hset', with args beginning with: 'h' 'f' 'v' 'w' ".into()
             )
         );
+        // Arguments while the list is under 128 bytes, the last one cut to fit.
+        let long = "x".repeat(200);
+        let Reply::Error(text) = cmd("hset", &["a", &long, "b"]).unknown() else {
+            panic!("an error");
+        };
+        let args = text.split_once("beginning with: ").expect("args").1;
+        assert_eq!(args, format!("'a' '{}' ", "x".repeat(124)));
+        assert_eq!(args.len(), 4 + 1 + 124 + 2);
+    }
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        for (text, n) in [
+            ("0", 0),
+            ("7", 7),
+            ("-7", -7),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(redis_int(text), Some(n), "{text:?}");
+        }
+        for bad in [
+            "",
+            "-",
+            "+5",
+            "007",
+            "-0",
+            "00",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "9223372036854775808",
+        ] {
+            assert_eq!(redis_int(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -1169,6 +1293,10 @@ mod tests {
             (1e21, "1000000000000000000000"),
             (1.0 / 3.0, "0.3333333333333333"),
             (0.30000000000000004 + 1e-17, "0.3"),
+            // 17 decimals at most, as Redis's %.17Lf.
+            (1e-20, "0"),
+            (-1e-20, "0"),
+            (1.2345678901234567e-10, "0.00000000012345679"),
         ] {
             assert_eq!(format_float(x), text, "{x:?}");
         }

@@ -56,6 +56,7 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::HeaderName::from_static(crate::upstash::ENCODING),
             header::HeaderName::from_static(crate::upstash::SYNC_TOKEN),
         ])
+        .allowed_headers(crate::upstash::TELEMETRY_HEADERS.map(header::HeaderName::from_static))
         .expose_headers([
             header::ETAG,
             header::RETRY_AFTER,

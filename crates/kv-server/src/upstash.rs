@@ -22,6 +22,14 @@ use crate::state::AppState;
 pub const SYNC_TOKEN: &str = "upstash-sync-token";
 /// The request header that asks for base64 strings in results.
 pub const ENCODING: &str = "upstash-encoding";
+/// What the SDKs send about themselves with every request (@upstash/redis by default,
+/// upstash-redis also its retry count): a browser's preflight asks for them.
+pub const TELEMETRY_HEADERS: [&str; 4] = [
+    "upstash-telemetry-runtime",
+    "upstash-telemetry-platform",
+    "upstash-telemetry-sdk",
+    "upstash-telemetry-retry",
+];
 
 /// `POST /_upstash`: one command.
 pub async fn single(

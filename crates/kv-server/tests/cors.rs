@@ -85,6 +85,15 @@ fn allowed_origins_get_preflights_and_simple_requests_answered() {
     }
     assert!(resp.header("access-control-max-age").is_some());
 
+    // The preflight of @upstash/redis in a browser (its telemetry headers are on by default;
+    // upstash-redis also sends its retry count).
+    let sdk_headers = "authorization, content-type, upstash-encoding, upstash-sync-token, \
+        upstash-telemetry-runtime, upstash-telemetry-platform, upstash-telemetry-sdk, \
+        upstash-telemetry-retry";
+    let resp = preflight(&server, APP, "POST", sdk_headers);
+    assert_eq!(resp.status, 200, "{resp:?}");
+    assert_eq!(resp.header("access-control-allow-origin"), Some(APP));
+
     // The actual request: the origin is echoed and ETag is readable by the page.
     let put = server.send(
         "PUT",

@@ -89,7 +89,7 @@ fn string_commands_answer_as_redis_does() {
     assert_eq!(result(&server, json!(["dbsize"])), json!(2), "k and n");
     assert_eq!(
         error(&server, json!(["hset", "h", "f", "v"])),
-        "ERR unknown command 'hset', with args beginning with: 'h' 'f' 'v'"
+        "ERR unknown command 'hset', with args beginning with: 'h' 'f' 'v' "
     );
     assert_eq!(
         error(&server, json!(["set", "k"])),
@@ -400,7 +400,7 @@ fn getex_incrbyfloat_and_msetnx() {
     );
     assert_eq!(
         error(&server, json!(["incrbyfloat", "f", "inf"])),
-        "ERR value is not a valid float"
+        "ERR increment would produce NaN or Infinity"
     );
     result(&server, json!(["set", "big", "1.7e308"]));
     assert_eq!(
@@ -854,4 +854,88 @@ fn extreme_arguments_are_error_replies_and_write_nothing() {
     assert_eq!(result(&server, json!(["get", "k"])), json!("héllo"));
     assert_eq!(result(&server, json!(["ttl", "k"])), json!(-1));
     assert_eq!(result(&server, json!(["dbsize"])), json!(1));
+}
+
+#[test]
+fn arguments_and_counters_are_read_as_redis_7_reads_them() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    result(&server, json!(["set", "keep", "1"]));
+    // FLUSHDB takes ASYNC or SYNC, nothing else (and then flushes nothing).
+    assert_eq!(
+        error(&server, json!(["flushdb", "foo"])),
+        "ERR syntax error"
+    );
+    assert_eq!(
+        error(&server, json!(["flushall", "sync", "async"])),
+        "ERR syntax error"
+    );
+    assert_eq!(result(&server, json!(["dbsize"])), json!(1));
+    // SETEX and PSETEX name themselves in their errors.
+    assert_eq!(
+        error(&server, json!(["setex", "k", 0, "v"])),
+        "ERR invalid expire time in 'setex' command"
+    );
+    assert_eq!(
+        error(&server, json!(["psetex", "k", -1, "v"])),
+        "ERR invalid expire time in 'psetex' command"
+    );
+    // Integers as string2ll reads them: no "+", no leading zeros.
+    for command in [
+        json!(["incrby", "n", "+5"]),
+        json!(["incrby", "n", "007"]),
+        json!(["expire", "keep", "+10"]),
+        json!(["getrange", "keep", "+0", "-1"]),
+        json!(["set", "n", "1", "ex", "010"]),
+    ] {
+        assert_eq!(
+            error(&server, command.clone()),
+            "ERR value is not an integer or out of range",
+            "{command}"
+        );
+    }
+    assert_eq!(result(&server, json!(["exists", "n"])), json!(0));
+    assert_eq!(result(&server, json!(["ttl", "keep"])), json!(-1));
+
+    // A string that reads as an integer counts, whoever stored it: the REST API's "5".
+    server
+        .put("/js", r#"{"value": "5", "ttl": 100}"#)
+        .expect(201);
+    assert_eq!(result(&server, json!(["incr", "js"])), json!(6));
+    assert_eq!(result(&server, json!(["decrby", "js", 10])), json!(-4));
+    let rest = server.get("/js").expect(200);
+    assert_eq!(rest["value"], json!(-4), "stored as the number it reads as");
+    assert!(
+        rest["ttl_remaining"].as_i64().is_some_and(|t| t > 0),
+        "{rest}"
+    );
+    server.put("/word", r#"{"value": "five"}"#).expect(201);
+    assert_eq!(
+        error(&server, json!(["incr", "word"])),
+        "ERR value is not an integer or out of range"
+    );
+    // Overflow: of a stored value that is no 64-bit integer, of the sum, of DECRBY's negation.
+    result(&server, json!(["set", "huge", "9223372036854775808"]));
+    assert_eq!(
+        error(&server, json!(["incr", "huge"])),
+        "ERR value is not an integer or out of range"
+    );
+    result(&server, json!(["set", "max", i64::MAX.to_string()]));
+    assert_eq!(
+        error(&server, json!(["incr", "max"])),
+        "ERR increment or decrement would overflow"
+    );
+    assert_eq!(
+        error(&server, json!(["decrby", "max", i64::MIN.to_string()])),
+        "ERR decrement would overflow"
+    );
+    assert_eq!(
+        result(&server, json!(["get", "max"])),
+        json!(i64::MAX.to_string())
+    );
+    // INCRBYFLOAT prints 17 decimals at most, as Redis does.
+    assert_eq!(
+        result(&server, json!(["incrbyfloat", "tiny", "1e-20"])),
+        json!("0")
+    );
 }

@@ -58,6 +58,10 @@ function call(url, path, body, token = KEY, syncToken = undefined) {
         Authorization: `Bearer ${token}`,
         'Content-Type': 'application/json',
         'Upstash-Encoding': 'base64',
+        // Sent by default (telemetry on unless UPSTASH_DISABLE_TELEMETRY is set).
+        'Upstash-Telemetry-Runtime': 'browser',
+        'Upstash-Telemetry-Platform': 'unknown',
+        'Upstash-Telemetry-Sdk': '@upstash/redis@v1.35.0',
       };
       if (syncToken) headers['upstash-sync-token'] = syncToken;
       try {

@@ -260,6 +260,9 @@ impl Feed {
                 .insert(id, (filters.prefixes.clone(), Arc::clone(&notify)));
         }
         drop(state);
+        // While nobody watched, the feed let pokes and notifications pass: a write just before
+        // this watcher came (between two long polls) is read now, not at the next poll.
+        self.poke();
         Ok(Registration {
             shared: Arc::clone(&self.shared),
             id,
@@ -394,7 +397,8 @@ fn follow<C>(
             POLL_EVERY
         };
         let mut due = match poked.recv_timeout(wait) {
-            // A poke matters to watchers only; without any, the poll keeps the head near.
+            // A poke matters to watchers only; without any, the poll keeps the head near (and
+            // a watcher's registration pokes).
             Ok(()) => feed.watchers() > 0 || last_read.elapsed() >= POLL_EVERY,
             Err(RecvTimeoutError::Timeout) => last_read.elapsed() >= POLL_EVERY,
             Err(RecvTimeoutError::Disconnected) => return,

@@ -8,7 +8,7 @@
 //! another server is removing are passed by, so servers share the work). The grace lets a
 //! `GET` right at the expiry still answer "expired" rather than "not found".
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::rt::time::sleep;
 use actix_web::web;
@@ -24,29 +24,28 @@ const BATCH: i64 = 1000;
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// Starts the expiry timer (unless `active_expiry` is off) and the change log's trimming on
-/// the current runtime.
+/// the current runtime, as two tasks: a long trim never holds expiries back.
 pub fn spawn(state: web::Data<AppState>, retention: Retention, active_expiry: bool) {
-    actix_web::rt::spawn(async move {
-        let mut trimmed_at: Option<Instant> = None;
-        while !state.feed.is_closing() {
-            let removed = if active_expiry {
-                remove_expired(&state).await
-            } else {
-                0
-            };
-            if trimmed_at.is_none_or(|at| at.elapsed() >= TRIM_EVERY) {
-                trimmed_at = Some(Instant::now());
-                let now = now_ms();
-                if let Err(err) = state
-                    .db(move |conn| changes::trim(conn, now, &retention))
-                    .await
-                {
-                    log::warn!("trimming the change log failed: {err}");
+    if active_expiry {
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            while !state.feed.is_closing() {
+                if remove_expired(&state).await < BATCH as usize {
+                    sleep(TICK).await;
                 }
             }
-            if removed < BATCH as usize {
-                sleep(TICK).await;
+        });
+    }
+    actix_web::rt::spawn(async move {
+        while !state.feed.is_closing() {
+            let now = now_ms();
+            if let Err(err) = state
+                .db(move |conn| changes::trim(conn, now, &retention))
+                .await
+            {
+                log::warn!("trimming the change log failed: {err}");
             }
+            sleep(TRIM_EVERY).await;
         }
     });
 }

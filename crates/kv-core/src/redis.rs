@@ -216,10 +216,12 @@ impl Command {
             args.push_str(utf8_prefix(arg, 128 - (args.len() - 1)));
             args.push_str("' ");
         }
-        Reply::Error(format!(
+        let text = format!(
             "ERR unknown command '{}', with args beginning with: {args}",
             utf8_prefix(&self.name, 128)
-        ))
+        );
+        // An error reply is one line: Redis turns line breaks into spaces.
+        Reply::Error(text.replace(['\r', '\n'], " "))
     }
 }
 
@@ -810,12 +812,17 @@ fn incr(tx: &mut Tx<'_>, key: &str, by: i64, decrement: bool) -> Result<Reply, S
     }
 }
 
-/// A float argument or value as Redis reads it: the whole text, no spaces, finite.
+/// A float argument or value as Redis reads it (`strtold`): the whole text, no spaces; `inf`
+/// and `infinity` (signed or not) are floats, NaN is not, and neither is a finite text beyond
+/// a double's range (Redis's `long double` holds it; kvstore's double cannot).
 fn parse_float(text: &str) -> Option<f64> {
     if text.is_empty() || text.trim() != text {
         return None;
     }
-    text.parse::<f64>().ok().filter(|x| x.is_finite())
+    let x = text.parse::<f64>().ok().filter(|x| !x.is_nan())?;
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let infinity_literal = matches!(unsigned.to_ascii_lowercase().as_str(), "inf" | "infinity");
+    (x.is_finite() || infinity_literal).then_some(x)
 }
 
 /// How INCRBYFLOAT prints a result: plain decimal (no exponent), with the fewest significant
@@ -857,21 +864,14 @@ fn at_most_17_decimals(text: String, x: f64) -> String {
 }
 
 fn incr_by_float(tx: &mut Tx<'_>, key: &str, by: &str) -> Result<Reply, StoreError> {
-    let Some(by) = parse_float(by) else {
-        // Redis reads "inf" as a float, and refuses the sum.
-        return Ok(
-            match by.to_ascii_lowercase().trim_start_matches(['+', '-']) {
-                "inf" | "infinity" => error(INFINITE_SUM),
-                _ => error(NOT_A_FLOAT),
-            },
-        );
-    };
+    // The stored value is read first, as in Redis; an infinite one is a float too, whose sum
+    // is then refused.
     let current = match tx.get(key)? {
-        None => 0.0,
-        Some(row) => match parse_float(&redis_string(&row.value)) {
-            Some(x) => x,
-            None => return Ok(error(NOT_A_FLOAT)),
-        },
+        None => Some(0.0),
+        Some(row) => parse_float(&redis_string(&row.value)),
+    };
+    let (Some(current), Some(by)) = (current, parse_float(by)) else {
+        return Ok(error(NOT_A_FLOAT));
     };
     let sum = current + by;
     if !sum.is_finite() {
@@ -1301,7 +1301,9 @@ mod tests {
             assert_eq!(format_float(x), text, "{x:?}");
         }
         assert_eq!(parse_float("5.0e3"), Some(5000.0));
-        for bad in ["", " 1", "1 ", "abc", "inf", "-infinity", "NaN", "1e400"] {
+        assert_eq!(parse_float("inf"), Some(f64::INFINITY));
+        assert_eq!(parse_float("-Infinity"), Some(f64::NEG_INFINITY));
+        for bad in ["", " 1", "1 ", "abc", "--inf", "NaN", "1e400"] {
             assert_eq!(parse_float(bad), None, "{bad:?}");
         }
         // What is stored is a JSON number: GET /<key> shows a number.

@@ -37,11 +37,9 @@ pub enum ApiError {
     /// A watch cursor (`since`, `Last-Event-ID`) that is no version of this store.
     #[error("{0}")]
     CursorInvalid(String),
-    /// A watch resumed below the oldest version the change log keeps.
-    #[error(
-        "the change log no longer holds the changes after version {since} (it keeps those \
-         after {oldest}): list the keys again, then watch from {current}"
-    )]
+    /// A watch resumed below the oldest version the change log keeps (or, for an SSE
+    /// `Last-Event-ID`, above the current one: the store went back).
+    #[error("{}", history_gone_text(*.since, *.oldest, *.current))]
     HistoryGone {
         since: i64,
         oldest: i64,
@@ -90,6 +88,20 @@ impl<'a> ErrorBody<'a> {
             oldest: None,
             current: None,
         }
+    }
+}
+
+fn history_gone_text(since: i64, oldest: i64, current: i64) -> String {
+    if since > current {
+        format!(
+            "version {since} is above the store's current version {current} (the store was \
+             restored or replaced): list the keys again, then watch from {current}"
+        )
+    } else {
+        format!(
+            "the change log no longer holds the changes after version {since} (it keeps those \
+             after {oldest}): list the keys again, then watch from {current}"
+        )
     }
 }
 

@@ -933,6 +933,27 @@ fn arguments_and_counters_are_read_as_redis_7_reads_them() {
         result(&server, json!(["get", "max"])),
         json!(i64::MAX.to_string())
     );
+    // INCRBYFLOAT reads the stored value first; an infinite increment is a float whose sum
+    // is refused; NaN is no float.
+    assert_eq!(
+        error(&server, json!(["incrbyfloat", "word", "inf"])),
+        "ERR value is not a valid float"
+    );
+    assert_eq!(
+        error(&server, json!(["incrbyfloat", "keep", "-Infinity"])),
+        "ERR increment would produce NaN or Infinity"
+    );
+    for bad in ["nan", "--inf"] {
+        assert_eq!(
+            error(&server, json!(["incrbyfloat", "keep", bad])),
+            "ERR value is not a valid float"
+        );
+    }
+    // An error reply is one line.
+    assert_eq!(
+        error(&server, json!(["foo", "a\nb"])),
+        "ERR unknown command 'foo', with args beginning with: 'a b' "
+    );
     // INCRBYFLOAT prints 17 decimals at most, as Redis does.
     assert_eq!(
         result(&server, json!(["incrbyfloat", "tiny", "1e-20"])),

@@ -407,6 +407,8 @@ fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_sile
     let reset = back.next();
     assert_eq!((reset.event.as_str(), reset.id), ("reset", Some(live)));
     assert_eq!(reset.data["code"], "history_gone");
+    let text = reset.data["error"].as_str().unwrap_or_default();
+    assert!(text.contains("above the store's current version"), "{text}");
     watch(&server, &format!("prefix=&since={ahead}")).expect_error(400, "cursor_invalid");
 }
 

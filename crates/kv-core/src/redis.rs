@@ -203,9 +203,9 @@ impl Command {
         }
     }
 
-    /// The `ERR unknown command` reply, as Redis words it.
-    /// Like Redis 7: each argument quoted and followed by a space, while the list is under 128
-    /// bytes (the last one cut to fit), the name cut at 128 bytes.
+    /// The `ERR unknown command` reply, as Redis 7 words it: each argument quoted and followed
+    /// by a space while the list is under 128 bytes (the last one cut to fit), the name cut at
+    /// 128 bytes.
     pub fn unknown(&self) -> Reply {
         let mut args = String::new();
         for arg in &self.args {

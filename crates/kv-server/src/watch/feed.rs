@@ -112,6 +112,20 @@ struct State {
     registry: Registry,
 }
 
+impl State {
+    /// Forgets every event and stands at `version` (the events up to it are read from the
+    /// log from now on), waking every watcher so that it looks again.
+    fn jump_to(&mut self, version: i64) {
+        self.events.clear();
+        self.event_bytes = 0;
+        self.base = version;
+        self.head = version;
+        for notify in self.registry.all.values() {
+            notify.notify_one();
+        }
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     closing: AtomicBool,
@@ -306,14 +320,7 @@ impl Feed {
         let mut woken: HashSet<u64> = HashSet::new();
         let mut state = lock(&self.shared.state);
         if trimmed > state.head {
-            state.events.clear();
-            state.event_bytes = 0;
-            state.base = trimmed;
-            state.head = trimmed;
-            for (id, notify) in &state.registry.all {
-                woken.insert(*id);
-                notify.notify_one();
-            }
+            state.jump_to(trimmed);
         }
         for change in changes {
             let event = Arc::new(Event::from(change));
@@ -358,15 +365,8 @@ impl Feed {
     /// meanwhile, which then finds its events in the log.
     fn skip_to(&self, current: i64) {
         let mut state = lock(&self.shared.state);
-        if current <= state.head {
-            return;
-        }
-        state.events.clear();
-        state.event_bytes = 0;
-        state.base = current;
-        state.head = current;
-        for notify in state.registry.all.values() {
-            notify.notify_one();
+        if current > state.head {
+            state.jump_to(current);
         }
     }
 

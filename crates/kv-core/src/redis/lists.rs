@@ -1,0 +1,1 @@
+//! List commands (LPUSH, LRANGE, …): their home, empty until kvstore stores lists.

@@ -1,0 +1,1 @@
+//! Lua scripting (EVAL, EVALSHA, SCRIPT): its home, empty until kvstore runs scripts.

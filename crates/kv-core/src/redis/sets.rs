@@ -1,0 +1,1 @@
+//! Set commands (SADD, SMEMBERS, …): their home, empty until kvstore stores sets.

@@ -1,0 +1,257 @@
+//! The command table: every Redis command `/_upstash` (and later Lua) runs, declared once.
+//!
+//! As Redis's own table (`src/commands/*.json` → `commands.def`), each entry says the
+//! command's name, its arity, whether it reads or writes, which of its arguments are keys, and
+//! the function that runs it. The scope check, the read-only check, the arity check and the
+//! choice between a read connection and the writer all come from here, so adding a command is
+//! one entry here and one function in its family's file.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use super::source::Source;
+use super::{Call, Reply, generic, server, strings};
+use crate::error::StoreError;
+use crate::store::Tx;
+
+/// A command's declaration.
+#[derive(Debug)]
+pub struct Spec {
+    /// Lowercase, as Redis names it.
+    pub name: &'static str,
+    /// As Redis's: `n` parts exactly (the command's name counts as one), `-n` at least `n`.
+    pub arity: i32,
+    /// Which arguments are keys.
+    pub keys: KeySpec,
+    /// Its function, which also says whether it writes.
+    pub run: Run,
+}
+
+/// The function that runs a command.
+#[derive(Clone, Copy)]
+pub enum Run {
+    /// Reads only: runs on a read connection, or inside a write transaction beside writes.
+    Read(fn(&mut dyn Source, &Call<'_>) -> Result<Reply, StoreError>),
+    /// Writes: runs in a write transaction (refused to a read-only API key).
+    Write(fn(&mut Tx<'_>, &Call<'_>) -> Result<Reply, StoreError>),
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Run::Read(_) => "Read",
+            Run::Write(_) => "Write",
+        })
+    }
+}
+
+/// Which of a command's arguments are keys (for API keys scoped to prefixes, and for the
+/// key checks a write makes before it writes anything).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySpec {
+    /// No key (PING, ECHO, TIME).
+    None,
+    /// The arguments from index `first` (0 is the first argument after the name) to `last`
+    /// (negative: counted from the end, -1 the last argument), every `step`th: Redis's
+    /// first/last/step key specification.
+    Range {
+        first: usize,
+        last: isize,
+        step: usize,
+    },
+    /// Keys found by listing (KEYS, SCAN, RANDOMKEY): a scoped API key lists only its own
+    /// prefixes.
+    Listing,
+    /// Every key, counted or deleted (DBSIZE, FLUSHDB, FLUSHALL): refused to a scoped key.
+    Every,
+}
+
+/// The first argument is the key.
+const FIRST: KeySpec = KeySpec::Range {
+    first: 0,
+    last: 0,
+    step: 1,
+};
+/// The first two arguments are keys (a source and a destination).
+const FIRST_TWO: KeySpec = KeySpec::Range {
+    first: 0,
+    last: 1,
+    step: 1,
+};
+/// Every argument is a key.
+const ALL: KeySpec = KeySpec::Range {
+    first: 0,
+    last: -1,
+    step: 1,
+};
+/// Key, value, key, value, …
+const PAIRS: KeySpec = KeySpec::Range {
+    first: 0,
+    last: -1,
+    step: 2,
+};
+
+const fn read(
+    name: &'static str,
+    arity: i32,
+    keys: KeySpec,
+    f: fn(&mut dyn Source, &Call<'_>) -> Result<Reply, StoreError>,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        keys,
+        run: Run::Read(f),
+    }
+}
+
+const fn write(
+    name: &'static str,
+    arity: i32,
+    keys: KeySpec,
+    f: fn(&mut Tx<'_>, &Call<'_>) -> Result<Reply, StoreError>,
+) -> Spec {
+    Spec {
+        name,
+        arity,
+        keys,
+        run: Run::Write(f),
+    }
+}
+
+/// Every command, by family (the arities are Redis 7's).
+pub static COMMANDS: &[Spec] = &[
+    // server and connection
+    read("ping", -1, KeySpec::None, server::ping),
+    read("echo", 2, KeySpec::None, server::echo),
+    read("time", 1, KeySpec::None, server::time),
+    read("dbsize", 1, KeySpec::Every, server::dbsize),
+    write("flushdb", -1, KeySpec::Every, server::flushdb),
+    write("flushall", -1, KeySpec::Every, server::flushdb),
+    // generic keys
+    read("exists", -2, ALL, generic::exists),
+    read("touch", -2, ALL, generic::exists),
+    read("ttl", 2, FIRST, generic::ttl),
+    read("pttl", 2, FIRST, generic::pttl),
+    read("type", 2, FIRST, generic::type_of),
+    read("keys", 2, KeySpec::Listing, generic::keys),
+    read("scan", -2, KeySpec::Listing, generic::scan),
+    read("randomkey", 1, KeySpec::Listing, generic::random_key),
+    write("del", -2, ALL, generic::del),
+    write("unlink", -2, ALL, generic::del),
+    write("expire", -3, FIRST, generic::expire),
+    write("pexpire", -3, FIRST, generic::expire),
+    write("expireat", -3, FIRST, generic::expire),
+    write("pexpireat", -3, FIRST, generic::expire),
+    write("persist", 2, FIRST, generic::persist),
+    write("rename", 3, FIRST_TWO, generic::rename),
+    write("renamenx", 3, FIRST_TWO, generic::renamenx),
+    write("copy", -3, FIRST_TWO, generic::copy),
+    // strings
+    read("get", 2, FIRST, strings::get),
+    read("mget", -2, ALL, strings::mget),
+    read("getrange", 4, FIRST, strings::getrange),
+    read("strlen", 2, FIRST, strings::strlen),
+    write("set", -3, FIRST, strings::set),
+    write("setnx", 3, FIRST, strings::setnx),
+    write("setex", 4, FIRST, strings::setex),
+    write("psetex", 4, FIRST, strings::psetex),
+    write("mset", -3, PAIRS, strings::mset),
+    write("msetnx", -3, PAIRS, strings::msetnx),
+    write("getdel", 2, FIRST, strings::getdel),
+    write("getset", 3, FIRST, strings::getset),
+    write("getex", -2, FIRST, strings::getex),
+    write("append", 3, FIRST, strings::append),
+    write("setrange", 4, FIRST, strings::setrange),
+    write("incr", 2, FIRST, strings::incr),
+    write("decr", 2, FIRST, strings::decr),
+    write("incrby", 3, FIRST, strings::incrby),
+    write("decrby", 3, FIRST, strings::decrby),
+    write("incrbyfloat", 3, FIRST, strings::incrbyfloat),
+];
+
+static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
+    LazyLock::new(|| COMMANDS.iter().map(|spec| (spec.name, spec)).collect());
+
+/// The declaration of the command called `name` (any case), if there is one.
+pub fn lookup(name: &str) -> Option<&'static Spec> {
+    BY_NAME.get(name.to_ascii_lowercase().as_str()).copied()
+}
+
+impl Spec {
+    pub fn is_write(&self) -> bool {
+        matches!(self.run, Run::Write(_))
+    }
+
+    /// Whether `parts` parts (the name included) fit the arity.
+    pub fn arity_fits(&self, parts: usize) -> bool {
+        let parts = i32::try_from(parts).unwrap_or(i32::MAX);
+        if self.arity >= 0 {
+            parts == self.arity
+        } else {
+            parts >= -self.arity
+        }
+    }
+
+    /// The arguments of `args` that are keys, by [`KeySpec::Range`] (none for the others).
+    pub fn key_args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let KeySpec::Range { first, last, step } = self.keys else {
+            return Vec::new();
+        };
+        let last = if last < 0 {
+            args.len().checked_sub(last.unsigned_abs())
+        } else {
+            Some(last.unsigned_abs().min(args.len().saturating_sub(1)))
+        };
+        match last {
+            Some(last) if first < args.len() => {
+                args[first..=last].iter().step_by(step).copied().collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_command_is_declared_once_in_lowercase() {
+        assert_eq!(BY_NAME.len(), COMMANDS.len(), "a name declared twice");
+        for spec in COMMANDS {
+            assert_eq!(spec.name, spec.name.to_ascii_lowercase());
+            assert_ne!(spec.arity, 0, "{}", spec.name);
+        }
+        assert_eq!(lookup("GeT").map(|s| s.name), Some("get"));
+        assert!(lookup("hset-nope").is_none());
+    }
+
+    #[test]
+    fn key_ranges_pick_the_keys() {
+        let spec = |name| lookup(name).expect("declared");
+        assert_eq!(spec("get").key_args(&["k"]), vec!["k"]);
+        assert_eq!(spec("set").key_args(&["k", "v", "ex", "1"]), vec!["k"]);
+        assert_eq!(spec("del").key_args(&["a", "b", "c"]), vec!["a", "b", "c"]);
+        assert_eq!(spec("mset").key_args(&["a", "1", "b", "2"]), vec!["a", "b"]);
+        assert_eq!(
+            spec("copy").key_args(&["a", "b", "replace"]),
+            vec!["a", "b"]
+        );
+        assert_eq!(spec("rename").key_args(&["a"]), vec!["a"]);
+        assert!(spec("get").key_args(&[]).is_empty());
+        assert!(spec("ping").key_args(&["hello"]).is_empty());
+        assert!(spec("keys").key_args(&["*"]).is_empty());
+    }
+
+    #[test]
+    fn arity_is_redis_s() {
+        let spec = |name| lookup(name).expect("declared");
+        assert!(spec("get").arity_fits(2));
+        assert!(!spec("get").arity_fits(3));
+        assert!(spec("set").arity_fits(3));
+        assert!(spec("set").arity_fits(7));
+        assert!(!spec("set").arity_fits(2));
+        assert!(spec("ping").arity_fits(1));
+    }
+}

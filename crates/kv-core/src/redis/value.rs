@@ -1,0 +1,187 @@
+//! Redis strings and numbers as kvstore stores and reads them.
+//!
+//! Values: Redis strings and kvstore's JSON values map onto each other losslessly. A string
+//! written is stored as the JSON it is when it is JSON other than a string literal that
+//! serializes back to exactly the same text (`42`, `{"a":1}`, `null`), and as a JSON string
+//! holding it otherwise (`hello`, `1e3`, `{"a": 1}` with its space, `"quoted"`). A value read
+//! is a JSON string's contents, or any other value's compact JSON text. So an object the SDK
+//! set is an object for `GET /<key>`, and a value the REST API set reads back as the SDK would
+//! have stored it.
+
+use serde_json::Value;
+
+/// An integer argument or value as Redis reads one (`string2ll`): an optional `-`, then `0`
+/// or digits without a leading zero, within 64 bits. No `+`, no spaces, no `-0`.
+pub fn redis_int(text: &str) -> Option<i64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let first = digits.bytes().next()?;
+    let well_formed = digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" && digits.len() == text.len() || (b'1'..=b'9').contains(&first));
+    if !well_formed {
+        return None;
+    }
+    text.parse::<i64>().ok()
+}
+
+/// A Redis string as the JSON text kvstore stores (see the module's doc). A string that is a
+/// JSON string literal (`"quoted"`, quotes included) is stored as a string holding it too:
+/// stored as the literal's contents, it would read back without its quotes.
+pub fn stored_json(text: &str) -> String {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value)
+            if !value.is_string()
+                && serde_json::to_string(&value).is_ok_and(|again| again == text) =>
+        {
+            text.to_owned()
+        }
+        _ => serde_json::to_string(text).unwrap_or_else(|_| "\"\"".into()),
+    }
+}
+
+/// A stored JSON text as the Redis string it reads as. Stored texts are valid JSON, so only
+/// a string literal (starting with `"`) needs parsing.
+pub fn redis_string(stored: &str) -> String {
+    if !stored.starts_with('"') {
+        return stored.to_owned();
+    }
+    match serde_json::from_str::<Value>(stored) {
+        Ok(Value::String(s)) => s,
+        _ => stored.to_owned(),
+    }
+}
+
+/// A float argument or value as Redis reads it (`strtold`): the whole text, no spaces; `inf`
+/// and `infinity` (signed or not) are floats, NaN is not, and neither is a finite text beyond
+/// a double's range (Redis's `long double` holds it; kvstore's double cannot).
+pub fn parse_float(text: &str) -> Option<f64> {
+    if text.is_empty() || text.trim() != text {
+        return None;
+    }
+    let x = text.parse::<f64>().ok().filter(|x| !x.is_nan())?;
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let infinity_literal = matches!(unsigned.to_ascii_lowercase().as_str(), "inf" | "infinity");
+    (x.is_finite() || infinity_literal).then_some(x)
+}
+
+/// How INCRBYFLOAT prints a result: plain decimal (no exponent), with the fewest significant
+/// digits that give back the same double, or up to 15 that come within one unit in the last
+/// place of it. Redis adds in `long double` and prints 17 decimals, which hides the double's
+/// last-place error the same way: 0.1 + 0.2 is "0.3", not "0.30000000000000004".
+pub fn format_float(x: f64) -> String {
+    let x = if x == 0.0 { 0.0 } else { x }; // no "-0"
+    let ulps = |a: f64, b: f64| {
+        if a.is_sign_negative() != b.is_sign_negative() {
+            return u64::MAX;
+        }
+        a.to_bits().abs_diff(b.to_bits())
+    };
+    for digits in 1..=17usize {
+        let Ok(candidate) = format!("{:.*e}", digits - 1, x).parse::<f64>() else {
+            break;
+        };
+        if candidate == x || (digits <= 15 && ulps(candidate, x) <= 1) {
+            return at_most_17_decimals(format!("{candidate}"), candidate);
+        }
+    }
+    at_most_17_decimals(format!("{x}"), x)
+}
+
+/// Redis prints 17 decimals at most (`%.17Lf`, trailing zeros cut): 1e-20 is "0".
+fn at_most_17_decimals(text: String, x: f64) -> String {
+    match text.split_once('.') {
+        Some((_, decimals)) if decimals.len() > 17 => {
+            let rounded = format!("{x:.17}");
+            let rounded = rounded.trim_end_matches('0').trim_end_matches('.');
+            match rounded {
+                "-0" => "0".to_owned(),
+                _ => rounded.to_owned(),
+            }
+        }
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_map_onto_json_values_losslessly() {
+        for (text, stored) in [
+            ("42", "42"),
+            ("{\"a\":1}", "{\"a\":1}"),
+            ("\"quoted\"", "\"\\\"quoted\\\"\""),
+            ("hello", "\"hello\""),
+            ("1e3", "\"1e3\""),
+            ("{\"a\": 1}", "\"{\\\"a\\\": 1}\""),
+            ("", "\"\""),
+            ("null", "null"),
+            ("12345678901234567890123", "12345678901234567890123"),
+        ] {
+            assert_eq!(stored_json(text), stored, "{text}");
+            assert_eq!(redis_string(&stored_json(text)), text, "{text} reads back");
+        }
+        // A value the REST API set reads as its JSON text, or a string's contents.
+        assert_eq!(redis_string("[1,2]"), "[1,2]");
+        assert_eq!(redis_string("\"hé\""), "hé");
+    }
+
+    #[test]
+    fn integers_are_read_as_redis_reads_them() {
+        for (text, n) in [
+            ("0", 0),
+            ("7", 7),
+            ("-7", -7),
+            ("9223372036854775807", i64::MAX),
+            ("-9223372036854775808", i64::MIN),
+        ] {
+            assert_eq!(redis_int(text), Some(n), "{text:?}");
+        }
+        for bad in [
+            "",
+            "-",
+            "+5",
+            "007",
+            "-0",
+            "00",
+            " 1",
+            "1 ",
+            "1.0",
+            "1e3",
+            "9223372036854775808",
+        ] {
+            assert_eq!(redis_int(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn incrbyfloat_prints_like_redis() {
+        for (x, text) in [
+            (0.1 + 0.2, "0.3"),
+            (10.5 + 0.1, "10.6"),
+            (2.5, "2.5"),
+            (5.0e3 + 2.0e2, "5200"),
+            (3.0, "3"),
+            (-0.0, "0"),
+            (-1.5, "-1.5"),
+            (1e21, "1000000000000000000000"),
+            (1.0 / 3.0, "0.3333333333333333"),
+            (0.30000000000000004 + 1e-17, "0.3"),
+            // 17 decimals at most, as Redis's %.17Lf.
+            (1e-20, "0"),
+            (-1e-20, "0"),
+            (1.2345678901234567e-10, "0.00000000012345679"),
+        ] {
+            assert_eq!(format_float(x), text, "{x:?}");
+        }
+        assert_eq!(parse_float("5.0e3"), Some(5000.0));
+        assert_eq!(parse_float("inf"), Some(f64::INFINITY));
+        assert_eq!(parse_float("-Infinity"), Some(f64::NEG_INFINITY));
+        for bad in ["", " 1", "1 ", "abc", "--inf", "NaN", "1e400"] {
+            assert_eq!(parse_float(bad), None, "{bad:?}");
+        }
+        // What is stored is a JSON number: GET /<key> shows a number.
+        assert_eq!(stored_json(&format_float(0.1 + 0.2)), "0.3");
+        assert_eq!(stored_json(&format_float(1e21)), "1000000000000000000000");
+    }
+}

@@ -1,0 +1,1 @@
+//! Sorted-set commands (ZADD, ZRANGE, …): their home, empty until kvstore stores sorted sets.

@@ -4,11 +4,11 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use kv_core::args::{IncrArgs, SetArgs, SetExpiry};
 use kv_core::backend::{self, ConnectionOptions};
 use kv_core::expiry::{self, Ttl};
 use kv_core::glob::Glob;
 use kv_core::precondition::Precondition;
-use kv_core::request::{IncrArgs, SetArgs, SetExpiry};
 use kv_core::{DatabaseUrl, DbConnection, now_ms, store};
 
 const KEYS: usize = 10_000;

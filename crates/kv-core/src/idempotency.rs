@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use crate::backend::{DbConnection, with_conn};
 use crate::error::StoreError;
+use crate::model::IdempotencyRecord;
 use crate::schema::kv_idempotency;
-use crate::store::Tx;
 
 /// The longest Idempotency-Key, in characters.
 pub const MAX_KEY_CHARS: usize = 255;
@@ -76,75 +76,23 @@ pub enum Answer {
     Replayed(StoredResponse),
 }
 
-/// A stored response, as its table row.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = kv_idempotency)]
-pub(crate) struct Record {
-    pub idempotency_key: String,
-    pub fingerprint: String,
-    pub status: i32,
-    pub body: String,
-    pub etag: Option<String>,
-    pub expires_at: i64,
-}
-
-impl Tx<'_> {
-    /// Runs `write` unless `request` was answered already: then its stored response is the
-    /// answer, or, for the same key with another request, `idempotency_key_reused`. Only a
-    /// successful write's response is stored (a failed one changed nothing and may be
-    /// retried). In a PostgreSQL batch the records are staged with the rows: the batch reads
-    /// those of its requests in one statement and writes the new ones in one more.
-    pub fn idempotent(
-        &mut self,
-        request: &IdempotentRequest,
-        write: impl FnOnce(&mut Tx<'_>) -> Result<StoredResponse, StoreError>,
-    ) -> Result<Answer, StoreError> {
-        let now = self.now();
-        let found = match self.parts() {
-            (conn, Some(stage)) => stage.record(conn, &request.key)?,
-            (conn, None) => find_records(conn, &[&request.key])?.pop(),
-        };
-        if let Some(record) = found.filter(|r| r.expires_at > now) {
-            if record.fingerprint != request.fingerprint {
-                return Err(StoreError::IdempotencyKeyReused);
-            }
-            return Ok(Answer::Replayed(StoredResponse {
-                status: u16::try_from(record.status).unwrap_or(200),
-                body: record.body,
-                etag: record.etag,
-            }));
-        }
-        let response = write(self)?;
-        let record = Record {
-            idempotency_key: request.key.clone(),
-            fingerprint: request.fingerprint.clone(),
-            status: i32::from(response.status),
-            body: response.body.clone(),
-            etag: response.etag.clone(),
-            expires_at: now.saturating_add(request.retention_ms),
-        };
-        match self.parts() {
-            (_, Some(stage)) => stage.put_record(record),
-            (conn, None) => put_records(conn, &[record])?,
-        }
-        Ok(Answer::Fresh(response))
-    }
-}
-
 /// The stored records of `keys` (expired ones too).
 pub(crate) fn find_records(
     conn: &mut DbConnection,
     keys: &[&str],
-) -> Result<Vec<Record>, StoreError> {
+) -> Result<Vec<IdempotencyRecord>, StoreError> {
     Ok(with_conn!(conn, c => kv_idempotency::table
         .filter(kv_idempotency::idempotency_key.eq_any(keys))
-        .select(Record::as_select())
+        .select(IdempotencyRecord::as_select())
         .load(c))?)
 }
 
 /// Writes `records` over any (expired) records of the same keys: one statement on
 /// PostgreSQL, one a record on SQLite (a non-batched write stores one).
-pub(crate) fn put_records(conn: &mut DbConnection, records: &[Record]) -> Result<(), StoreError> {
+pub(crate) fn put_records(
+    conn: &mut DbConnection,
+    records: &[IdempotencyRecord],
+) -> Result<(), StoreError> {
     use diesel::upsert::excluded;
     match conn {
         _ if records.is_empty() => {}

@@ -4,6 +4,7 @@
 //! passed in, so the expiry rules are pure and a transaction is the same operations run in
 //! one database transaction. Nothing here knows about HTTP.
 
+pub mod args;
 pub mod backend;
 pub mod changes;
 pub mod clock;
@@ -20,6 +21,7 @@ pub mod precondition;
 pub mod reader;
 pub mod redis;
 pub mod request;
+mod rows;
 pub mod schema;
 pub mod stage;
 pub mod store;

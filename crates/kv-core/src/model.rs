@@ -1,9 +1,9 @@
-//! The `KeyValue` row.
+//! The table rows: [`KeyValue`] (a key) and `IdempotencyRecord` (a stored response).
 
 use diesel::prelude::*;
 
 use crate::expiry;
-use crate::schema::kv_store;
+use crate::schema::{kv_idempotency, kv_store};
 
 /// One stored key. `value` is JSON text (validated before it is written); times are unix ms.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
@@ -41,4 +41,16 @@ impl StoredValue {
     pub fn is_expired(&self, now: i64) -> bool {
         expiry::is_expired(self.expires_at, now)
     }
+}
+
+/// A stored response to a request with an Idempotency-Key, as its table row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = kv_idempotency)]
+pub(crate) struct IdempotencyRecord {
+    pub idempotency_key: String,
+    pub fingerprint: String,
+    pub status: i32,
+    pub body: String,
+    pub etag: Option<String>,
+    pub expires_at: i64,
 }

@@ -4,12 +4,12 @@
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::args::{IncrArgs, ScanArgs, SetArgs, SetExpiry};
 use crate::cursor;
 use crate::error::StoreError;
 use crate::expiry::{self, Ttl};
 use crate::glob::Glob;
 use crate::precondition::Precondition;
-use crate::store::ScanArgs;
 
 /// `GET /_keys` returns this many keys unless `limit` says otherwise.
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
@@ -147,26 +147,6 @@ pub fn body_object(body: Option<Value>) -> Result<Map<String, Value>, StoreError
     }
 }
 
-/// How a set changes the key's expiry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetExpiry {
-    /// No ttl: the key does not expire (a set clears any previous expiry).
-    Persist,
-    /// `keep_ttl`: keep the key's current expiry (Redis `KEEPTTL`).
-    Keep,
-    /// Expire at this unix ms.
-    At(i64),
-}
-
-/// A set (`POST`/`PUT /<key>/`, or a transaction's `set` op).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SetArgs {
-    /// The value as compact JSON text.
-    pub value: String,
-    pub expiry: SetExpiry,
-    pub precondition: Precondition,
-}
-
 impl SetArgs {
     pub fn from_json(mut body: Map<String, Value>, now: i64) -> Result<Self, StoreError> {
         reject_unknown(&body, SET_FIELDS)?;
@@ -231,16 +211,6 @@ pub fn expiry_from_json(mut body: Map<String, Value>, now: i64) -> Result<Option
     }
 }
 
-/// An INCR / DECR (`POST /<key>/incr`, a transaction's `incr` op).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IncrArgs {
-    pub by: i64,
-    /// Subtract `by` instead of adding it (DECR).
-    pub decrement: bool,
-    /// The expiry the key gets if this call creates it.
-    pub expires_at_if_created: Option<i64>,
-}
-
 impl IncrArgs {
     pub fn from_json(
         mut body: Map<String, Value>,
@@ -262,25 +232,6 @@ impl IncrArgs {
             decrement,
             expires_at_if_created,
         })
-    }
-
-    /// The counter after this call, from `current`.
-    pub fn apply(&self, current: i64) -> Result<i64, StoreError> {
-        let next = if self.decrement {
-            current.checked_sub(self.by)
-        } else {
-            current.checked_add(self.by)
-        };
-        next.ok_or(StoreError::Overflow)
-    }
-}
-
-/// Reads a stored value as an INCR counter: only a JSON integer in the 64-bit signed range.
-pub fn counter_value(stored: &str) -> Result<i64, StoreError> {
-    match serde_json::from_str::<Value>(stored) {
-        Ok(Value::Number(n)) if n.is_i64() => n.as_i64().ok_or(StoreError::NotAnInteger),
-        Ok(Value::Number(n)) if n.is_u64() => Err(StoreError::Overflow),
-        _ => Err(StoreError::NotAnInteger),
     }
 }
 
@@ -587,18 +538,5 @@ mod tests {
         assert_eq!(query_flag("values", Some("1")), Ok(true));
         assert_eq!(query_flag("values", None), Ok(false));
         assert!(query_flag("values", Some("yes")).is_err());
-    }
-
-    #[test]
-    fn counters_are_json_integers_only() {
-        assert_eq!(counter_value("5"), Ok(5));
-        assert_eq!(counter_value("-9223372036854775808"), Ok(i64::MIN));
-        assert_eq!(
-            counter_value("18446744073709551615"),
-            Err(StoreError::Overflow)
-        );
-        for v in ["5.0", "\"5\"", "null", "[1]", "{}", "true"] {
-            assert_eq!(counter_value(v), Err(StoreError::NotAnInteger), "{v}");
-        }
     }
 }

@@ -20,8 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::backend::{DbConnection, postgres};
 use crate::changes::Change;
 use crate::error::StoreError;
-use crate::idempotency::Record;
-use crate::model::KeyValue;
+use crate::model::{IdempotencyRecord, KeyValue};
 
 /// How the staged rows answer a request that asks for a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,11 +52,11 @@ pub struct Stage {
     /// A row read on its own failed: the batch's transaction is aborted.
     database_error: Option<StoreError>,
     /// Idempotency records as the batch's requests so far left them (`None`: none stored).
-    records: HashMap<String, Option<Record>>,
+    records: HashMap<String, Option<IdempotencyRecord>>,
     /// The running request's new record, kept apart until it succeeds.
-    request_record: Option<Record>,
+    request_record: Option<IdempotencyRecord>,
     /// Records the batch's requests stored: written at its end.
-    new_records: BTreeMap<String, Record>,
+    new_records: BTreeMap<String, IdempotencyRecord>,
     /// Discovery: the idempotency keys the requests asked for.
     wanted_records: Vec<String>,
     /// The running request's change-log rows, kept apart until it succeeds.
@@ -92,7 +91,7 @@ impl Stage {
     }
 
     /// The idempotency records read for `keys` (`records` holds those stored).
-    pub(crate) fn with_records(mut self, keys: &[&str], records: Vec<Record>) -> Stage {
+    pub(crate) fn with_records(mut self, keys: &[&str], records: Vec<IdempotencyRecord>) -> Stage {
         self.records = keys.iter().map(|k| ((*k).to_owned(), None)).collect();
         for record in records {
             self.records
@@ -207,7 +206,7 @@ impl Stage {
         &mut self,
         conn: &mut DbConnection,
         key: &str,
-    ) -> Result<Option<Record>, StoreError> {
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         if let Some(record) = self
             .request_record
             .as_ref()
@@ -236,12 +235,12 @@ impl Stage {
     }
 
     /// Stores the running request's response record.
-    pub(crate) fn put_record(&mut self, record: Record) {
+    pub(crate) fn put_record(&mut self, record: IdempotencyRecord) {
         self.request_record = Some(record);
     }
 
     /// The records the batch's requests stored.
-    pub(crate) fn new_records(&self) -> Vec<Record> {
+    pub(crate) fn new_records(&self) -> Vec<IdempotencyRecord> {
         self.new_records.values().cloned().collect()
     }
 

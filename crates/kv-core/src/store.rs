@@ -5,17 +5,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use diesel::prelude::*;
 
+use crate::args::{
+    ImportLine, ImportMode, IncrArgs, ScanArgs, ScanPage, SetArgs, SetExpiry, counter_value,
+};
 use crate::backend::{self, Backend, DbConnection, with_conn};
 use crate::changes::{self, Change, ChangeOp};
 use crate::error::StoreError;
-use crate::glob::Glob;
+use crate::idempotency::{Answer, IdempotentRequest, StoredResponse};
 use crate::key::{validate_key, validate_writable_key};
+use crate::model::IdempotencyRecord;
 use crate::model::{KeyValue, StoredValue};
 use crate::precondition::Precondition;
-use crate::request::{IncrArgs, SetArgs, SetExpiry, counter_value};
+use crate::rows::Rows;
 use crate::schema::kv_store;
 use crate::stage::Stage;
-use crate::transfer::{ImportLine, ImportMode};
 
 /// A write that met a passing fault (PostgreSQL) is run again this many times before giving up.
 const MAX_WRITE_RETRIES: usize = 8;
@@ -112,7 +115,7 @@ pub fn write<T>(
             let mut tx = Tx {
                 conn,
                 batch: None,
-                stage: None,
+                rows: Rows::Direct,
                 now,
                 version: None,
                 seq: 0,
@@ -167,7 +170,7 @@ pub fn write_in_batch<T>(
                 f(&mut Tx {
                     conn,
                     batch: Some(&mut *versions),
-                    stage: None,
+                    rows: Rows::Direct,
                     now,
                     version: None,
                     seq: 0,
@@ -185,7 +188,7 @@ pub fn write_in_batch<T>(
             let result = f(&mut Tx {
                 conn,
                 batch: Some(&mut *versions),
-                stage: Some(&mut *stage),
+                rows: Rows::Staged(&mut *stage),
                 now,
                 version: None,
                 seq: 0,
@@ -251,8 +254,8 @@ impl BatchVersions {
 pub struct Tx<'c> {
     conn: &'c mut DbConnection,
     batch: Option<&'c mut BatchVersions>,
-    /// A PostgreSQL batch's staged rows, which reads and writes go to instead of the database.
-    stage: Option<&'c mut Stage>,
+    /// Where its rows live: the database, or a PostgreSQL batch's staged rows.
+    rows: Rows<'c>,
     now: i64,
     version: Option<i64>,
     /// The number of the transaction's next change in the change log.
@@ -294,22 +297,19 @@ impl Tx<'_> {
     /// batch reads all of them in its first statement (see [`crate::stage`]). Nothing
     /// otherwise: the transaction holds the database's write lock already.
     pub fn declare_keys<'k>(&mut self, keys: impl IntoIterator<Item = &'k str>) {
-        if let Some(stage) = self.stage.as_deref_mut() {
+        if let Rows::Staged(_) = self.rows {
             let keys: Vec<&str> = keys
                 .into_iter()
                 .filter(|k| validate_key(k).is_ok())
                 .collect();
-            stage.declare(&keys);
+            self.rows.declare(&keys);
         }
     }
 
     /// The row (live or expired). The transaction holds the database's write lock (see
     /// [`backend::find_for_update`]), so it stays as read until the transaction ends.
     fn locked_row(&mut self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        Ok(match self.stage.as_deref_mut() {
-            Some(stage) => stage.row(self.conn, key)?,
-            None => backend::find_for_update(self.conn, key)?,
-        })
+        self.rows.row(self.conn, key)
     }
 
     fn lookup(&self, row: Option<KeyValue>) -> Lookup<KeyValue> {
@@ -322,21 +322,11 @@ impl Tx<'_> {
 
     /// Writes `row`, inserting or replacing whatever row (live or expired) held the key.
     fn put(&mut self, row: &KeyValue, replaces_row: bool) -> Result<(), StoreError> {
-        match self.stage.as_deref_mut() {
-            Some(stage) => stage.put(row.clone()),
-            None => backend::put_row(self.conn, row, replaces_row)?,
-        }
-        Ok(())
+        self.rows.put(self.conn, row, replaces_row)
     }
 
     fn remove(&mut self, key: &str) -> Result<(), StoreError> {
-        match self.stage.as_deref_mut() {
-            Some(stage) => stage.remove(key),
-            None => {
-                with_conn!(self.conn, c => diesel::delete(kv_store::table.find(key)).execute(c))?;
-            }
-        }
-        Ok(())
+        self.rows.remove(self.conn, key)
     }
 
     /// Records a change of `key` in the change log ([`crate::changes`]) under the
@@ -349,11 +339,7 @@ impl Tx<'_> {
         row: Option<&KeyValue>,
     ) -> Result<(), StoreError> {
         let change = self.change(op, key, row)?;
-        match self.stage.as_deref_mut() {
-            Some(stage) => stage.log_change(change),
-            None => changes::insert(self.conn, std::slice::from_ref(&change))?,
-        }
-        Ok(())
+        self.rows.log_change(self.conn, change)
     }
 
     /// The change [`Tx::record`] records, numbered as the transaction's next.
@@ -380,26 +366,7 @@ impl Tx<'_> {
     /// set again meanwhile survives — and records its `expired` change, which takes a version.
     pub fn purge_expired(&mut self, key: &str) -> Result<bool, StoreError> {
         let now = self.now;
-        let expired = match self.stage.as_deref_mut() {
-            Some(stage) => {
-                let expired = stage
-                    .row(self.conn, key)?
-                    .is_some_and(|row| row.is_expired(now));
-                if expired {
-                    stage.remove(key);
-                }
-                expired
-            }
-            None => {
-                with_conn!(self.conn, c => diesel::delete(
-                    kv_store::table
-                        .filter(kv_store::key.eq(key))
-                        .filter(kv_store::expires_at.le(now)),
-                )
-                .execute(c))?
-                    > 0
-            }
-        };
+        let expired = self.rows.remove_if_expired(self.conn, key, now)?;
         if expired {
             self.record(ChangeOp::Expired, key, None)?;
         }
@@ -566,19 +533,50 @@ impl Tx<'_> {
         Ok(row)
     }
 
-    /// The transaction's connection and, in a PostgreSQL batch, its staged rows: for the
-    /// statements of other modules.
-    pub(crate) fn parts(&mut self) -> (&mut DbConnection, Option<&mut Stage>) {
-        (self.conn, self.stage.as_deref_mut())
+    /// Runs `write` unless `request` was answered already: then its stored response is the
+    /// answer, or, for the same key with another request, `idempotency_key_reused`. Only a
+    /// successful write's response is stored (a failed one changed nothing and may be
+    /// retried). In a PostgreSQL batch the records are staged with the rows: the batch reads
+    /// those of its requests in one statement and writes the new ones in one more.
+    pub fn idempotent(
+        &mut self,
+        request: &IdempotentRequest,
+        write: impl FnOnce(&mut Tx<'_>) -> Result<StoredResponse, StoreError>,
+    ) -> Result<Answer, StoreError> {
+        let now = self.now();
+        let found = self.rows.record(self.conn, &request.key)?;
+        if let Some(record) = found.filter(|r| r.expires_at > now) {
+            if record.fingerprint != request.fingerprint {
+                return Err(StoreError::IdempotencyKeyReused);
+            }
+            return Ok(Answer::Replayed(StoredResponse {
+                status: u16::try_from(record.status).unwrap_or(200),
+                body: record.body,
+                etag: record.etag,
+            }));
+        }
+        let response = write(self)?;
+        let record = IdempotencyRecord {
+            idempotency_key: request.key.clone(),
+            fingerprint: request.fingerprint.clone(),
+            status: i32::from(response.status),
+            body: response.body.clone(),
+            etag: response.etag.clone(),
+            expires_at: now.saturating_add(request.retention_ms),
+        };
+        self.rows.put_record(self.conn, record)?;
+        Ok(Answer::Fresh(response))
+    }
+
+    /// The transaction's connection: for the statements of other modules.
+    pub(crate) fn conn(&mut self) -> &mut DbConnection {
+        self.conn
     }
 
     /// Stops a request that must run as a transaction of its own when it is in a PostgreSQL
     /// batch (whose staged rows are all it may touch); the writer then runs it alone.
     pub(crate) fn needs_own_transaction(&mut self) -> Result<(), StoreError> {
-        match self.stage.as_deref_mut() {
-            Some(stage) => Err(stage.own_transaction()),
-            None => Ok(()),
-        }
+        self.rows.needs_own_transaction()
     }
 
     /// Lines of an import (see [`crate::transfer::import`]), in order: each writes its key
@@ -749,23 +747,6 @@ fn same_bound_without_nul(after: &str) -> String {
     after.split('\0').next().unwrap_or_default().to_owned()
 }
 
-/// A page request of `GET /_keys`.
-#[derive(Debug, Clone)]
-pub struct ScanArgs {
-    pub prefix: String,
-    pub pattern: Option<Glob>,
-    pub limit: usize,
-    /// Continue after this key (decoded cursor).
-    pub after: Option<String>,
-}
-
-/// One page of keys in byte order; `next_after` is where the next page starts (`None`: done).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanPage {
-    pub rows: Vec<KeyValue>,
-    pub next_after: Option<String>,
-}
-
 /// Pages through live keys along the primary-key index. With a `match` pattern, at most
 /// `10 × limit` keys are examined per page, so a page may hold fewer than `limit` keys.
 pub fn scan(conn: &mut DbConnection, now: i64, args: &ScanArgs) -> Result<ScanPage, StoreError> {
@@ -896,7 +877,7 @@ pub fn ping(conn: &mut DbConnection) -> Result<(), StoreError> {
 pub fn stats_in(tx: &mut Tx<'_>) -> Result<i64, StoreError> {
     tx.needs_own_transaction()?;
     let now = tx.now();
-    let (conn, _) = tx.parts();
+    let conn = tx.conn();
     live_keys(conn, now)
 }
 

@@ -7,6 +7,7 @@ use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
+use crate::args::{ImportLine, ImportMode, ScanArgs};
 use crate::backend::{self, DbConnection};
 use crate::changes;
 use crate::error::StoreError;
@@ -15,7 +16,7 @@ use crate::glob::Glob;
 use crate::key::validate_writable_key;
 use crate::model::KeyValue;
 use crate::request::parse_body;
-use crate::store::{self, ScanArgs, Tx};
+use crate::store::{self, Tx};
 
 /// Keys read from the database per statement while exporting or copying.
 const PAGE: usize = 1000;
@@ -115,43 +116,6 @@ pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
     })();
     written
         .map_err(|e| StoreError::Internal(format!("writing the export line of {:?}: {e}", row.key)))
-}
-
-/// What an import does with a key that is live already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ImportMode {
-    /// Overwrite it (the default).
-    #[default]
-    Replace,
-    /// Keep it, and count the line as skipped.
-    SkipExisting,
-    /// Import nothing at all (409 `key_exists`, naming the line).
-    FailOnExisting,
-}
-
-impl std::str::FromStr for ImportMode {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "replace" => Ok(ImportMode::Replace),
-            "skip_existing" => Ok(ImportMode::SkipExisting),
-            "fail_on_existing" => Ok(ImportMode::FailOnExisting),
-            other => Err(StoreError::invalid(
-                "invalid_mode",
-                format!("mode must be replace, skip_existing or fail_on_existing, not {other:?}"),
-            )),
-        }
-    }
-}
-
-/// One import line, validated like a SET of that key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImportLine {
-    pub key: String,
-    /// Compact JSON text, as a SET stores it.
-    pub value: String,
-    pub expires_at: Option<i64>,
 }
 
 /// Parses one line (without its line break).

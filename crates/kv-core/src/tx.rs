@@ -4,9 +4,10 @@
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use crate::args::{IncrArgs, SetArgs};
 use crate::error::StoreError;
 use crate::precondition::Precondition;
-use crate::request::{IncrArgs, SetArgs, body_object};
+use crate::request::body_object;
 use crate::store::{Lookup, Tx};
 use crate::view::{CheckView, DeleteView, IncrView, KeyView, SetView, TxResult, TxView};
 

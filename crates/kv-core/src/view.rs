@@ -176,7 +176,7 @@ pub struct IncrView {
 impl IncrView {
     pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
         Ok(IncrView {
-            value: crate::request::counter_value(&row.value)?,
+            value: crate::args::counter_value(&row.value)?,
             expires_at: row.expires_at.map(format_rfc3339_ms),
             ttl_remaining: ttl_remaining_secs(row.expires_at, now),
             version: row.version,

@@ -1,6 +1,7 @@
 //! Property tests (proptest) of kv-core's pure parts: the body parsers, TTL arithmetic, the
 //! glob matcher (against a port of Redis's own `stringmatchlen`), key validation and cursors.
 
+use kv_core::args::{IncrArgs, SetArgs, SetExpiry};
 use kv_core::cursor;
 use kv_core::expiry::{
     MAX_EXPIRES_AT_MS, Ttl, TtlError, expires_at_after, format_rfc3339_ms, is_expired,
@@ -8,9 +9,7 @@ use kv_core::expiry::{
 };
 use kv_core::glob::Glob;
 use kv_core::key::{MAX_KEY_BYTES, validate_key, validate_writable_key};
-use kv_core::request::{
-    IncrArgs, MAX_JSON_DEPTH, SET_FIELDS, SetArgs, SetExpiry, expiry_from_json, parse_body,
-};
+use kv_core::request::{MAX_JSON_DEPTH, SET_FIELDS, expiry_from_json, parse_body};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

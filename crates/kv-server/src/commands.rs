@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Subcommand;
+use kv_core::args::ImportMode;
 use kv_core::backend::{self, ConnectionOptions};
-use kv_core::transfer::{self, ExportFilter, ImportMode};
+use kv_core::transfer::{self, ExportFilter};
 use kv_core::{DatabaseUrl, DbConnection, StoreError, now_ms, store};
 
 use crate::config::Config;

@@ -3,15 +3,18 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use super::call::Call;
+use super::reply::{NOT_AN_INTEGER, Reply, SYNTAX, error, wrong_args};
+use super::source::Source;
 use super::value::redis_int;
-use super::{Call, NOT_AN_INTEGER, Reply, SYNTAX, error, source::Source};
+use crate::args::{ScanArgs, SetArgs, SetExpiry};
 use crate::cursor;
 use crate::error::StoreError;
 use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;
 use crate::precondition::Precondition;
-use crate::request::{MAX_PATTERN_BYTES, MAX_SCAN_LIMIT, SetArgs, SetExpiry};
-use crate::store::{Lookup, ScanArgs, Tx};
+use crate::request::{MAX_PATTERN_BYTES, MAX_SCAN_LIMIT};
+use crate::store::{Lookup, Tx};
 
 /// The most keys KEYS answers; beyond, it asks for SCAN (Redis has no limit).
 pub const MAX_KEYS_REPLY: usize = 100_000;
@@ -76,7 +79,7 @@ pub(super) fn del(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError>
 /// EXPIRE, PEXPIRE, EXPIREAT and PEXPIREAT with NX, XX, GT and LT.
 pub(super) fn expire(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, when, ref options @ ..] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for option in options {
@@ -173,7 +176,7 @@ fn move_key(tx: &mut Tx<'_>, from: &str, to: &str, nx: bool) -> Result<Reply, St
 /// COPY source destination [DB 0] [REPLACE]: the value and its expiry.
 pub(super) fn copy(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [from, to, ref options @ ..] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let mut replace = false;
     let mut rest = options.iter();
@@ -285,7 +288,7 @@ pub(super) fn keys(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
 
 pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [cursor, ref options @ ..] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let Ok(after) = cursor::decode_decimal(cursor) else {
         return Ok(error("ERR invalid cursor"));

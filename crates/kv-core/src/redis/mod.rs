@@ -6,11 +6,14 @@
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
 //! each family has its file (`strings`, `generic` keys, `server`, and the homes of `hashes`,
 //! `lists`, `sets`, `zsets` and `scripting`); [`value`] maps Redis strings onto kvstore's JSON
-//! values; [`source`] is where read commands read.
+//! values; [`source`] is where read commands read; `call` and `reply` are what a command's
+//! function takes and answers.
 
+mod call;
 mod generic;
 mod hashes;
 mod lists;
+mod reply;
 mod scripting;
 mod server;
 mod sets;
@@ -20,7 +23,9 @@ pub mod table;
 pub mod value;
 mod zsets;
 
+pub use call::Call;
 pub use generic::MAX_KEYS_REPLY;
+pub use reply::Reply;
 pub use source::{Snapshot, Source};
 pub use strings::{MAX_STRING_BYTES, byte_range, splice};
 pub use table::{KeySpec, Run, Spec};
@@ -29,50 +34,13 @@ pub use value::{format_float, redis_int, redis_string, stored_json};
 use crate::error::StoreError;
 use crate::key::validate_writable_key;
 use crate::store::Tx;
+use reply::wrong_args;
 
 /// A command as the client sent it: its name (any case) and arguments as strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
     pub name: String,
     pub args: Vec<String>,
-}
-
-/// A RESP2 reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    Nil,
-    /// The status reply `OK` (sent as is, never base64-encoded).
-    Ok,
-    Int(i64),
-    /// A bulk or status string other than `OK` (`PONG`, values, `string`).
-    Str(String),
-    Array(Vec<Reply>),
-    /// An error reply: Redis's text, prefix included (`ERR …`, `WRONGTYPE …`).
-    Error(String),
-}
-
-/// What a command's function is given: its arguments (the name not included) and the
-/// prefixes of a scoped API key (KEYS, SCAN and RANDOMKEY list only those).
-pub struct Call<'a> {
-    /// The command's name as declared (lowercase).
-    pub name: &'static str,
-    pub args: Vec<&'a str>,
-    pub within: Option<&'a [String]>,
-}
-
-const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
-const NOT_A_FLOAT: &str = "ERR value is not a valid float";
-const SYNTAX: &str = "ERR syntax error";
-
-fn wrong_args(name: &str) -> Reply {
-    Reply::Error(format!(
-        "ERR wrong number of arguments for '{}' command",
-        name.to_ascii_lowercase()
-    ))
-}
-
-fn error(text: &str) -> Reply {
-    Reply::Error(text.to_owned())
 }
 
 /// The keys a command reaches, for API keys scoped to prefixes.

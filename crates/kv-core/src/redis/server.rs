@@ -2,7 +2,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Call, Reply, SYNTAX, error, source::Source};
+use super::call::Call;
+use super::reply::{Reply, SYNTAX, error, wrong_args};
+use super::source::Source;
 use crate::error::StoreError;
 use crate::store::{KeyScope, Tx};
 
@@ -10,7 +12,7 @@ pub(super) fn ping(_: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreEr
     Ok(match call.args[..] {
         [] => Reply::Str("PONG".into()),
         [message] => Reply::Str(message.to_owned()),
-        _ => super::wrong_args(call.name),
+        _ => wrong_args(call.name),
     })
 }
 

@@ -2,10 +2,11 @@
 //! pipeline or `/multi-exec`) or a [`Snapshot`] on a read connection (a pipeline of reads
 //! only never queues behind the writer). Read commands are written once, over [`Source`].
 
+use crate::args::{ScanArgs, ScanPage};
 use crate::backend::DbConnection;
 use crate::error::StoreError;
 use crate::model::StoredValue;
-use crate::store::{self, Lookup, ScanArgs, ScanPage, Tx};
+use crate::store::{self, Lookup, Tx};
 
 /// Where read commands read.
 pub trait Source {
@@ -36,7 +37,7 @@ impl Source for Tx<'_> {
         // A key range is no set of staged rows: on PostgreSQL a transaction of its own.
         self.needs_own_transaction()?;
         let now = Tx::now(self);
-        let (conn, _) = self.parts();
+        let conn = self.conn();
         listing_page(conn, now, within, args)
     }
 

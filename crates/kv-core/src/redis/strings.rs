@@ -1,12 +1,14 @@
 //! String commands: GET, SET and its variants, MGET/MSET, GETRANGE/SETRANGE, APPEND, STRLEN,
 //! INCR and its variants.
 
+use super::call::Call;
+use super::reply::{NOT_A_FLOAT, NOT_AN_INTEGER, Reply, SYNTAX, error, wrong_args};
+use super::source::Source;
 use super::value::{format_float, parse_float, redis_int, redis_string, stored_json};
-use super::{Call, NOT_A_FLOAT, NOT_AN_INTEGER, Reply, SYNTAX, error, source::Source};
+use crate::args::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::error::StoreError;
 use crate::expiry::MAX_EXPIRES_AT_MS;
 use crate::precondition::Precondition;
-use crate::request::{IncrArgs, SetArgs, SetExpiry};
 use crate::store::Tx;
 
 /// The longest string APPEND and SETRANGE make (Redis allows 512 MB; kvstore holds values
@@ -37,7 +39,7 @@ pub(super) fn mget(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
 
 pub(super) fn getrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, start, end] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let (Some(start), Some(end)) = (redis_int(start), redis_int(end)) else {
         return Ok(error(NOT_AN_INTEGER));
@@ -79,7 +81,7 @@ pub fn byte_range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
 
 pub(super) fn set(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, value, ref options @ ..] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     set_as(tx, "set", key, value, options)
 }
@@ -91,21 +93,21 @@ pub(super) fn setnx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
 
 pub(super) fn setex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, seconds, value] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     set_as(tx, "setex", key, value, &["ex", seconds])
 }
 
 pub(super) fn psetex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, ms, value] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     set_as(tx, "psetex", key, value, &["px", ms])
 }
 
 pub(super) fn mset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     if !call.args.len().is_multiple_of(2) {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     }
     for pair in call.args.chunks(2) {
         set_value(tx, pair[0], pair[1], &[])?;
@@ -115,7 +117,7 @@ pub(super) fn mset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
 
 pub(super) fn msetnx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     if !call.args.len().is_multiple_of(2) {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     }
     for pair in call.args.chunks(2) {
         if tx.get(pair[0])?.is_some() {
@@ -252,7 +254,7 @@ fn set_as(
 
 pub(super) fn getex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, ref options @ ..] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let now = tx.now();
     // `None`: leave the expiry; `Some(None)`: PERSIST; `Some(Some(at))`: expire at.
@@ -297,7 +299,7 @@ pub(super) fn getex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
 
 pub(super) fn setrange(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, offset, value] = call.args[..] else {
-        return Ok(super::wrong_args(call.name));
+        return Ok(wrong_args(call.name));
     };
     let Some(offset) = redis_int(offset) else {
         return Ok(error(NOT_AN_INTEGER));
@@ -373,7 +375,7 @@ fn incr_by(tx: &mut Tx<'_>, key: &str, by: i64, decrement: bool) -> Result<Reply
         expires_at_if_created: None,
     };
     match tx.incr(key, &args, &Precondition::default()) {
-        Ok(row) => Ok(Reply::Int(crate::request::counter_value(&row.value)?)),
+        Ok(row) => Ok(Reply::Int(counter_value(&row.value)?)),
         // The REST API's counters are JSON integers; Redis's are strings that read as one,
         // such as a JSON string "5" set through the REST API. Or the sum overflowed.
         Err(StoreError::NotAnInteger | StoreError::Overflow) => {

@@ -9,8 +9,10 @@
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
+use super::call::Call;
+use super::reply::Reply;
 use super::source::Source;
-use super::{Call, Reply, generic, server, strings};
+use super::{generic, server, strings};
 use crate::error::StoreError;
 use crate::store::Tx;
 

@@ -265,8 +265,8 @@ fn checkpoint(conn: DbConnection, wakes: mpsc::Receiver<()>, long_log: &AtomicBo
 pub(crate) mod tests {
     use super::super::Writer;
     use super::*;
+    use crate::args::{SetArgs, SetExpiry};
     use crate::backend::{ConnectionOptions, DatabaseUrl};
-    use crate::request::{SetArgs, SetExpiry};
     use crate::store::{self, Tx};
     use std::thread;
 
@@ -385,7 +385,7 @@ pub(crate) mod tests {
     fn a_batch_run_again_with_savepoints_gives_each_write_what_it_saw_the_first_time() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_path, writer) = sqlite_store(&dir);
-        let incr = crate::request::IncrArgs {
+        let incr = crate::args::IncrArgs {
             by: 1,
             decrement: false,
             expires_at_if_created: None,
@@ -397,7 +397,7 @@ pub(crate) mod tests {
             if i % 5 == 0 {
                 return Err(StoreError::Conflict);
             }
-            crate::request::counter_value(&row.value)
+            crate::args::counter_value(&row.value)
         });
         let mut counted: Vec<i64> = results
             .iter()

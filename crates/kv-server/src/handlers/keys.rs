@@ -4,13 +4,12 @@
 use actix_web::http::header::ContentType;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
+use kv_core::args::{IncrArgs, SetArgs};
 use kv_core::idempotency::StoredResponse;
 use kv_core::key::is_reserved;
 use kv_core::model::StoredValue;
 use kv_core::now_ms;
-use kv_core::request::{
-    ExpireRequest, IncrArgs, IncrRequest, SetArgs, SetRequest, expiry_from_json,
-};
+use kv_core::request::{ExpireRequest, IncrRequest, SetRequest, expiry_from_json};
 use kv_core::store::Lookup;
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
 

@@ -4,7 +4,8 @@ use std::io::{BufReader, Write};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
-use kv_core::transfer::{self, ExportFilter, ImportMode};
+use kv_core::args::ImportMode;
+use kv_core::transfer::{self, ExportFilter};
 use kv_core::view::ImportView;
 use kv_core::{StoreError, now_ms};
 use serde::Deserialize;

@@ -1,0 +1,133 @@
+//! The arguments store operations take ([`crate::store::Tx`]'s and the scans'): what a set,
+//! an incr, a page of keys and an import line are, whoever parsed them (the REST bodies in
+//! `request`, the `/_tx` ops in `tx`, Redis commands in `redis`, NDJSON lines in `transfer`).
+
+use serde_json::Value;
+
+use crate::error::StoreError;
+use crate::glob::Glob;
+use crate::model::KeyValue;
+use crate::precondition::Precondition;
+
+/// How a set changes the key's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetExpiry {
+    /// No ttl: the key does not expire (a set clears any previous expiry).
+    Persist,
+    /// `keep_ttl`: keep the key's current expiry (Redis `KEEPTTL`).
+    Keep,
+    /// Expire at this unix ms.
+    At(i64),
+}
+
+/// A set (`POST`/`PUT /<key>/`, or a transaction's `set` op).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetArgs {
+    /// The value as compact JSON text.
+    pub value: String,
+    pub expiry: SetExpiry,
+    pub precondition: Precondition,
+}
+
+/// An INCR / DECR (`POST /<key>/incr`, a transaction's `incr` op).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrArgs {
+    pub by: i64,
+    /// Subtract `by` instead of adding it (DECR).
+    pub decrement: bool,
+    /// The expiry the key gets if this call creates it.
+    pub expires_at_if_created: Option<i64>,
+}
+
+impl IncrArgs {
+    /// The counter after this call, from `current`.
+    pub fn apply(&self, current: i64) -> Result<i64, StoreError> {
+        let next = if self.decrement {
+            current.checked_sub(self.by)
+        } else {
+            current.checked_add(self.by)
+        };
+        next.ok_or(StoreError::Overflow)
+    }
+}
+
+/// Reads a stored value as an INCR counter: only a JSON integer in the 64-bit signed range.
+pub fn counter_value(stored: &str) -> Result<i64, StoreError> {
+    match serde_json::from_str::<Value>(stored) {
+        Ok(Value::Number(n)) if n.is_i64() => n.as_i64().ok_or(StoreError::NotAnInteger),
+        Ok(Value::Number(n)) if n.is_u64() => Err(StoreError::Overflow),
+        _ => Err(StoreError::NotAnInteger),
+    }
+}
+
+/// A page request of `GET /_keys`.
+#[derive(Debug, Clone)]
+pub struct ScanArgs {
+    pub prefix: String,
+    pub pattern: Option<Glob>,
+    pub limit: usize,
+    /// Continue after this key (decoded cursor).
+    pub after: Option<String>,
+}
+
+/// One page of keys in byte order; `next_after` is where the next page starts (`None`: done).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub rows: Vec<KeyValue>,
+    pub next_after: Option<String>,
+}
+
+/// What an import does with a key that is live already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ImportMode {
+    /// Overwrite it (the default).
+    #[default]
+    Replace,
+    /// Keep it, and count the line as skipped.
+    SkipExisting,
+    /// Import nothing at all (409 `key_exists`, naming the line).
+    FailOnExisting,
+}
+
+impl std::str::FromStr for ImportMode {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "replace" => Ok(ImportMode::Replace),
+            "skip_existing" => Ok(ImportMode::SkipExisting),
+            "fail_on_existing" => Ok(ImportMode::FailOnExisting),
+            other => Err(StoreError::invalid(
+                "invalid_mode",
+                format!("mode must be replace, skip_existing or fail_on_existing, not {other:?}"),
+            )),
+        }
+    }
+}
+
+/// One import line, validated like a SET of that key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportLine {
+    pub key: String,
+    /// Compact JSON text, as a SET stores it.
+    pub value: String,
+    pub expires_at: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_json_integers_only() {
+        assert_eq!(counter_value("5"), Ok(5));
+        assert_eq!(counter_value("-9223372036854775808"), Ok(i64::MIN));
+        assert_eq!(
+            counter_value("18446744073709551615"),
+            Err(StoreError::Overflow)
+        );
+        for v in ["5.0", "\"5\"", "null", "[1]", "{}", "true"] {
+            assert_eq!(counter_value(v), Err(StoreError::NotAnInteger), "{v}");
+        }
+    }
+}

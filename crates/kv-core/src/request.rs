@@ -2,7 +2,6 @@
 //! `StoreError::Invalid` with a message that says what to fix.
 
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 
 use crate::args::{IncrArgs, ScanArgs, SetArgs, SetExpiry};
 use crate::cursor;
@@ -35,58 +34,6 @@ pub const SET_FIELDS: &[&str] = &[
 ];
 pub const EXPIRE_FIELDS: &[&str] = &["ttl", "ttl_ms"];
 pub const INCR_FIELDS: &[&str] = &["by", "ttl", "ttl_ms"];
-
-/// The body of `POST` / `PUT /<key>/` as the OpenAPI document shows it. The parser is
-/// [`SetArgs::from_json`]; a test keeps the two to the same fields.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a schema, never built
-pub struct SetRequest {
-    /// The value: any JSON, `null` included.
-    #[schema(value_type = Value, required = true)]
-    value: Value,
-    /// Expire after this many seconds (not with `ttl_ms` or `keep_ttl`).
-    #[schema(minimum = 1)]
-    ttl: Option<u64>,
-    /// Expire after this many milliseconds.
-    #[schema(minimum = 1)]
-    ttl_ms: Option<u64>,
-    /// Write only if the key is absent.
-    nx: Option<bool>,
-    /// Write only if the key is present.
-    xx: Option<bool>,
-    /// Keep the key's current expiry (Redis `KEEPTTL`).
-    keep_ttl: Option<bool>,
-    /// Write only if the key's version is this.
-    #[schema(minimum = 1)]
-    if_version: Option<i64>,
-}
-
-/// The body of `PATCH /<key>/`: `{"ttl": s}`, `{"ttl_ms": ms}`, or `{"ttl": null}` to persist.
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
-#[allow(dead_code)] // a schema, never built
-pub struct ExpireRequest {
-    #[schema(minimum = 1)]
-    ttl: Option<u64>,
-    #[schema(minimum = 1)]
-    ttl_ms: Option<u64>,
-}
-
-/// The body of `POST /<key>/incr` and `/decr` (optional: empty means `{}`).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a schema, never built
-pub struct IncrRequest {
-    /// Added (incr) or subtracted (decr); defaults to 1.
-    by: Option<i64>,
-    /// Expiry in seconds, applied only when this call creates the key.
-    #[schema(minimum = 1)]
-    ttl: Option<u64>,
-    #[schema(minimum = 1)]
-    ttl_ms: Option<u64>,
-}
 
 /// Parses a request body as JSON, whatever its Content-Type. An empty body (no bytes) is
 /// `None`; a body of only whitespace is not JSON, and so is 400 like any other.
@@ -355,29 +302,6 @@ fn positive_i64(v: &Value, field: &str) -> Result<i64, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    /// The OpenAPI schema of a request body lists exactly the fields its parser accepts.
-    #[test]
-    fn request_schemas_have_the_parsers_fields() {
-        use utoipa::PartialSchema;
-        fn fields<T: PartialSchema>() -> Vec<String> {
-            let schema = serde_json::to_value(T::schema()).unwrap_or_default();
-            let mut names: Vec<String> = schema["properties"]
-                .as_object()
-                .map(|p| p.keys().cloned().collect())
-                .unwrap_or_default();
-            names.sort();
-            names
-        }
-        let sorted = |list: &[&str]| {
-            let mut list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
-            list.sort();
-            list
-        };
-        assert_eq!(fields::<SetRequest>(), sorted(SET_FIELDS));
-        assert_eq!(fields::<ExpireRequest>(), sorted(EXPIRE_FIELDS));
-        assert_eq!(fields::<IncrRequest>(), sorted(INCR_FIELDS));
-    }
-
     use super::*;
     use serde_json::json;
 

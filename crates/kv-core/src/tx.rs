@@ -2,7 +2,6 @@
 //! the effects of the ones before it. The ops are the same [`Tx`] methods single requests use.
 
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
 
 use crate::args::{IncrArgs, SetArgs};
 use crate::error::StoreError;
@@ -13,61 +12,6 @@ use crate::view::{CheckView, DeleteView, IncrView, KeyView, SetView, TxResult, T
 
 /// A transaction holds at most this many operations.
 pub const MAX_TX_OPS: usize = 1000;
-
-/// The body of `POST /_tx` as the OpenAPI document shows it (the parser is [`parse_ops`]).
-#[derive(ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // a schema, never built
-pub struct TxRequest {
-    #[schema(max_items = 1000)]
-    ops: Vec<TxOpRequest>,
-}
-
-/// One op of a transaction, by its `op`. `set` and `incr` take the options of their single
-/// requests (`SET_FIELDS`, `INCR_FIELDS`).
-#[derive(ToSchema)]
-#[serde(tag = "op", rename_all = "lowercase")]
-#[allow(dead_code)] // a schema, never built
-pub enum TxOpRequest {
-    /// The key's value, or null when absent.
-    #[serde(deny_unknown_fields)]
-    Get { key: String },
-    #[serde(deny_unknown_fields)]
-    Set {
-        key: String,
-        #[schema(value_type = Value, required = true)]
-        value: Value,
-        #[schema(minimum = 1)]
-        ttl: Option<u64>,
-        #[schema(minimum = 1)]
-        ttl_ms: Option<u64>,
-        nx: Option<bool>,
-        xx: Option<bool>,
-        keep_ttl: Option<bool>,
-        #[schema(minimum = 1)]
-        if_version: Option<i64>,
-    },
-    /// Absent is not an error here: the result says `deleted: false`.
-    #[serde(deny_unknown_fields)]
-    Delete { key: String },
-    /// `by` defaults to 1; negative decrements.
-    #[serde(deny_unknown_fields)]
-    Incr {
-        key: String,
-        by: Option<i64>,
-        #[schema(minimum = 1)]
-        ttl: Option<u64>,
-        #[schema(minimum = 1)]
-        ttl_ms: Option<u64>,
-    },
-    /// The key must be at `version`; null means it must be absent.
-    #[serde(deny_unknown_fields)]
-    Check {
-        key: String,
-        #[schema(minimum = 1, required = true)]
-        version: Option<i64>,
-    },
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxOp {

@@ -3,7 +3,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
-use kv_core::tx::TxRequest;
 use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView, TxView};
 use kv_core::{cursor, now_ms, tx};
 use serde::Deserialize;
@@ -13,6 +12,8 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
 use crate::idempotency;
 use crate::state::AppState;
+
+use super::bodies::TxRequest;
 use kv_core::idempotency::StoredResponse;
 
 /// The query of `GET /_keys` (all of it but `all`) and `DELETE /_keys` (`prefix`, `all`).

@@ -9,7 +9,9 @@ use kv_core::idempotency::StoredResponse;
 use kv_core::key::is_reserved;
 use kv_core::model::StoredValue;
 use kv_core::now_ms;
-use kv_core::request::{ExpireRequest, IncrRequest, SetRequest, expiry_from_json};
+use kv_core::request::expiry_from_json;
+
+use super::bodies::{ExpireRequest, IncrRequest, SetRequest};
 use kv_core::store::Lookup;
 use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
 

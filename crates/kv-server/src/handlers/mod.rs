@@ -1,5 +1,6 @@
 //! Thin handlers: parse the request, call kv-core in one database call, shape the response.
 
+pub mod bodies;
 pub mod collection;
 pub mod keys;
 pub mod metrics;

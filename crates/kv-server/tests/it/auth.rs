@@ -1,15 +1,13 @@
 //! API keys over HTTP: 401 / 403, read-only transactions, open health checks, key files, the
 //! non-loopback warning, and keys never reaching the log.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, TestDatabase, server_bin};
+use crate::common::{Server, TestDatabase, server_bin};
 use serde_json::json;
 
 const RW: &str = "rw-secret-5b1f0c";

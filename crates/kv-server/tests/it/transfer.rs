@@ -2,13 +2,11 @@
 //! backup (`kv-server backup`) and `kv-server copy`, against the real binary on SQLite or
 //! PostgreSQL (the copy from SQLite into PostgreSQL needs `scripts/test-postgres.sh`).
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{Resp, Server, TestDatabase, server_bin};
+use crate::common::{Resp, Server, TestDatabase, server_bin};
 use serde_json::{Value, json};
 
 /// The lines of an export, parsed.

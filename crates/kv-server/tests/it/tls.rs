@@ -2,8 +2,6 @@
 //! certificate authority and certificates made here (rcgen; RSA ones with the openssl command)
 //! and a client that checks the chain.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -11,7 +9,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDatabase, server_bin, signal};
+use crate::common::{Server, TestDatabase, server_bin, signal};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
 

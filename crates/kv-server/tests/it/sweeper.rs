@@ -1,15 +1,13 @@
 //! kv-sweeper: `--once` for cron, loop mode with the seed's output, Ctrl+C / SIGTERM, and a
 //! clear failure when the database cannot be reached.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, TestDatabase, sweep_once, sweeper_bin};
+use crate::common::{Server, TestDatabase, sweep_once, sweeper_bin};
 
 fn stdout_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -154,7 +152,7 @@ fn loop_mode_prints_the_seed_banner_sweeps_periodically_and_stops_on_sigterm() {
     }
     assert_eq!(deleted, 3);
 
-    common::signal(sweeper.id(), "TERM");
-    let status = common::wait_exit(&mut sweeper, Duration::from_secs(5));
+    crate::common::signal(sweeper.id(), "TERM");
+    let status = crate::common::wait_exit(&mut sweeper, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }

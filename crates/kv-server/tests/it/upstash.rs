@@ -1,9 +1,7 @@
 //! `/_upstash`: the Upstash Redis REST protocol over the same keys as the REST API, spoken
 //! here as the SDKs send it (JSON arrays, `Upstash-Encoding: base64`, Bearer tokens).
 
-mod common;
-
-use common::{Resp, Server, TestDatabase};
+use crate::common::{Resp, Server, TestDatabase};
 use serde_json::{Value, json};
 
 fn call(server: &Server, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {

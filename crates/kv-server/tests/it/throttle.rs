@@ -1,12 +1,10 @@
 //! Throttling of API-key guessing: ten wrong keys from one address, then 429 with
 //! `Retry-After` for that address only, counted in /_metrics.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use socket2::{Domain, Socket, Type};
 
 const KEY: &str = "rw-secret-7c31aa";

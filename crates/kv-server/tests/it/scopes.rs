@@ -1,11 +1,9 @@
 //! API keys scoped to key prefixes (`rw:KEY prefix=app1: prefix=shared:` in the key file):
 //! every route, with a scoped key, inside and outside its prefixes.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Resp, Server, TestDatabase, keys_of, server_bin};
+use crate::common::{Resp, Server, TestDatabase, keys_of, server_bin};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-51aa";

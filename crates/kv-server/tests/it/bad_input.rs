@@ -1,8 +1,6 @@
 //! Every bad input gets its JSON error and changes nothing.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 
 #[test]
 fn bad_set_bodies_are_400_and_store_nothing() {

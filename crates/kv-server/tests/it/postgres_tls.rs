@@ -6,11 +6,9 @@
 //!
 //! Ignored by plain `cargo test`; run without the cluster, they fail rather than pass.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Server, TestDatabase, postgres_admin_url, server_bin, sweep_once};
+use crate::common::{Server, TestDatabase, postgres_admin_url, server_bin, sweep_once};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -39,7 +37,7 @@ struct SslUse {
 /// How many connections the cluster has to the database of `db`, and whether they use TLS, as
 /// the server sees them (asked over a connection of the test's own, not counted).
 fn ssl_use(db: &TestDatabase) -> SslUse {
-    let admin = postgres_admin_url(common::POSTGRES_URL_VAR);
+    let admin = postgres_admin_url(crate::common::POSTGRES_URL_VAR);
     let name = db
         .url
         .rsplit('/')

@@ -1,14 +1,12 @@
 //! Operations: health endpoints, `/_metrics`, graceful shutdown, start-up and JSON logs, and
 //! the sweeper's summary and metrics file.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDatabase, signal, sweep_once};
+use crate::common::{Server, TestDatabase, signal, sweep_once};
 use serde_json::{Value, json};
 
 /// The value of one series (`name{labels}` exactly as rendered) in a text-format scrape.

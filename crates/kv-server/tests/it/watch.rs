@@ -1,14 +1,12 @@
 //! `GET /_watch`: the change feed, long poll and SSE, over the real binaries.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Resp, Server, TestDatabase, request, signal, sweep_once};
+use crate::common::{Resp, Server, TestDatabase, request, signal, sweep_once};
 use serde_json::{Value, json};
 
 fn watch(server: &Server, query: &str) -> Resp {
@@ -382,7 +380,7 @@ fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_sile
         thread::sleep(Duration::from_millis(20));
     }
 
-    let copy = std::process::Command::new(common::server_bin())
+    let copy = std::process::Command::new(crate::common::server_bin())
         .args(["--database-url", &source.url, "copy", "--to", &target.url])
         .arg("--overwrite")
         .env("RUST_LOG", "warn")

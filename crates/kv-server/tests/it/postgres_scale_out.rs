@@ -4,8 +4,6 @@
 //! `--include-ignored`) against a throwaway cluster. Run without `KV_TEST_POSTGRES_URL`, they
 //! fail rather than pass.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Barrier;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once};
+use crate::common::{Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once};
 use serde_json::{Value, json};
 
 /// Runs `f(i)` on `n` threads at once (released together by a barrier) and returns the results
@@ -542,7 +540,7 @@ fn libfaketime() -> String {
         .unwrap_or_else(|| {
             panic!(
                 "libfaketime is not installed: this test {}",
-                common::NEEDS_POSTGRES
+                crate::common::NEEDS_POSTGRES
             )
         })
 }
@@ -604,7 +602,7 @@ fn expiry_follows_the_database_clock_not_a_servers_own() {
         }
     }
     // A sweep from a process an hour ahead deletes nothing live either.
-    let sweep = Command::new(common::sweeper_bin())
+    let sweep = Command::new(crate::common::sweeper_bin())
         .args(["--once", "--database-url", &db.url])
         .env_remove("DATABASE_URL")
         .env("LD_PRELOAD", &lib)

@@ -1,13 +1,11 @@
 //! `Idempotency-Key` on every write: a retry gets the first response back (with
 //! `Idempotent-Replayed: true`) and writes nothing; the same key with another request is 422.
 
-mod common;
-
 use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{Resp, Server, TestDatabase, sweep_once};
+use crate::common::{Resp, Server, TestDatabase, sweep_once};
 use serde_json::{Value, json};
 
 fn with_key(server: &Server, key: &str, method: &str, path: &str, body: Option<&str>) -> Resp {

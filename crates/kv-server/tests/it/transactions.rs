@@ -1,11 +1,9 @@
 //! POST /_tx: all or nothing, read-your-writes, one version, errors naming the op.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use serde_json::{Value, json};
 
-fn tx(server: &Server, ops: Value) -> common::Resp {
+fn tx(server: &Server, ops: Value) -> crate::common::Resp {
     server.post("/_tx", &json!({ "ops": ops }).to_string())
 }
 

@@ -1,9 +1,7 @@
 //! Versions, ETags and conditional writes: nx, xx, if_version, keep_ttl, If-Match,
 //! If-None-Match; EXPIRE / PERSIST; INCR / DECR.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use serde_json::{Value, json};
 
 fn version(v: &Value) -> i64 {
@@ -356,7 +354,7 @@ trait ExpectAny {
     fn expect_any(&self);
 }
 
-impl ExpectAny for common::Resp {
+impl ExpectAny for crate::common::Resp {
     fn expect_any(&self) {
         assert!(
             self.status == 200 || self.status == 201,

@@ -9,9 +9,11 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once};
+use crate::common::{
+    Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once, wait_until,
+};
 use serde_json::{Value, json};
 
 /// Runs `f(i)` on `n` threads at once (released together by a barrier) and returns the results
@@ -41,15 +43,6 @@ fn two_servers(db: &TestDatabase) -> [Server; 2] {
 
 fn statuses(responses: &[Resp]) -> Vec<u16> {
     responses.iter().map(|r| r.status).collect()
-}
-
-/// Polls `done` every 20 ms until it holds; panics with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

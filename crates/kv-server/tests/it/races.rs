@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, TestDatabase, request, sweeper_bin};
+use crate::common::{Server, TestDatabase, request, sweeper_bin, version};
 use serde_json::json;
 
 #[test]
@@ -164,6 +164,6 @@ trait Version {
 impl Version for crate::common::Resp {
     fn expect_any_version(&self) -> i64 {
         assert!(self.status < 300, "{}", self.body);
-        self.json()["version"].as_i64().expect("version")
+        version(&self.json())
     }
 }

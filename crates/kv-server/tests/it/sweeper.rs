@@ -7,11 +7,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use crate::common::{Server, TestDatabase, sweep_once, sweeper_bin};
-
-fn stdout_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::{Server, TestDatabase, stderr_of, stdout_of, sweep_once, sweeper_bin};
 
 #[test]
 fn once_deletes_expired_keys_only_and_reports_the_count() {
@@ -67,7 +63,7 @@ fn once_creates_and_migrates_a_fresh_database_so_either_binary_may_start_first()
 fn once_fails_clearly_when_the_database_cannot_be_reached() {
     let output = sweep_once("/nonexistent-dir/for/sure/kv.sqlite3", &[]);
     assert!(!output.status.success());
-    let err = String::from_utf8_lossy(&output.stderr);
+    let err = stderr_of(&output);
     assert!(err.contains("kv-sweeper: cleanup of"), "{err}");
     assert!(
         err.contains("/nonexistent-dir/for/sure/kv.sqlite3"),

@@ -68,7 +68,7 @@ trap cleanup EXIT
 
 # --wrong-key-limit 0: schemathesis sends wrong keys and the right one from the same address;
 # throttled after ten, it would leave every operation behind a 429 untested (throttling has
-# its own test, crates/kv-server/tests/throttle.rs).
+# its own test, crates/kv-server/tests/it/throttle.rs).
 RUST_LOG=warn,kv_server=info target/debug/kv-server \
     --bind 127.0.0.1:0 --database-url "$work/kv.sqlite3" --api-key "$KEY" --wrong-key-limit 0 \
     2>"$work/server.log" &
@@ -84,7 +84,7 @@ done
 echo "fuzz.sh: fuzzing $base for at most ${TIME}s, ${EXAMPLES} cases per operation and phase"
 
 # /_watch is left out: a valid long poll waits up to 120 s for a change, an SSE stream for
-# ever; tests/watch.rs covers its bad input.
+# ever; tests/it/watch.rs covers its bad input.
 set +e
 "$VENV/bin/schemathesis" run "$base/_openapi.json" \
     --header "Authorization: Bearer $KEY" \

@@ -1,9 +1,7 @@
 //! `/_ui`: the key browser's embedded assets (content types, CSP, methods, no API key needed).
 //! The page itself is tested in Chromium by `scripts/ui-test.sh`.
 
-mod common;
-
-use common::{Server, TestDatabase, request};
+use crate::common::{Server, TestDatabase, request};
 
 const ASSETS: [(&str, &str); 4] = [
     ("/_ui", "text/html; charset=utf-8"),

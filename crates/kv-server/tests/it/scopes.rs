@@ -1,11 +1,7 @@
 //! API keys scoped to key prefixes (`rw:KEY prefix=app1: prefix=shared:` in the key file):
 //! every route, with a scoped key, inside and outside its prefixes.
 
-mod common;
-
-use std::process::Command;
-
-use common::{Resp, Server, TestDatabase, keys_of, server_bin};
+use crate::common::{Resp, Server, TestDatabase, keys_of, refused_at_start, stderr_of};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-51aa";
@@ -13,15 +9,9 @@ const APP: &str = "app-key-0c7d";
 const READER: &str = "app-reader-93be";
 
 fn start(db: &TestDatabase) -> Server {
-    let file = db.dir().join("keys.txt");
-    std::fs::write(
-        &file,
-        format!("rw:{ADMIN}\nrw:{APP} prefix=app1: prefix=shared:\nro:{READER}   prefix=app1:\n"),
-    )
-    .expect("key file");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", &file.display().to_string()],
+    let server = Server::start_with_key_file(
+        db,
+        &format!("rw:{ADMIN}\nrw:{APP} prefix=app1: prefix=shared:\nro:{READER}   prefix=app1:\n"),
         &[],
     );
     for key in ["app1:a", "app1:b", "shared:x", "app2:secret"] {
@@ -196,17 +186,11 @@ fn a_bad_scope_in_the_key_file_stops_the_server_naming_the_line() {
     ] {
         let file = db.dir().join("bad-keys.txt");
         std::fs::write(&file, format!("rw:fine\n{line}\n")).expect("key file");
-        let out = Command::new(server_bin())
-            .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
-            .args(["--api-keys-file", &file.display().to_string()])
-            .env_remove("KV_API_KEYS_FILE")
-            .output()
-            .expect("run kv-server");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && stderr.contains(says),
-            "{line}: {stderr}"
-        );
+        let stderr = stderr_of(&refused_at_start(
+            &db.url,
+            &["--api-keys-file", &file.display().to_string()],
+            says,
+        ));
         assert!(
             !stderr.contains("app1"),
             "the line's text is not shown: {stderr}"

@@ -1,6 +1,6 @@
 //! Test harness: starts the real `kv-server` / `kv-sweeper` binaries on an ephemeral port over
-//! a fresh database and speaks HTTP to them.
-#![allow(dead_code)] // each test file uses a different part of the harness
+//! a fresh database and speaks HTTP to them, and the fixtures that more than one test module
+//! uses.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -136,7 +136,7 @@ pub fn server_bin() -> PathBuf {
 }
 
 /// kv-sweeper is built beside kv-server by `cargo test --workspace` (its package has an
-/// integration test, `crates/kv-sweeper/tests/cli.rs`, so cargo builds its binary).
+/// integration test, `crates/kv-sweeper/tests/it/`, so cargo builds its binary).
 pub fn sweeper_bin() -> PathBuf {
     let path = server_bin().with_file_name(format!("kv-sweeper{}", std::env::consts::EXE_SUFFIX));
     assert!(
@@ -160,6 +160,18 @@ pub struct Server {
 impl Server {
     pub fn start(db: &TestDatabase) -> Server {
         Server::start_with(&db.url, &[], &[])
+    }
+
+    /// A server whose API keys are `keys`, the lines of a key file (`rw:KEY`, `ro:KEY`, with
+    /// `prefix=` scopes) written into the database's temp dir, plus any keys in `env`.
+    pub fn start_with_key_file(db: &TestDatabase, keys: &str, env: &[(&str, &str)]) -> Server {
+        let file = db.dir().join("keys.txt");
+        std::fs::write(&file, keys).expect("write key file");
+        Server::start_with(
+            &db.url,
+            &["--api-keys-file", &file.display().to_string()],
+            env,
+        )
     }
 
     pub fn start_with(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
@@ -330,6 +342,102 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// Polls `done` every 20 ms until it holds; panics with `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What a finished process wrote to stdout (lossy UTF-8).
+pub fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What a finished process wrote to stderr (lossy UTF-8).
+pub fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The stdout of a process that must have exited 0, which must be UTF-8.
+#[track_caller]
+pub fn stdout_of_success(out: &Output) -> String {
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout.clone()).expect("utf8")
+}
+
+/// Runs kv-server over `database_url` with `args` (no keys, TLS files or database URL from the
+/// environment) and expects it to stop at start: a failing exit status and `says` on stderr.
+/// Returns its output.
+#[track_caller]
+pub fn refused_at_start(database_url: &str, args: &[&str], says: &str) -> Output {
+    let out = Command::new(server_bin())
+        .args(["--bind", "127.0.0.1:0", "--database-url", database_url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("KV_API_KEYS")
+        .env_remove("KV_READ_ONLY_KEYS")
+        .env_remove("KV_API_KEYS_FILE")
+        .env_remove("KV_TLS_CERT")
+        .env_remove("KV_TLS_KEY")
+        .output()
+        .expect("run kv-server");
+    let stderr = stderr_of(&out);
+    assert!(
+        !out.status.success() && stderr.contains(says),
+        "{args:?} should stop kv-server at start saying {says:?}: {out:?}"
+    );
+    out
+}
+
+/// Runs kv-server over `database_url` with `args` (which name `--bind`; no keys from the
+/// environment) until it listens or exits; returns whether it started and its log up to a
+/// moment after it listened (the start-up warnings follow the start-up line at once).
+pub fn start_log(database_url: &str, args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(server_bin())
+        .args(["--database-url", database_url])
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("KV_API_KEYS")
+        .env_remove("KV_READ_ONLY_KEYS")
+        .env_remove("KV_API_KEYS_FILE")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start kv-server");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, received) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = String::new();
+    let mut started = false;
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(60)) {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening on") {
+            started = true;
+            // The warnings, if any, are logged right after.
+            while let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (started, log)
+}
+
 /// Runs `kv-sweeper --once` (plus `args`) to completion.
 pub fn sweep_once(database_url: &str, args: &[&str]) -> Output {
     Command::new(sweeper_bin())
@@ -412,12 +520,6 @@ impl Sweeper {
             );
             thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    /// SIGTERM, then waits for the exit.
-    pub fn terminate(&mut self) -> ExitStatus {
-        signal(self.child.id(), "TERM");
-        wait_exit(&mut self.child, Duration::from_secs(30))
     }
 }
 
@@ -527,6 +629,27 @@ pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&
         headers,
         body,
     }
+}
+
+/// The `version` of a JSON body: a write's answer, a key, an event.
+#[track_caller]
+pub fn version(body: &Value) -> i64 {
+    body["version"].as_i64().expect("version")
+}
+
+/// The store's version, as `GET /_stats` reports it.
+#[track_caller]
+pub fn store_version(server: &Server) -> i64 {
+    version(&server.get("/_stats").expect(200))
+}
+
+/// The value of one series (`name{labels}` exactly as rendered) in a Prometheus text-format
+/// scrape; `None` when the series is not there.
+pub fn metric_sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(value.parse().expect("a number"))
+    })
 }
 
 /// The keys of a `GET /_keys` page.

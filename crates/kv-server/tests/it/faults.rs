@@ -6,13 +6,11 @@
 //! development machines have; they fail loudly when they cannot set the fault up, rather than
 //! pass without testing anything.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Resp, Server, TestDatabase};
+use crate::common::{Resp, Server, TestDatabase};
 use diesel::connection::SimpleConnection;
 use kv_core::backend::{self, ConnectionOptions};
 use kv_core::{DatabaseUrl, DbConnection};

@@ -1,13 +1,11 @@
 //! CORS: no headers without `--cors-origin`; preflights and simple requests from allowed
 //! origins; preflights answered before authentication.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 
 const APP: &str = "https://app.example.com";
 
-fn preflight(server: &Server, origin: &str, method: &str, headers: &str) -> common::Resp {
+fn preflight(server: &Server, origin: &str, method: &str, headers: &str) -> crate::common::Resp {
     server.send(
         "OPTIONS",
         "/k",

@@ -1,14 +1,12 @@
 //! `GET /_watch`: the change feed, long poll and SSE, over the real binaries.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Resp, Server, TestDatabase, request, signal, sweep_once};
+use crate::common::{Resp, Server, TestDatabase, request, signal, sweep_once, version};
 use serde_json::{Value, json};
 
 fn watch(server: &Server, query: &str) -> Resp {
@@ -20,10 +18,6 @@ fn events(resp: &Resp) -> (Vec<Value>, i64) {
     let body = resp.expect(200);
     let events = body["events"].as_array().expect("events").clone();
     (events, body["cursor"].as_i64().expect("cursor"))
-}
-
-fn version_of(resp: &Resp) -> i64 {
-    resp.json()["version"].as_i64().expect("version")
 }
 
 /// One SSE message: its `event:` (default "message"), `id:` and `data:`.
@@ -132,12 +126,20 @@ impl Stream {
 fn long_poll_returns_the_events_of_keys_and_prefixes_in_version_order() {
     let db = TestDatabase::new();
     let server = Server::start(&db);
-    let v1 = version_of(&server.post("/cfg%2Fa", r#"{"value": {"on": true}}"#));
-    let v2 = version_of(&server.post("/other", r#"{"value": 1}"#));
-    let v3 = version_of(&server.post("/cfg%2Fb", r#"{"value": "x", "ttl": 100}"#));
-    let v4 = version_of(&server.delete("/cfg%2Fa"));
-    let v5 = version_of(&server.post("/%D0%BA%D0%BB%D1%8E%2F%D1%87", r#"{"value": 2}"#));
-    let v6 = version_of(&server.post("/other", r#"{"value": 2}"#));
+    let v1 = version(&server.post("/cfg%2Fa", r#"{"value": {"on": true}}"#).json());
+    let v2 = version(&server.post("/other", r#"{"value": 1}"#).json());
+    let v3 = version(
+        &server
+            .post("/cfg%2Fb", r#"{"value": "x", "ttl": 100}"#)
+            .json(),
+    );
+    let v4 = version(&server.delete("/cfg%2Fa").json());
+    let v5 = version(
+        &server
+            .post("/%D0%BA%D0%BB%D1%8E%2F%D1%87", r#"{"value": 2}"#)
+            .json(),
+    );
+    let v6 = version(&server.post("/other", r#"{"value": 2}"#).json());
 
     let resp = watch(
         &server,
@@ -205,7 +207,7 @@ fn a_long_poll_waits_for_a_matching_write_and_ends_empty_at_its_wait() {
     server.post("/unwatched", r#"{"value": 1}"#).expect(201);
     thread::sleep(Duration::from_millis(300));
     assert!(!poll.is_finished(), "answered without a matching event");
-    let version = version_of(&server.post("/watched", r#"{"value": 2}"#));
+    let version = version(&server.post("/watched", r#"{"value": 2}"#).json());
     let (resp, took) = poll.join().expect("poll");
     let (got, cursor) = events(&resp);
     assert_eq!(got.len(), 1);
@@ -350,7 +352,7 @@ fn a_cursor_below_the_trimmed_log_is_410_for_a_long_poll_and_a_reset_for_sse() {
     assert_eq!(reset.data["code"], "history_gone");
     assert_eq!(reset.data["current"], 5);
     // Then live events, no loop of resets.
-    let version = version_of(&server.post("/g", r#"{"value": "live"}"#));
+    let version = version(&server.post("/g", r#"{"value": "live"}"#).json());
     let live = stream.next();
     assert_eq!(live.event, "message");
     assert_eq!(live.id, Some(version));
@@ -365,13 +367,13 @@ fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_sile
     let copied_version = {
         let server = Server::start(&source);
         (0..5)
-            .map(|i| version_of(&server.post(&format!("/c{i}"), r#"{"value": 1}"#)))
+            .map(|i| version(&server.post(&format!("/c{i}"), r#"{"value": 1}"#).json()))
             .max()
             .expect("versions")
     };
     let target = TestDatabase::new();
     let server = Server::start(&target);
-    let own = version_of(&server.post("/own", r#"{"value": 1}"#));
+    let own = version(&server.post("/own", r#"{"value": 1}"#).json());
     let url = server.url(&format!("/_watch?prefix=&since={own}&wait=20"));
     let poll = thread::spawn(move || request("GET", &url, &[], None));
     let stream = Stream::open(&server.url(&format!("/_watch?prefix=&since={own}")), &[]);
@@ -382,7 +384,7 @@ fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_sile
         thread::sleep(Duration::from_millis(20));
     }
 
-    let copy = std::process::Command::new(common::server_bin())
+    let copy = std::process::Command::new(crate::common::server_bin())
         .args(["--database-url", &source.url, "copy", "--to", &target.url])
         .arg("--overwrite")
         .env("RUST_LOG", "warn")
@@ -396,7 +398,7 @@ fn watchers_of_a_store_trimmed_past_them_or_gone_back_get_410_and_reset_not_sile
     assert_eq!(reset.event, "reset", "{reset:?}");
     assert_eq!(reset.id, Some(copied_version));
     // Then live events from there.
-    let live = version_of(&server.post("/after", r#"{"value": 2}"#));
+    let live = version(&server.post("/after", r#"{"value": 2}"#).json());
     assert_eq!(stream.next().id, Some(live));
 
     // An EventSource's Last-Event-ID from before the store went back (above its version) is
@@ -432,7 +434,7 @@ impl ExpectOk for Resp {
 fn sse_sends_retry_ready_and_each_event_with_its_version_as_id() {
     let db = TestDatabase::new();
     let server = Server::start(&db);
-    let before = version_of(&server.post("/s%2Fold", r#"{"value": 0}"#));
+    let before = version(&server.post("/s%2Fold", r#"{"value": 0}"#).json());
     let stream = Stream::open(&server.url("/_watch?prefix=s%2F"), &[]);
     assert_eq!(stream.status, 200);
     assert_eq!(stream.header("content-type"), Some("text/event-stream"));
@@ -444,8 +446,8 @@ fn sse_sends_retry_ready_and_each_event_with_its_version_as_id() {
     assert_eq!(ready.event, "ready");
     assert_eq!(ready.id, Some(before), "ready carries the current version");
     // A write right after `ready` is never missed.
-    let v1 = version_of(&server.post("/s%2Fa", r#"{"value": 1}"#));
-    let v2 = version_of(&server.delete("/s%2Fa"));
+    let v1 = version(&server.post("/s%2Fa", r#"{"value": 1}"#).json());
+    let v2 = version(&server.delete("/s%2Fa").json());
     let first = stream.next();
     assert_eq!((first.event.as_str(), first.id), ("message", Some(v1)));
     assert_eq!(first.data["op"], "set");
@@ -479,14 +481,14 @@ fn an_idle_stream_sends_progress_that_resumes_past_other_keys_and_ends_for_a_gon
     let stream = Stream::open(&server.url("/_watch?prefix=p%2F"), &[]);
     assert_eq!(stream.next().event, "ready");
     // Writes elsewhere move the position without an event for this watcher.
-    let elsewhere = version_of(&server.post("/q%2Fx", r#"{"value": 1}"#));
+    let elsewhere = version(&server.post("/q%2Fx", r#"{"value": 1}"#).json());
     let progress = stream.next();
     assert_eq!(progress.event, "progress");
     assert_eq!(progress.id, Some(elsewhere), "{progress:?}");
     assert_eq!(progress.data, json!({"cursor": elsewhere}));
 
     // Its id resumes the stream: the next matching write, nothing before it.
-    let mine = version_of(&server.post("/p%2Fa", r#"{"value": 2}"#));
+    let mine = version(&server.post("/p%2Fa", r#"{"value": 2}"#).json());
     let resumed = Stream::open(
         &server.url("/_watch?prefix=p%2F&since=0"),
         &[("Last-Event-ID", &elsewhere.to_string())],
@@ -548,16 +550,9 @@ fn bad_watch_requests_are_clear_json_errors() {
 #[test]
 fn watchers_need_a_key_that_reaches_what_they_watch_and_access_token_stays_out_of_logs() {
     let db = TestDatabase::new();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let keys_file = dir.path().join("keys");
-    std::fs::write(
-        &keys_file,
+    let server = Server::start_with_key_file(
+        &db,
         "rw:writer-key\nro:reader-key\nro:scoped-key prefix=app/\n",
-    )
-    .expect("keys file");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", keys_file.to_str().expect("path")],
         &[],
     );
     watch(&server, "key=a&wait=1").expect_error(401, "unauthorized");
@@ -662,7 +657,7 @@ fn follow_until(server: &Server, prefix: &str, since: i64, last: i64) -> Vec<i64
 fn no_event_is_lost_while_watchers_resume_under_concurrent_writers() {
     let db = TestDatabase::new();
     let server = Server::start(&db);
-    let start = version_of(&server.post("/noise", r#"{"value": 0}"#));
+    let start = version(&server.post("/noise", r#"{"value": 0}"#).json());
     let writers: Vec<_> = (0..3)
         .map(|w| {
             let base = server.base.clone();
@@ -733,13 +728,13 @@ fn no_event_is_lost_while_watchers_resume_under_concurrent_writers() {
 fn after_kill_9_and_restart_a_watcher_resumes_with_its_old_cursor_and_loses_nothing() {
     let db = TestDatabase::new();
     let mut server = Server::start(&db);
-    let v1 = version_of(&server.post("/k%2F1", r#"{"value": 1}"#));
+    let v1 = version(&server.post("/k%2F1", r#"{"value": 1}"#).json());
     let (_, cursor) = events(&watch(&server, "prefix=k%2F&since=0"));
     assert_eq!(cursor, v1);
-    let v2 = version_of(&server.post("/k%2F2", r#"{"value": 2}"#));
+    let v2 = version(&server.post("/k%2F2", r#"{"value": 2}"#).json());
     server.kill9();
     server.restart();
-    let v3 = version_of(&server.post("/k%2F3", r#"{"value": 3}"#));
+    let v3 = version(&server.post("/k%2F3", r#"{"value": 3}"#).json());
     let (got, _) = events(&watch(&server, &format!("prefix=k%2F&since={cursor}")));
     let versions: BTreeSet<i64> = got
         .iter()
@@ -762,7 +757,7 @@ fn on_postgresql_a_watcher_on_one_server_sees_writes_made_through_another() {
         });
         thread::sleep(Duration::from_millis(300));
         let written = Instant::now();
-        let version = version_of(&servers[writer].post("/pg%2Fk", r#"{"value": 1}"#));
+        let version = version(&servers[writer].post("/pg%2Fk", r#"{"value": 1}"#).json());
         let (resp, _) = poll.join().expect("poll");
         let latency = written.elapsed();
         let (got, _) = events(&resp);

@@ -1,8 +1,6 @@
 //! Acknowledged writes survive a restart, a SIGTERM and a `kill -9`.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use serde_json::json;
 
 #[test]

@@ -2,12 +2,10 @@
 //! by the next GET once acknowledged, a write by another process within milliseconds, and a
 //! server with no requests holds no snapshot that would keep the log from being checkpointed.
 
-mod common;
-
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Integer;

@@ -1,9 +1,7 @@
 //! The seed's core: SET / GET / HEAD / DELETE with TTLs, lazy expiry and the seed's curl
 //! examples, byte for byte.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use serde_json::json;
 
 #[test]

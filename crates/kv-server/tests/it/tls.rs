@@ -2,16 +2,16 @@
 //! certificate authority and certificates made here (rcgen; RSA ones with the openssl command)
 //! and a client that checks the chain.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Server, TestDatabase, server_bin, signal};
+use crate::common::{
+    Server, TestDatabase, refused_at_start, server_bin, signal, start_log, wait_until,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
 
@@ -148,14 +148,6 @@ fn leaf_of(chain: &str) -> CertificateDer<'static> {
     CertificateDer::from_pem_slice(chain.as_bytes()).expect("a PEM certificate")
 }
 
-fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn https_with_a_chain_alpn_and_a_reload_on_sighup_that_keeps_open_connections() {
     let ca = Authority::new("kvstore test CA");
@@ -193,7 +185,7 @@ fn https_with_a_chain_alpn_and_a_reload_on_sighup_that_keeps_open_connections() 
     write(db.dir(), "cert.pem", &chain);
     write(db.dir(), "key.pem", &key);
     signal(server.pid(), "HUP");
-    wait_for(Duration::from_secs(5), "the reload", || {
+    wait_until(Duration::from_secs(5), "the reload", || {
         server.log().contains("reloaded the TLS certificate")
     });
     let renewed = Connection::open(&server, &ca, &[b"http/1.1"])
@@ -209,7 +201,7 @@ fn https_with_a_chain_alpn_and_a_reload_on_sighup_that_keeps_open_connections() 
     // A bad file at reload: the certificate in use stays, and the log says why.
     write(db.dir(), "key.pem", "not a key\n");
     signal(server.pid(), "HUP");
-    wait_for(Duration::from_secs(5), "the failed reload", || {
+    wait_until(Duration::from_secs(5), "the failed reload", || {
         server.log().contains("kept the TLS certificate in use")
     });
     assert!(server.log().contains("key.pem"), "{}", server.log());
@@ -270,22 +262,6 @@ fn an_rsa_key_works_too() {
     assert!(got.leaf == leaf_of(&chain), "the RSA certificate");
 }
 
-/// Runs kv-server with `args` and expects it to stop at start: exit 1, stderr naming `file`.
-fn refused_at_start(db: &TestDatabase, args: &[&str], says: &str) {
-    let out = Command::new(server_bin())
-        .args(["--bind", "127.0.0.1:0", "--database-url", &db.url])
-        .args(args)
-        .env_remove("KV_TLS_CERT")
-        .env_remove("KV_TLS_KEY")
-        .output()
-        .expect("run kv-server");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains(says),
-        "{args:?}: {out:?}"
-    );
-}
-
 #[test]
 fn missing_unreadable_or_mismatched_files_stop_the_server_at_start_naming_the_file() {
     let ca = Authority::new("kvstore test CA");
@@ -300,22 +276,22 @@ fn missing_unreadable_or_mismatched_files_stop_the_server_at_start_naming_the_fi
     let s = |p: &Path| p.display().to_string();
 
     refused_at_start(
-        &db,
+        &db.url,
         &["--tls-cert", &s(&missing), "--tls-key", &s(&key)],
         &format!("cannot read the TLS certificate {}", s(&missing)),
     );
     refused_at_start(
-        &db,
+        &db.url,
         &["--tls-cert", &s(&garbage), "--tls-key", &s(&key)],
         &format!("the TLS certificate {} holds no certificate", s(&garbage)),
     );
     refused_at_start(
-        &db,
+        &db.url,
         &["--tls-cert", &s(&cert), "--tls-key", &s(&garbage)],
         &format!("cannot read the TLS private key {}", s(&garbage)),
     );
     refused_at_start(
-        &db,
+        &db.url,
         &["--tls-cert", &s(&cert), "--tls-key", &s(&other_key)],
         &format!(
             "the TLS private key {} does not belong to the certificate {}",
@@ -323,7 +299,7 @@ fn missing_unreadable_or_mismatched_files_stop_the_server_at_start_naming_the_fi
             s(&cert)
         ),
     );
-    refused_at_start(&db, &["--tls-cert", &s(&cert)], "--tls-key");
+    refused_at_start(&db.url, &["--tls-cert", &s(&cert)], "--tls-key");
 }
 
 #[test]
@@ -362,42 +338,8 @@ fn the_health_check_speaks_https_to_a_tls_server() {
 /// kv-server's log from its start until a moment after it listens, bound to all interfaces
 /// (no request is sent to it).
 fn startup_log_on_all_interfaces(db: &TestDatabase, args: &[&str]) -> String {
-    use std::io::BufRead;
-    let mut child = Command::new(server_bin())
-        .args(["--bind", "0.0.0.0:0", "--database-url", &db.url])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start kv-server");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines, received) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines.send(line);
-        }
-    });
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    // The warnings follow the start-up line at once; wait a moment past it for them.
-    let mut listening: Option<Instant> = None;
-    while Instant::now() < deadline
-        && listening.is_none_or(|t| t.elapsed() < Duration::from_millis(300))
-    {
-        if let Ok(line) = received.recv_timeout(Duration::from_millis(50)) {
-            if line.contains("listening on") {
-                listening = Some(Instant::now());
-            }
-            log.push_str(&line);
-            log.push('\n');
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(listening.is_some(), "kv-server did not start: {log}");
+    let (started, log) = start_log(&db.url, &[&["--bind", "0.0.0.0:0"], args].concat());
+    assert!(started, "kv-server did not start: {log}");
     log
 }
 

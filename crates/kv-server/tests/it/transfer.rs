@@ -2,13 +2,13 @@
 //! backup (`kv-server backup`) and `kv-server copy`, against the real binary on SQLite or
 //! PostgreSQL (the copy from SQLite into PostgreSQL needs `scripts/test-postgres.sh`).
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
-use common::{Resp, Server, TestDatabase, server_bin};
+use crate::common::{
+    Resp, Server, TestDatabase, server_bin, stderr_of, stdout_of_success, store_version,
+};
 use serde_json::{Value, json};
 
 /// The lines of an export, parsed.
@@ -51,15 +51,6 @@ fn command(database_url: &str, args: &[&str], stdin: &str) -> Output {
         .write_all(stdin.as_bytes())
         .expect("write stdin");
     child.wait_with_output().expect("kv-server output")
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout.clone()).expect("utf8")
-}
-
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Keys of several shapes: an object with a number kept as written, a key with `/` and
@@ -239,17 +230,15 @@ fn a_bad_line_is_400_naming_it_and_nothing_of_the_import_lands() {
     let big = format!("{good}\n").repeat(100);
     import(&server, "", &big).expect_error(413, "payload_too_large");
     server.get("/first").expect_error(404, "not_found");
-    assert_eq!(server.get("/_stats").expect(200)["version"], json!(0));
+    assert_eq!(store_version(&server), 0);
 }
 
 #[test]
 fn read_only_keys_export_but_do_not_import_and_scoped_keys_stay_in_their_prefixes() {
     let db = TestDatabase::new();
-    let file = db.dir().join("keys.txt");
-    std::fs::write(&file, "rw:admin-9f\nro:reader-1c\nrw:app-77 prefix=app1:\n").expect("keys");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", &file.display().to_string()],
+    let server = Server::start_with_key_file(
+        &db,
+        "rw:admin-9f\nro:reader-1c\nrw:app-77 prefix=app1:\n",
         &[],
     );
     let as_key = |key: &str, method: &str, path: &str, body: Option<&str>| {
@@ -315,14 +304,14 @@ fn the_export_and_import_commands_need_no_server() {
         seed(&server);
     }
     let exported = command(&db.url, &["export"], "");
-    let dump = stdout_of(&exported);
+    let dump = stdout_of_success(&exported);
     assert_eq!(keys_in(&dump), ["a", "b/é", "c", "z"]);
     assert!(
         stderr_of(&exported).contains("exported 4 keys"),
         "{exported:?}"
     );
     let file = db.dir().join("dump.ndjson");
-    stdout_of(&command(
+    stdout_of_success(&command(
         &db.url,
         &[
             "export",
@@ -431,7 +420,7 @@ fn an_online_backup_while_writes_go_on_restores_with_every_key_it_holds() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr_of(&again).contains("exists already"), "{again:?}");
 
-    let in_backup = stdout_of(&command(&backup.display().to_string(), &["export"], ""));
+    let in_backup = stdout_of_success(&command(&backup.display().to_string(), &["export"], ""));
     let keys = keys_in(&in_backup);
     assert!(keys.iter().filter(|k| k.starts_with("before")).count() == 300);
 
@@ -459,7 +448,7 @@ fn copy_moves_a_sqlite_store_into_postgres_byte_for_byte_with_its_versions() {
         seed(&server);
         server.delete("/z").expect(200); // the counter is above every live key's version
     }
-    let source_export = stdout_of(&command(&sqlite.url, &["export"], ""));
+    let source_export = stdout_of_success(&command(&sqlite.url, &["export"], ""));
     let postgres = TestDatabase::postgres();
     let copied = command(&sqlite.url, &["copy", "--to", &postgres.url], "");
     assert!(copied.status.success(), "{copied:?}");

@@ -1,9 +1,7 @@
 //! Every limit answers a clear 4xx JSON error: body size, key length, transaction size, scan
 //! `limit`, `match` length and JSON nesting depth.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 use serde_json::json;
 
 #[test]

@@ -1,21 +1,15 @@
 //! `Idempotency-Key` on every write: a retry gets the first response back (with
 //! `Idempotent-Replayed: true`) and writes nothing; the same key with another request is 422.
 
-mod common;
-
 use std::sync::Barrier;
 use std::thread;
 use std::time::Duration;
 
-use common::{Resp, Server, TestDatabase, sweep_once};
-use serde_json::{Value, json};
+use crate::common::{Resp, Server, TestDatabase, store_version, sweep_once};
+use serde_json::json;
 
 fn with_key(server: &Server, key: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
     server.send(method, path, &[("Idempotency-Key", key)], body)
-}
-
-fn store_version(server: &Server) -> Value {
-    server.get("/_stats").expect(200)["version"].clone()
 }
 
 /// The first response and a retry: same status, body and ETag; the retry is marked replayed

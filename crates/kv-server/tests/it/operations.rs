@@ -1,28 +1,18 @@
 //! Operations: health endpoints, `/_metrics`, graceful shutdown, start-up and JSON logs, and
 //! the sweeper's summary and metrics file.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDatabase, signal, sweep_once};
+use crate::common::{Server, TestDatabase, metric_sample, signal, sweep_once};
 use serde_json::{Value, json};
-
-/// The value of one series (`name{labels}` exactly as rendered) in a text-format scrape.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        Some(value.parse().expect("a number"))
-    })
-}
 
 #[track_caller]
 fn assert_sample(metrics: &str, series: &str, expected: f64) {
     assert_eq!(
-        sample(metrics, series),
+        metric_sample(metrics, series),
         Some(expected),
         "{series} in\n{metrics}"
     );
@@ -159,13 +149,14 @@ fn metrics_report_keys_lazy_expiry_and_the_pool() {
     assert_sample(&metrics, "kv_keys_expiring", 1.0);
     // Four writes, and the two lazy expiries take a version each (their `expired` events).
     assert_sample(&metrics, "kv_store_version", 6.0);
-    let counted_at = sample(&metrics, "kv_keys_counted_timestamp_seconds").expect("counted");
+    let counted_at = metric_sample(&metrics, "kv_keys_counted_timestamp_seconds").expect("counted");
     assert!(counted_at > 1.7e9, "{counted_at}");
     assert_sample(&metrics, "kv_db_pool_max_connections", 3.0);
-    let idle = sample(&metrics, r#"kv_db_pool_connections{state="idle"}"#).expect("idle");
-    let in_use = sample(&metrics, r#"kv_db_pool_connections{state="in_use"}"#).expect("in use");
+    let idle = metric_sample(&metrics, r#"kv_db_pool_connections{state="idle"}"#).expect("idle");
+    let in_use =
+        metric_sample(&metrics, r#"kv_db_pool_connections{state="in_use"}"#).expect("in use");
     assert!(idle + in_use <= 3.0 && in_use >= 0.0, "{idle} {in_use}");
-    assert!(sample(&metrics, "process_start_time_seconds").is_some());
+    assert!(metric_sample(&metrics, "process_start_time_seconds").is_some());
 
     // Within the interval the count is not run again: the figures stay as counted.
     server.post("/another", r#"{"value": 5}"#).expect(201);
@@ -460,15 +451,15 @@ fn sweeper_logs_a_summary_and_writes_its_metrics_file() {
     let series = |name: &str| format!(r#"{name}{{database="{}"}}"#, db.url);
     assert_sample(&metrics, &series("kv_sweeper_last_run_deleted_keys"), 3.0);
     assert_sample(&metrics, &series("kv_sweeper_last_run_success"), 1.0);
-    let finished =
-        sample(&metrics, &series("kv_sweeper_last_run_timestamp_seconds")).expect("timestamp");
+    let finished = metric_sample(&metrics, &series("kv_sweeper_last_run_timestamp_seconds"))
+        .expect("timestamp");
     assert!(finished > 1.7e9);
     assert_sample(
         &metrics,
         &series("kv_sweeper_last_success_timestamp_seconds"),
         finished,
     );
-    assert!(sample(&metrics, &series("kv_sweeper_last_run_duration_seconds")).is_some());
+    assert!(metric_sample(&metrics, &series("kv_sweeper_last_run_duration_seconds")).is_some());
 
     // JSON logs: stderr is one object per line; stdout keeps the seed's lines.
     let out = sweep_once(
@@ -489,7 +480,7 @@ fn sweeper_logs_a_summary_and_writes_its_metrics_file() {
 
     // A failed run: exit 1, success 0, and the last success time kept from the file.
     let metrics = std::fs::read_to_string(&file).expect("metrics file");
-    let last_success = sample(
+    let last_success = metric_sample(
         &metrics,
         &series("kv_sweeper_last_success_timestamp_seconds"),
     )

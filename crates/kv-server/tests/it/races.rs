@@ -1,15 +1,13 @@
 //! Concurrent clients: INCR sums exactly, If-Match has exactly one winner, and the server
 //! and the sweeper share one database under concurrent writes without a single error.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Server, TestDatabase, request, sweeper_bin};
+use crate::common::{Server, TestDatabase, request, sweeper_bin, version};
 use serde_json::json;
 
 #[test]
@@ -144,8 +142,8 @@ fn server_and_sweeper_together_under_concurrent_writes_never_error() {
     let writes: usize = writers.into_iter().map(|h| h.join().expect("writer")).sum();
     assert_eq!(server.get("/hits").expect(200)["value"], writes);
 
-    common::signal(sweeper.id(), "TERM");
-    let status = common::wait_exit(&mut sweeper, Duration::from_secs(10));
+    crate::common::signal(sweeper.id(), "TERM");
+    let status = crate::common::wait_exit(&mut sweeper, Duration::from_secs(10));
     assert!(status.success(), "sweeper exit: {status:?}");
     let mut errors = String::new();
     if let Some(mut stderr) = sweeper.stderr.take() {
@@ -163,9 +161,9 @@ trait Version {
     fn expect_any_version(&self) -> i64;
 }
 
-impl Version for common::Resp {
+impl Version for crate::common::Resp {
     fn expect_any_version(&self) -> i64 {
         assert!(self.status < 300, "{}", self.body);
-        self.json()["version"].as_i64().expect("version")
+        version(&self.json())
     }
 }

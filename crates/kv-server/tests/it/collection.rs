@@ -1,10 +1,8 @@
 //! GET /_keys (prefix, match, limit, cursor, values), DELETE /_keys, GET /_stats.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{Server, TestDatabase, keys_of};
+use crate::common::{Server, TestDatabase, keys_of};
 use serde_json::{Value, json};
 
 /// Pages through `/_keys?{query}` to the end, returning every key seen.
@@ -150,7 +148,7 @@ fn paging_while_keys_are_added_is_duplicate_free_and_misses_no_existing_key() {
     let writer = std::thread::spawn(move || {
         for i in 0..150 {
             let key = format!("e{:04}x", (i * 7) % 200);
-            common::request(
+            crate::common::request(
                 "POST",
                 &format!("{base}/{key}"),
                 &[],

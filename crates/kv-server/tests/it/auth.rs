@@ -1,15 +1,7 @@
 //! API keys over HTTP: 401 / 403, read-only transactions, open health checks, key files, the
 //! non-loopback warning, and keys never reaching the log.
 
-mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::Duration;
-
-use common::{Server, TestDatabase, server_bin};
+use crate::common::{Server, TestDatabase, start_log};
 use serde_json::json;
 
 const RW: &str = "rw-secret-5b1f0c";
@@ -208,15 +200,9 @@ fn health_checks_are_open_and_everything_else_is_not() {
 #[test]
 fn keys_come_from_the_environment_and_a_key_file() {
     let db = TestDatabase::new();
-    let file = db.dir().join("keys.txt");
-    std::fs::write(
-        &file,
+    let server = Server::start_with_key_file(
+        &db,
         "# kvstore API keys\n\nrw:file-writer\n  ro: file-reader  \n#rw:commented-out\n",
-    )
-    .expect("write key file");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", &file.display().to_string()],
         &[
             ("KV_API_KEYS", "env-writer-1,env-writer-2"),
             ("KV_READ_ONLY_KEYS", "env-reader"),
@@ -280,45 +266,7 @@ fn keys_never_reach_the_log() {
 /// started.
 fn start_output(args: &[&str]) -> (bool, String) {
     let db = TestDatabase::new();
-    let mut child = Command::new(server_bin())
-        .args(["--database-url", &db.url])
-        .args(args)
-        .env_remove("KV_API_KEYS")
-        .env_remove("KV_READ_ONLY_KEYS")
-        .env_remove("KV_API_KEYS_FILE")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start kv-server");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines, received) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut log = String::new();
-    let mut started = false;
-    while let Ok(line) = received.recv_timeout(Duration::from_secs(60)) {
-        log.push_str(&line);
-        log.push('\n');
-        if line.contains("listening on") {
-            started = true;
-            // The warning, if any, is logged right after.
-            while let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
-                log.push_str(&line);
-                log.push('\n');
-            }
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    (started, log)
+    start_log(&db.url, args)
 }
 
 #[test]

@@ -6,11 +6,11 @@
 //!
 //! Ignored by plain `cargo test`; run without the cluster, they fail rather than pass.
 
-mod common;
-
 use std::process::Command;
 
-use common::{Server, TestDatabase, postgres_admin_url, server_bin, sweep_once};
+use crate::common::{
+    Server, TestDatabase, postgres_admin_url, refused_at_start, server_bin, stderr_of, sweep_once,
+};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -39,7 +39,7 @@ struct SslUse {
 /// How many connections the cluster has to the database of `db`, and whether they use TLS, as
 /// the server sees them (asked over a connection of the test's own, not counted).
 fn ssl_use(db: &TestDatabase) -> SslUse {
-    let admin = postgres_admin_url(common::POSTGRES_URL_VAR);
+    let admin = postgres_admin_url(crate::common::POSTGRES_URL_VAR);
     let name = db
         .url
         .rsplit('/')
@@ -103,7 +103,7 @@ fn sslmode_require_encrypts_and_sslmode_disable_is_refused_by_a_hostssl_only_ser
     round_trip(&server);
     assert_eq!(ssl_use(&db).all_encrypted, Some(true));
 
-    refused_at_start(
+    both_refused_at_start(
         &with_params(&db.url, "sslmode=disable"),
         "no pg_hba.conf entry for host \"127.0.0.1\"",
     );
@@ -111,20 +111,11 @@ fn sslmode_require_encrypts_and_sslmode_disable_is_refused_by_a_hostssl_only_ser
 
 /// Runs kv-server and `kv-sweeper --once` over `database_url` and expects both to stop at
 /// start (exit 1) with `says` in what they print.
-fn refused_at_start(database_url: &str, says: &str) {
-    let out = Command::new(server_bin())
-        .args(["--bind", "127.0.0.1:0", "--database-url", database_url])
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run kv-server");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn both_refused_at_start(database_url: &str, says: &str) {
+    let out = refused_at_start(database_url, &[], says);
     assert!(
-        out.status.code() == Some(1) && stderr.contains("kv-server: cannot open postgres"),
+        out.status.code() == Some(1) && stderr_of(&out).contains("kv-server: cannot open postgres"),
         "kv-server: {out:?}"
-    );
-    assert!(
-        stderr.contains(says),
-        "kv-server should say {says:?}: {stderr}"
     );
 
     let sweep = sweep_once(database_url, &[]);
@@ -149,7 +140,7 @@ fn verify_full_refuses_another_authority_another_host_name_and_a_missing_authori
     let other_ca = params.self_signed(&key).expect("CA certificate");
     let path = db.dir().join("other-ca.pem");
     std::fs::write(&path, other_ca.pem()).expect("write CA");
-    refused_at_start(
+    both_refused_at_start(
         &with_params(
             &db.url,
             &format!("sslmode=verify-full&sslrootcert={}", path.display()),
@@ -161,7 +152,7 @@ fn verify_full_refuses_another_authority_another_host_name_and_a_missing_authori
     // to `hostaddr` and checks the certificate against the URL's host.
     let (_, rest) = db.url.split_once("@127.0.0.1").expect("URL with 127.0.0.1");
     let renamed = format!("postgres://postgres@db.example.invalid{rest}");
-    refused_at_start(
+    both_refused_at_start(
         &with_params(
             &renamed,
             &format!(

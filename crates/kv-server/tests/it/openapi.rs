@@ -1,8 +1,6 @@
 //! `GET /_openapi.json` over HTTP, and values that the fuzzers found changing on the way.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase};
 
 #[test]
 fn the_openapi_document_is_served() {

@@ -1,14 +1,8 @@
 //! Versions, ETags and conditional writes: nx, xx, if_version, keep_ttl, If-Match,
 //! If-None-Match; EXPIRE / PERSIST; INCR / DECR.
 
-mod common;
-
-use common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase, store_version, version};
 use serde_json::{Value, json};
-
-fn version(v: &Value) -> i64 {
-    v["version"].as_i64().expect("version")
-}
 
 #[test]
 fn every_write_takes_a_new_higher_version_and_failed_writes_take_none() {
@@ -34,7 +28,7 @@ fn every_write_takes_a_new_higher_version_and_failed_writes_take_none() {
     server
         .post("/s/incr", "")
         .expect_error(409, "not_an_integer");
-    assert_eq!(server.get("/_stats").expect(200)["version"], v6);
+    assert_eq!(store_version(&server), v6);
     assert_eq!(server.get("/b").expect(200)["value"], 2);
 }
 
@@ -356,7 +350,7 @@ trait ExpectAny {
     fn expect_any(&self);
 }
 
-impl ExpectAny for common::Resp {
+impl ExpectAny for crate::common::Resp {
     fn expect_any(&self) {
         assert!(
             self.status == 200 || self.status == 201,

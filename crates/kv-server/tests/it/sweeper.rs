@@ -1,19 +1,13 @@
 //! kv-sweeper: `--once` for cron, loop mode with the seed's output, Ctrl+C / SIGTERM, and a
 //! clear failure when the database cannot be reached.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{Server, TestDatabase, sweep_once, sweeper_bin};
-
-fn stdout_of(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+use crate::common::{Server, TestDatabase, stderr_of, stdout_of, sweep_once, sweeper_bin};
 
 #[test]
 fn once_deletes_expired_keys_only_and_reports_the_count() {
@@ -69,7 +63,7 @@ fn once_creates_and_migrates_a_fresh_database_so_either_binary_may_start_first()
 fn once_fails_clearly_when_the_database_cannot_be_reached() {
     let output = sweep_once("/nonexistent-dir/for/sure/kv.sqlite3", &[]);
     assert!(!output.status.success());
-    let err = String::from_utf8_lossy(&output.stderr);
+    let err = stderr_of(&output);
     assert!(err.contains("kv-sweeper: cleanup of"), "{err}");
     assert!(
         err.contains("/nonexistent-dir/for/sure/kv.sqlite3"),
@@ -154,7 +148,7 @@ fn loop_mode_prints_the_seed_banner_sweeps_periodically_and_stops_on_sigterm() {
     }
     assert_eq!(deleted, 3);
 
-    common::signal(sweeper.id(), "TERM");
-    let status = common::wait_exit(&mut sweeper, Duration::from_secs(5));
+    crate::common::signal(sweeper.id(), "TERM");
+    let status = crate::common::wait_exit(&mut sweeper, Duration::from_secs(5));
     assert!(status.success(), "{status:?}");
 }

@@ -1,11 +1,9 @@
 //! `kv-server --health-check`, the container health check: exit 0 when the server at
 //! `--bind` is ready, 1 with the reason when it is not.
 
-mod common;
-
 use std::process::{Command, Output};
 
-use common::{Server, TestDatabase, server_bin};
+use crate::common::{Server, TestDatabase, server_bin};
 
 fn health_check(bind: &str) -> Output {
     Command::new(server_bin())

@@ -4,16 +4,16 @@
 //! `--include-ignored`) against a throwaway cluster. Run without `KV_TEST_POSTGRES_URL`, they
 //! fail rather than pass.
 
-mod common;
-
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once};
+use crate::common::{
+    Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once, wait_until,
+};
 use serde_json::{Value, json};
 
 /// Runs `f(i)` on `n` threads at once (released together by a barrier) and returns the results
@@ -43,15 +43,6 @@ fn two_servers(db: &TestDatabase) -> [Server; 2] {
 
 fn statuses(responses: &[Resp]) -> Vec<u16> {
     responses.iter().map(|r| r.status).collect()
-}
-
-/// Polls `done` every 20 ms until it holds; panics with `what` after `limit`.
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -542,7 +533,7 @@ fn libfaketime() -> String {
         .unwrap_or_else(|| {
             panic!(
                 "libfaketime is not installed: this test {}",
-                common::NEEDS_POSTGRES
+                crate::common::NEEDS_POSTGRES
             )
         })
 }
@@ -604,7 +595,7 @@ fn expiry_follows_the_database_clock_not_a_servers_own() {
         }
     }
     // A sweep from a process an hour ahead deletes nothing live either.
-    let sweep = Command::new(common::sweeper_bin())
+    let sweep = Command::new(crate::common::sweeper_bin())
         .args(["--once", "--database-url", &db.url])
         .env_remove("DATABASE_URL")
         .env("LD_PRELOAD", &lib)

@@ -1,9 +1,7 @@
 //! `/_upstash`: the Upstash Redis REST protocol over the same keys as the REST API, spoken
 //! here as the SDKs send it (JSON arrays, `Upstash-Encoding: base64`, Bearer tokens).
 
-mod common;
-
-use common::{Resp, Server, TestDatabase};
+use crate::common::{Resp, Server, TestDatabase};
 use serde_json::{Value, json};
 
 fn call(server: &Server, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
@@ -12,6 +10,26 @@ fn call(server: &Server, path: &str, body: &Value, headers: &[(&str, &str)]) -> 
         &format!("/_upstash{path}"),
         headers,
         Some(&body.to_string()),
+    )
+}
+
+/// A server with three tokens: `admin-77` (read-write), `reader-88` (read-only) and `app-99`
+/// (read-write, scoped to `app:`).
+fn with_tokens(db: &TestDatabase) -> Server {
+    Server::start_with_key_file(
+        db,
+        "rw:admin-77\nro:reader-88\nrw:app-99 prefix=app:\n",
+        &[],
+    )
+}
+
+/// A pipeline sent with `token` as its Bearer token.
+fn pipeline_as(server: &Server, token: &str, body: &Value) -> Resp {
+    call(
+        server,
+        "/pipeline",
+        body,
+        &[("Authorization", &format!("Bearer {token}"))],
     )
 }
 
@@ -184,21 +202,8 @@ fn base64_pipelines_and_multi_exec() {
 #[test]
 fn read_only_and_scoped_tokens_run_only_what_they_may() {
     let db = TestDatabase::new();
-    let file = db.dir().join("keys.txt");
-    std::fs::write(&file, "rw:admin-77\nro:reader-88\nrw:app-99 prefix=app:\n").expect("keys");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", &file.display().to_string()],
-        &[],
-    );
-    let as_token = |token: &str, body: Value| {
-        call(
-            &server,
-            "/pipeline",
-            &body,
-            &[("Authorization", &format!("Bearer {token}"))],
-        )
-    };
+    let server = with_tokens(&db);
+    let as_token = |token: &str, body: Value| pipeline_as(&server, token, &body);
     assert_eq!(call(&server, "", &json!(["ping"]), &[]).status, 401);
     as_token(
         "admin-77",
@@ -655,20 +660,9 @@ fn keys_scan_and_randomkey() {
 #[test]
 fn scoped_keys_list_only_their_prefixes_and_read_only_keys_only_read() {
     let db = TestDatabase::new();
-    let file = db.dir().join("keys.txt");
-    std::fs::write(&file, "rw:admin-77\nro:reader-88\nrw:app-99 prefix=app:\n").expect("keys");
-    let server = Server::start_with(
-        &db.url,
-        &["--api-keys-file", &file.display().to_string()],
-        &[],
-    );
+    let server = with_tokens(&db);
     let as_token = |token: &str, body: Value| {
-        let resp = call(
-            &server,
-            "/pipeline",
-            &body,
-            &[("Authorization", &format!("Bearer {token}"))],
-        );
+        let resp = pipeline_as(&server, token, &body);
         assert_eq!(resp.status, 200, "{}", resp.body);
         resp.json()
     };

@@ -1,0 +1,3 @@
+//! kv-sweeper's integration tests, one binary (`cargo test --test it`).
+
+mod cli;

@@ -33,6 +33,11 @@ pub enum StoreError {
     /// An Idempotency-Key sent again with another request (422).
     #[error("this Idempotency-Key was used with another request; use a new key for a new request")]
     IdempotencyKeyReused,
+    /// The response would pass `--max-response-bytes` (422); nothing was written.
+    #[error(
+        "the response would pass the server's response limit of {limit} bytes; ask for less at a time"
+    )]
+    ResponseTooLarge { limit: usize },
     /// An error in line `line` (from 1) of an import.
     #[error("line {line}: {source}")]
     InLine { line: u64, source: Box<StoreError> },
@@ -101,7 +106,9 @@ impl StoreError {
         match self.root() {
             StoreError::Invalid { .. } => ErrorKind::Invalid,
             StoreError::NotFound { .. } => ErrorKind::NotFound,
-            StoreError::IdempotencyKeyReused => ErrorKind::Unprocessable,
+            StoreError::IdempotencyKeyReused | StoreError::ResponseTooLarge { .. } => {
+                ErrorKind::Unprocessable
+            }
             StoreError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
             StoreError::NotAnInteger | StoreError::Overflow | StoreError::KeyExists(_) => {
                 ErrorKind::Conflict
@@ -124,6 +131,7 @@ impl StoreError {
             StoreError::Overflow => "overflow",
             StoreError::KeyExists(_) => "key_exists",
             StoreError::IdempotencyKeyReused => "idempotency_key_reused",
+            StoreError::ResponseTooLarge { .. } => "response_too_large",
             StoreError::Conflict => "write_conflict",
             StoreError::Unavailable(_) => "database_unavailable",
             StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {

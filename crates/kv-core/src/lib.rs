@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod backend;
+pub mod budget;
 pub mod changes;
 pub mod clock;
 pub mod cursor;

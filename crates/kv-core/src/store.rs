@@ -556,6 +556,10 @@ impl Tx<'_> {
             }));
         }
         let response = write(self)?;
+        if self.version.is_none() {
+            // It wrote nothing (a read-only `/_tx`): nothing to replay, no record.
+            return Ok(Answer::Fresh(response));
+        }
         let record = IdempotencyRecord {
             idempotency_key: request.key.clone(),
             fingerprint: request.fingerprint.clone(),

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::args::{IncrArgs, SetArgs};
+use crate::budget::ResponseBudget;
 use crate::error::StoreError;
 use crate::precondition::Precondition;
 use crate::request::body_object;
@@ -146,21 +147,29 @@ fn parse_op(op: Value, now: i64) -> Result<TxOp, StoreError> {
 
 /// Runs all ops inside `tx` (one write transaction, see [`crate::store::write`]). On any
 /// failure the error names the failing op, and the caller's transaction applies nothing.
-pub fn run_ops(tx: &mut Tx<'_>, ops: &[TxOp]) -> Result<TxView, StoreError> {
+pub fn run_ops(
+    tx: &mut Tx<'_>,
+    ops: &[TxOp],
+    budget: &ResponseBudget,
+) -> Result<TxView, StoreError> {
     tx.declare_keys(ops.iter().map(TxOp::key));
     let results = ops
         .iter()
         .enumerate()
-        .map(|(index, op)| run_op(tx, op).map_err(|e| e.in_op(index, Some(op.key()))))
+        .map(|(index, op)| run_op(tx, op, budget).map_err(|e| e.in_op(index, Some(op.key()))))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(TxView::new(tx.store_version()?, results))
 }
 
-fn run_op(tx: &mut Tx<'_>, op: &TxOp) -> Result<TxResult, StoreError> {
+fn run_op(tx: &mut Tx<'_>, op: &TxOp, budget: &ResponseBudget) -> Result<TxResult, StoreError> {
     let now = tx.now();
     Ok(match op {
         TxOp::Get { key } => {
-            TxResult::Get(tx.get(key)?.map(|row| KeyView::new(row, now)).transpose()?)
+            let row = tx.get(key)?;
+            if let Some(row) = &row {
+                budget.charge(row.key.len() + row.value.len())?;
+            }
+            TxResult::Get(row.map(|row| KeyView::new(row, now)).transpose()?)
         }
         TxOp::Set { key, args } => TxResult::Set(SetView::from(tx.set(key, args)?)),
         TxOp::Delete { key } => {

@@ -9,8 +9,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
+use kv_core::budget::ResponseBudget;
 use kv_core::now_ms;
-use kv_core::redis::{self, Command, KeyUse, Reply, Snapshot};
+use kv_core::redis::{self, Command, Context, KeyUse, Reply, Snapshot};
 use serde_json::{Value, json};
 
 use crate::auth::{Access, Reach};
@@ -125,6 +126,7 @@ async fn run(
         .collect();
     let within: Option<Vec<String>> = reach.0.as_ref().map(|scope| scope.prefixes().to_vec());
     let now = now_ms();
+    let max_response_bytes = usize::MAX;
     let runnable = || checked.iter().filter_map(|c| c.as_ref().ok());
     let (writes, lists) = (
         runnable().any(Command::is_write),
@@ -133,16 +135,26 @@ async fn run(
     if writes {
         return state
             .write(now, move |tx| {
-                redis::execute_all(tx, &checked, within.as_deref())
+                let budget = ResponseBudget::new(max_response_bytes);
+                let context = Context {
+                    within: within.as_deref(),
+                    budget: &budget,
+                };
+                redis::execute_all(tx, &checked, &context)
             })
             .await;
     }
     let reads = move |conn: &mut kv_core::DbConnection| {
         let mut source = Snapshot { conn, now };
+        let budget = ResponseBudget::new(max_response_bytes);
+        let context = Context {
+            within: within.as_deref(),
+            budget: &budget,
+        };
         checked
             .iter()
             .map(|command| match command {
-                Ok(command) => redis::read(&mut source, command, within.as_deref()),
+                Ok(command) => redis::read(&mut source, command, &context),
                 Err(reply) => Ok(reply.clone()),
             })
             .collect()

@@ -5,8 +5,12 @@
 //! each one's own. The rest of kv-core is written once and runs on either backend through
 //! [`with_conn!`].
 
+pub(crate) mod connection;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+
+pub(crate) use connection::with_conn;
+pub use connection::{Backend, DbConnection};
 
 use std::fmt;
 use std::str::FromStr;
@@ -33,48 +37,6 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrati
 /// Held while migrations run, so servers and sweepers starting together on one PostgreSQL
 /// database migrate it once.
 const MIGRATION_LOCK_ID: i64 = 0x6b76_7374_6f72;
-
-/// A connection to either backend.
-pub enum DbConnection {
-    Sqlite(SqliteConnection),
-    Postgres(PgConnection),
-}
-
-/// Runs `$body` with `$c` bound to the backend's own connection: the same diesel code,
-/// compiled once per backend.
-macro_rules! with_conn {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match $conn {
-            $crate::backend::DbConnection::Sqlite($c) => $body,
-            $crate::backend::DbConnection::Postgres($c) => $body,
-        }
-    };
-}
-pub(crate) use with_conn;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "sqlite",
-            Backend::Postgres => "postgres",
-        }
-    }
-}
-
-impl DbConnection {
-    pub fn backend(&self) -> Backend {
-        match self {
-            DbConnection::Sqlite(_) => Backend::Sqlite,
-            DbConnection::Postgres(_) => Backend::Postgres,
-        }
-    }
-}
 
 /// `postgres://…` / `postgresql://…` selects PostgreSQL; anything else is a SQLite file path
 /// (an optional `sqlite://` or `sqlite:` prefix is removed).

@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel::sqlite::SqliteConnection;
 
-use super::DbConnection;
+use super::connection::DbConnection;
 use crate::error::StoreError;
 use crate::model::KeyValue;
 use crate::schema::kv_store;

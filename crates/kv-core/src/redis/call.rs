@@ -1,10 +1,31 @@
-//! What a command's function is given: [`Call`].
+//! What a command's function is given: [`Call`], and who runs it: [`Context`].
 
-/// A command's arguments (the name not included), as its function takes them, and the
-/// prefixes of a scoped API key (KEYS, SCAN and RANDOMKEY list only those).
+use super::reply::Reply;
+use crate::budget::ResponseBudget;
+use crate::error::StoreError;
+
+/// Who runs commands, and how much they may answer: the prefixes of a scoped API key (KEYS,
+/// SCAN and RANDOMKEY list only those), and the response's budget (shared by the commands of
+/// a pipeline).
+pub struct Context<'a> {
+    pub within: Option<&'a [String]>,
+    pub budget: &'a ResponseBudget,
+}
+
+/// A command's arguments (the name not included), as its function takes them, and its
+/// [`Context`].
 pub struct Call<'a> {
     /// The command's name as declared (lowercase).
     pub name: &'static str,
     pub args: Vec<&'a str>,
     pub within: Option<&'a [String]>,
+    pub budget: &'a ResponseBudget,
+}
+
+impl Call<'_> {
+    /// `text` as a bulk string reply, charged to the response's budget.
+    pub fn bulk(&self, text: String) -> Result<Reply, StoreError> {
+        self.budget.charge(text.len())?;
+        Ok(Reply::Str(text))
+    }
 }

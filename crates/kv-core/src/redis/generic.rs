@@ -273,7 +273,9 @@ pub(super) fn keys(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
                 after,
             },
         )?;
-        found.extend(page.rows.into_iter().map(|row| Reply::Str(row.key)));
+        for row in page.rows {
+            found.push(call.bulk(row.key)?);
+        }
         if found.len() > MAX_KEYS_REPLY {
             return Ok(Reply::Error(format!(
                 "ERR KEYS matches more than {MAX_KEYS_REPLY} keys: use SCAN"

@@ -23,7 +23,7 @@ pub mod table;
 pub mod value;
 mod zsets;
 
-pub use call::Call;
+pub use call::{Call, Context};
 pub use generic::MAX_KEYS_REPLY;
 pub use reply::Reply;
 pub use source::{Snapshot, Source};
@@ -34,7 +34,7 @@ pub use value::{format_float, redis_int, redis_string, stored_json};
 use crate::error::StoreError;
 use crate::key::validate_writable_key;
 use crate::store::Tx;
-use reply::wrong_args;
+use reply::{REPLY_TOO_LARGE, wrong_args};
 
 /// A command as the client sent it: its name (any case) and arguments as strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,10 +98,7 @@ impl Command {
 
     /// Its declaration and the call its function takes, or the reply that refuses it (an
     /// unknown command, a wrong number of arguments).
-    fn call<'a>(
-        &'a self,
-        within: Option<&'a [String]>,
-    ) -> Result<(&'static Spec, Call<'a>), Reply> {
+    fn call<'a>(&'a self, context: &Context<'a>) -> Result<(&'static Spec, Call<'a>), Reply> {
         let spec = self.spec().ok_or_else(|| self.unknown())?;
         if !spec.arity_fits(self.args.len() + 1) {
             return Err(wrong_args(spec.name));
@@ -109,7 +106,8 @@ impl Command {
         let call = Call {
             name: spec.name,
             args: self.arg_strs(),
-            within,
+            within: context.within,
+            budget: context.budget,
         };
         Ok((spec, call))
     }
@@ -145,16 +143,16 @@ fn utf8_prefix(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Runs `command` in `tx`; `within`: the prefixes of a scoped API key (KEYS, SCAN and
-/// RANDOMKEY list only those). Errors of the command are error replies, and a command that
+/// Runs `command` in `tx`, for `context` (a scoped API key's prefixes, the response's
+/// budget). Errors of the command are error replies, and a command that
 /// fails writes nothing; a database failure is the `Err` (the transaction rolls back and the
 /// request fails).
 pub fn execute(
     tx: &mut Tx<'_>,
     command: &Command,
-    within: Option<&[String]>,
+    context: &Context<'_>,
 ) -> Result<Reply, StoreError> {
-    let (spec, call) = match command.call(within) {
+    let (spec, call) = match command.call(context) {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
@@ -177,7 +175,7 @@ pub fn execute(
 pub fn execute_all(
     tx: &mut Tx<'_>,
     commands: &[Result<Command, Reply>],
-    within: Option<&[String]>,
+    context: &Context<'_>,
 ) -> Result<Vec<Reply>, StoreError> {
     let runnable = || commands.iter().filter_map(|c| c.as_ref().ok());
     if runnable().any(|c| matches!(c.keys(), KeyUse::Listing | KeyUse::Every)) {
@@ -188,7 +186,7 @@ pub fn execute_all(
     commands
         .iter()
         .map(|command| match command {
-            Ok(command) => execute(tx, command, within),
+            Ok(command) => execute(tx, command, context),
             Err(reply) => Ok(reply.clone()),
         })
         .collect()
@@ -199,9 +197,9 @@ pub fn execute_all(
 pub fn read<S: Source>(
     source: &mut S,
     command: &Command,
-    within: Option<&[String]>,
+    context: &Context<'_>,
 ) -> Result<Reply, StoreError> {
-    let (spec, call) = match command.call(within) {
+    let (spec, call) = match command.call(context) {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
     };
@@ -215,10 +213,11 @@ pub fn read<S: Source>(
 }
 
 /// A key the REST API refuses (empty, too long, reserved) or a malformed cursor is a command
-/// error, not a failed request.
+/// error, not a failed request; so is a reply that would pass the response limit.
 fn invalid_as_reply(result: Result<Reply, StoreError>) -> Result<Reply, StoreError> {
     match result {
         Err(StoreError::Invalid { message, .. }) => Ok(Reply::Error(format!("ERR {message}"))),
+        Err(StoreError::ResponseTooLarge { .. }) => Ok(Reply::Error(REPLY_TOO_LARGE.into())),
         other => other,
     }
 }

@@ -17,6 +17,8 @@ pub enum Reply {
 pub const NOT_AN_INTEGER: &str = "ERR value is not an integer or out of range";
 pub const NOT_A_FLOAT: &str = "ERR value is not a valid float";
 pub const SYNTAX: &str = "ERR syntax error";
+/// A reply that would pass `--max-response-bytes` (in a pipeline: the replies so far too).
+pub const REPLY_TOO_LARGE: &str = "ERR reply exceeds the response limit";
 
 /// Redis's reply to a command given the wrong number of arguments.
 pub fn wrong_args(name: &str) -> Reply {

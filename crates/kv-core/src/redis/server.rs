@@ -9,15 +9,15 @@ use crate::error::StoreError;
 use crate::store::{KeyScope, Tx};
 
 pub(super) fn ping(_: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
-    Ok(match call.args[..] {
-        [] => Reply::Str("PONG".into()),
-        [message] => Reply::Str(message.to_owned()),
-        _ => wrong_args(call.name),
-    })
+    match call.args[..] {
+        [] => Ok(Reply::Str("PONG".into())),
+        [message] => call.bulk(message.to_owned()),
+        _ => Ok(wrong_args(call.name)),
+    }
 }
 
 pub(super) fn echo(_: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
-    Ok(Reply::Str(call.args[0].to_owned()))
+    call.bulk(call.args[0].to_owned())
 }
 
 pub(super) fn time(_: &mut dyn Source, _: &Call<'_>) -> Result<Reply, StoreError> {

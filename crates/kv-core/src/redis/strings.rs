@@ -4,35 +4,42 @@
 use super::call::Call;
 use super::reply::{NOT_A_FLOAT, NOT_AN_INTEGER, Reply, SYNTAX, error, wrong_args};
 use super::source::Source;
-use super::value::{format_float, parse_float, redis_int, redis_string, stored_json};
+use super::value::{escaped_len, format_float, parse_float, redis_int, redis_string, stored_json};
 use crate::args::{IncrArgs, SetArgs, SetExpiry, counter_value};
 use crate::error::StoreError;
 use crate::expiry::MAX_EXPIRES_AT_MS;
 use crate::precondition::Precondition;
 use crate::store::Tx;
 
-/// The longest string APPEND and SETRANGE make (Redis allows 512 MB; kvstore holds values
-/// whole in memory while it writes them).
+/// The longest string APPEND and SETRANGE make, counted as stored (a JSON string: a zero byte
+/// takes 6 bytes as `\u0000`). Redis allows 512 MB; kvstore holds values whole in memory
+/// while it writes them, and copies them into the change log.
 pub const MAX_STRING_BYTES: usize = 16 * 1024 * 1024;
 
-const TOO_LONG: &str = "ERR string exceeds maximum allowed size (16 MiB in kvstore)";
+const TOO_LONG: &str =
+    "ERR string exceeds maximum allowed size (16 MiB as stored in kvstore: a zero byte counts 6)";
 const INFINITE_SUM: &str = "ERR increment would produce NaN or Infinity";
 
 /// The value of `key` as a bulk string, or nil.
-pub(super) fn get_value(src: &mut dyn Source, key: &str) -> Result<Reply, StoreError> {
-    Ok(src
-        .row(key)?
-        .map_or(Reply::Nil, |row| Reply::Str(redis_string(&row.value))))
+pub(super) fn get_value(
+    src: &mut dyn Source,
+    call: &Call<'_>,
+    key: &str,
+) -> Result<Reply, StoreError> {
+    match src.row(key)? {
+        Some(row) => call.bulk(redis_string(&row.value)),
+        None => Ok(Reply::Nil),
+    }
 }
 
 pub(super) fn get(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
-    get_value(src, call.args[0])
+    get_value(src, call, call.args[0])
 }
 
 pub(super) fn mget(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     call.args
         .iter()
-        .map(|key| get_value(src, key))
+        .map(|key| get_value(src, call, key))
         .collect::<Result<Vec<_>, _>>()
         .map(Reply::Array)
 }
@@ -49,7 +56,7 @@ pub(super) fn getrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, S
     Ok(match byte_range(text.len(), start, end) {
         None => Reply::Str(String::new()),
         Some((from, to)) => match text.get(from..to) {
-            Some(part) => Reply::Str(part.to_owned()),
+            Some(part) => call.bulk(part.to_owned())?,
             None => {
                 error("ERR the range would split a UTF-8 character (kvstore values are UTF-8 text)")
             }
@@ -83,11 +90,11 @@ pub(super) fn set(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError>
     let [key, value, ref options @ ..] = call.args[..] else {
         return Ok(wrong_args(call.name));
     };
-    set_as(tx, "set", key, value, options)
+    set_as(tx, call, key, value, options)
 }
 
 pub(super) fn setnx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
-    let reply = set_as(tx, "set", call.args[0], call.args[1], &["nx"])?;
+    let reply = set_as(tx, call, call.args[0], call.args[1], &["nx"])?;
     Ok(Reply::Int(i64::from(reply == Reply::Ok)))
 }
 
@@ -95,14 +102,14 @@ pub(super) fn setex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
     let [key, seconds, value] = call.args[..] else {
         return Ok(wrong_args(call.name));
     };
-    set_as(tx, "setex", key, value, &["ex", seconds])
+    set_as(tx, call, key, value, &["ex", seconds])
 }
 
 pub(super) fn psetex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let [key, ms, value] = call.args[..] else {
         return Ok(wrong_args(call.name));
     };
-    set_as(tx, "psetex", key, value, &["px", ms])
+    set_as(tx, call, key, value, &["px", ms])
 }
 
 pub(super) fn mset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
@@ -110,7 +117,7 @@ pub(super) fn mset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
         return Ok(wrong_args(call.name));
     }
     for pair in call.args.chunks(2) {
-        set_value(tx, pair[0], pair[1], &[])?;
+        set_as(tx, call, pair[0], pair[1], &[])?;
     }
     Ok(Reply::Ok)
 }
@@ -125,14 +132,14 @@ pub(super) fn msetnx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
         }
     }
     for pair in call.args.chunks(2) {
-        set_value(tx, pair[0], pair[1], &[])?;
+        set_as(tx, call, pair[0], pair[1], &[])?;
     }
     Ok(Reply::Int(1))
 }
 
 pub(super) fn getdel(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let key = call.args[0];
-    let old = get_value(tx, key)?;
+    let old = get_value(tx, call, key)?;
     if old != Reply::Nil {
         tx.delete(key, &Precondition::default())?;
     }
@@ -141,8 +148,8 @@ pub(super) fn getdel(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
 
 pub(super) fn getset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let (key, value) = (call.args[0], call.args[1]);
-    let old = get_value(tx, key)?;
-    set_value(tx, key, value, &[])?;
+    let old = get_value(tx, call, key)?;
+    set_as(tx, call, key, value, &[])?;
     Ok(old)
 }
 
@@ -150,11 +157,11 @@ pub(super) fn append(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
     let (key, value) = (call.args[0], call.args[1]);
     let old = tx.get(key)?.map(|row| redis_string(&row.value));
     let mut text = old.unwrap_or_default();
-    if text.len() + value.len() > MAX_STRING_BYTES {
+    if escaped_len(&text) + escaped_len(value) > MAX_STRING_BYTES {
         return Ok(error(TOO_LONG));
     }
     text.push_str(value);
-    set_value(tx, key, &text, &["keepttl"])?;
+    set_as(tx, call, key, &text, &["keepttl"])?;
     Ok(Reply::Int(text.len() as i64))
 }
 
@@ -175,20 +182,11 @@ fn expiry_at(now: i64, option: &str, n: &str, command: &str) -> Result<i64, Repl
     at.filter(|at| *at <= MAX_EXPIRES_AT_MS).ok_or_else(invalid)
 }
 
-/// SET `key` to the Redis string `value` with SET's `options`.
-fn set_value(
-    tx: &mut Tx<'_>,
-    key: &str,
-    value: &str,
-    options: &[&str],
-) -> Result<Reply, StoreError> {
-    set_as(tx, "set", key, value, options)
-}
-
-/// SET with `options`, its errors worded for `command` (SETEX and PSETEX are SETs too).
+/// SET `key` to the Redis string `value` with SET's `options`, its errors worded for the
+/// command of `call` (SETEX and PSETEX are SETs too).
 fn set_as(
     tx: &mut Tx<'_>,
-    command: &str,
+    call: &Call<'_>,
     key: &str,
     value: &str,
     options: &[&str],
@@ -216,7 +214,7 @@ fn set_as(
                 let Some(n) = rest.next() else {
                     return Ok(error(SYNTAX));
                 };
-                match expiry_at(now, &option, n, command) {
+                match expiry_at(now, &option, n, call.name) {
                     Ok(at) => SetExpiry::At(at),
                     Err(reply) => return Ok(reply),
                 }
@@ -232,7 +230,7 @@ fn set_as(
         return Ok(error(SYNTAX));
     }
     let old = if get_old {
-        Some(get_value(tx, key)?)
+        Some(get_value(tx, call, key)?)
     } else {
         None
     };
@@ -312,6 +310,15 @@ pub(super) fn setrange(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreE
     }
     let old = tx.get(key)?.map(|row| redis_string(&row.value));
     let old = old.unwrap_or_default();
+    // As stored: the old bytes kept, the zero bytes padded in (6 each), the new ones.
+    let padding = offset.saturating_sub(old.len());
+    let kept = old
+        .get(..offset.min(old.len()))
+        .map_or(old.len(), escaped_len)
+        + old.get(offset + value.len()..).map_or(0, escaped_len);
+    if kept + 6 * padding + escaped_len(value) > MAX_STRING_BYTES {
+        return Ok(error(TOO_LONG));
+    }
     if value.is_empty() {
         // Nothing changes, and a missing key is not created (as in Redis).
         return Ok(Reply::Int(old.len() as i64));
@@ -322,7 +329,7 @@ pub(super) fn setrange(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreE
         ));
     };
     let len = text.len() as i64;
-    set_value(tx, key, &text, &["keepttl"])?;
+    set_as(tx, call, key, &text, &["keepttl"])?;
     Ok(Reply::Int(len))
 }
 
@@ -345,16 +352,16 @@ pub fn splice(old: &str, offset: usize, value: &str) -> Option<String> {
 }
 
 pub(super) fn incr(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
-    incr_by(tx, call.args[0], 1, false)
+    incr_by(tx, call, 1, false)
 }
 
 pub(super) fn decr(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
-    incr_by(tx, call.args[0], 1, true)
+    incr_by(tx, call, 1, true)
 }
 
 pub(super) fn incrby(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     match redis_int(call.args[1]) {
-        Some(by) => incr_by(tx, call.args[0], by, false),
+        Some(by) => incr_by(tx, call, by, false),
         None => Ok(error(NOT_AN_INTEGER)),
     }
 }
@@ -363,12 +370,18 @@ pub(super) fn decrby(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
     match redis_int(call.args[1]) {
         // Its negation does not fit (Redis 7's text).
         Some(i64::MIN) => Ok(error("ERR decrement would overflow")),
-        Some(by) => incr_by(tx, call.args[0], by, true),
+        Some(by) => incr_by(tx, call, by, true),
         None => Ok(error(NOT_AN_INTEGER)),
     }
 }
 
-fn incr_by(tx: &mut Tx<'_>, key: &str, by: i64, decrement: bool) -> Result<Reply, StoreError> {
+fn incr_by(
+    tx: &mut Tx<'_>,
+    call: &Call<'_>,
+    by: i64,
+    decrement: bool,
+) -> Result<Reply, StoreError> {
+    let key = call.args[0];
     let args = IncrArgs {
         by,
         decrement,
@@ -391,7 +404,7 @@ fn incr_by(tx: &mut Tx<'_>, key: &str, by: i64, decrement: bool) -> Result<Reply
             let Some(sum) = delta.and_then(|d| n.checked_add(d)) else {
                 return Ok(error("ERR increment or decrement would overflow"));
             };
-            set_value(tx, key, &sum.to_string(), &["keepttl"])?;
+            set_as(tx, call, key, &sum.to_string(), &["keepttl"])?;
             Ok(Reply::Int(sum))
         }
         Err(err) => Err(err),
@@ -415,7 +428,7 @@ pub(super) fn incrbyfloat(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, Sto
     }
     let text = format_float(sum);
     // Stored as the JSON number it prints as (see `stored_json`): `GET /<key>` shows a number.
-    set_value(tx, key, &text, &["keepttl"])?;
+    set_as(tx, call, key, &text, &["keepttl"])?;
     Ok(Reply::Str(text))
 }
 

@@ -38,6 +38,19 @@ pub fn stored_json(text: &str) -> String {
     }
 }
 
+/// The length of `text` as a JSON string's contents, as [`stored_json`] escapes it: a quote,
+/// a backslash and `\n`-style escapes take 2 bytes, other control characters (a zero byte)
+/// 6. A string stored as other JSON (a number) takes no more than this.
+pub fn escaped_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum()
+}
+
 /// A stored JSON text as the Redis string it reads as. Stored texts are valid JSON, so only
 /// a string literal (starting with `"`) needs parsing.
 pub fn redis_string(stored: &str) -> String {
@@ -124,6 +137,17 @@ mod tests {
         // A value the REST API set reads as its JSON text, or a string's contents.
         assert_eq!(redis_string("[1,2]"), "[1,2]");
         assert_eq!(redis_string("\"hé\""), "hé");
+    }
+
+    #[test]
+    fn escaped_length_is_the_stored_json_s() {
+        for text in ["", "abc", "a\"b\\c", "\0\0x", "é\n\t\u{1}", "\u{7f}"] {
+            assert_eq!(
+                escaped_len(text) + 2,
+                serde_json::to_string(text).map_or(0, |s| s.len()),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `/_keys` (scan, bulk delete), `/_tx` and `/_stats`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
+use kv_core::budget::ResponseBudget;
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
 use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView, TxView};
@@ -170,7 +171,7 @@ pub async fn transaction(
         .write_answer(
             idempotent,
             now,
-            move |tx| tx::run_ops(tx, &ops),
+            move |tx| tx::run_ops(tx, &ops, &ResponseBudget::unlimited()),
             |view| StoredResponse::json(200, &view, None),
         )
         .await

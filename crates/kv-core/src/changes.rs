@@ -14,46 +14,8 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 
 use crate::backend::{self, DbConnection, with_conn};
 use crate::error::StoreError;
+pub use crate::model::{Change, ChangeOp};
 use crate::schema::{kv_changes, kv_changes_trimmed, kv_meta};
-
-/// What a change did to its key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChangeOp {
-    /// The key was written (set, patch, incr, decr, import): the event carries the new value.
-    Set,
-    /// The key was deleted by a client.
-    Delete,
-    /// The key's expired row was removed.
-    Expired,
-}
-
-impl ChangeOp {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChangeOp::Set => "set",
-            ChangeOp::Delete => "delete",
-            ChangeOp::Expired => "expired",
-        }
-    }
-}
-
-/// One row of the change log.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = kv_changes)]
-#[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
-pub struct Change {
-    pub version: i64,
-    pub seq: i64,
-    pub key: String,
-    /// [`ChangeOp::as_str`].
-    pub op: String,
-    /// The value written (JSON text), for `set`.
-    pub value: Option<String>,
-    /// The expiry written, for `set`.
-    pub expires_at: Option<i64>,
-    /// When the change was made (unix ms): what the retention is measured against.
-    pub at_ms: i64,
-}
 
 /// Rows per multi-row insert (7 parameters each, under SQLite's 32,766).
 const INSERT_CHUNK: usize = 1000;

@@ -10,6 +10,7 @@ pub mod budget;
 pub mod changes;
 pub mod clock;
 pub mod cursor;
+pub mod database;
 pub mod error;
 pub mod expiry;
 pub mod glob;
@@ -31,6 +32,9 @@ pub mod tx;
 pub mod view;
 pub mod writer;
 
-pub use backend::{Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, SyncMode};
+pub use backend::{
+    Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, DbSetupError, SyncMode,
+};
 pub use clock::now_ms;
+pub use database::{FeedConnection, FeedConnector, ShortRead, Store, StoreOptions, StorePool};
 pub use error::StoreError;

@@ -1,9 +1,10 @@
-//! The table rows: [`KeyValue`] (a key) and `IdempotencyRecord` (a stored response).
+//! The table rows: [`KeyValue`] (a key), `IdempotencyRecord` (a stored response) and
+//! [`Change`] (a line of the change log).
 
 use diesel::prelude::*;
 
 use crate::expiry;
-use crate::schema::{kv_idempotency, kv_store};
+use crate::schema::{kv_changes, kv_idempotency, kv_store};
 
 /// One stored key. `value` is JSON text (validated before it is written); times are unix ms.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
@@ -53,4 +54,43 @@ pub(crate) struct IdempotencyRecord {
     pub body: String,
     pub etag: Option<String>,
     pub expires_at: i64,
+}
+
+/// What a change did to its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    /// The key was written (set, patch, incr, decr, import): the event carries the new value.
+    Set,
+    /// The key was deleted by a client.
+    Delete,
+    /// The key's expired row was removed.
+    Expired,
+}
+
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Set => "set",
+            ChangeOp::Delete => "delete",
+            ChangeOp::Expired => "expired",
+        }
+    }
+}
+
+/// One row of the change log.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = kv_changes)]
+#[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
+pub struct Change {
+    pub version: i64,
+    pub seq: i64,
+    pub key: String,
+    /// [`ChangeOp::as_str`].
+    pub op: String,
+    /// The value written (JSON text), for `set`.
+    pub value: Option<String>,
+    /// The expiry written, for `set`.
+    pub expires_at: Option<i64>,
+    /// When the change was made (unix ms): what the retention is measured against.
+    pub at_ms: i64,
 }

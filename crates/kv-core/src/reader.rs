@@ -8,10 +8,14 @@
 //! another process on the same file (`kv-sweeper`, or a second server) stays unseen. While the
 //! write-ahead log is long and growing it keeps no snapshot between reads, so that the log can
 //! start over ([`crate::writer::WriterProgress::snapshots_allowed`]).
+//!
+//! A server keeps one such reader per worker thread ([`read_on_this_thread`]), opened on
+//! first use, and ends its snapshot once requests stop ([`release_old_snapshot_on_this_thread`]).
 
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-use crate::backend::{self, DbConnection};
+use crate::backend::{self, ConnectionOptions, DatabaseUrl, DbConnection};
 use crate::error::StoreError;
 use crate::writer::WriterProgress;
 
@@ -110,6 +114,75 @@ impl SnapshotReader {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// This thread's own SQLite read connection, opened on first use.
+    static READER: RefCell<Option<SnapshotReader>> = const { RefCell::new(None) };
+    /// A snapshot may be open on this thread, and someone has been told to release it.
+    static RELEASE_PENDING: Cell<bool> = const { Cell::new(false) };
+    /// A read ran on this thread while no release was pending: one is due.
+    static RELEASE_DUE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs the reads of `f` on this thread's reader (see [`SnapshotReader::read`]), connecting it
+/// to `url` first if this thread has none; a reader that failed is dropped and replaced on the
+/// next read.
+pub(crate) fn read_on_this_thread<T>(
+    url: &DatabaseUrl,
+    options: &ConnectionOptions,
+    writer: WriterProgress,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let result = READER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            let conn = backend::connect(url, options)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            *slot = Some(SnapshotReader::new(conn, SNAPSHOT_MAX_AGE));
+        }
+        let reader = slot
+            .as_mut()
+            .ok_or_else(|| StoreError::Internal("no reader".into()))?;
+        let result = reader.read(writer, f);
+        if matches!(result, Err(StoreError::Unavailable(_))) || reader.is_broken() {
+            *slot = None; // reconnect on the next request
+        }
+        result
+    });
+    if !RELEASE_PENDING.replace(true) {
+        RELEASE_DUE.set(true);
+    }
+    result
+}
+
+/// Whether a read on this thread left a snapshot that nothing releases yet: the caller then
+/// calls [`release_old_snapshot_on_this_thread`] on this thread every [`SNAPSHOT_MAX_AGE`]
+/// until it answers `Ok(false)` or an error. Answers `true` once per such period.
+pub(crate) fn release_due_on_this_thread() -> bool {
+    RELEASE_DUE.replace(false)
+}
+
+/// Ends this thread's snapshot once it is at its maximum age (see
+/// [`SnapshotReader::release_old_snapshot`]). Returns whether a (younger) snapshot is still
+/// open; on an error the reader is dropped (replaced on the next read). Either way, unless a
+/// snapshot is still open, the next read makes a release due again.
+pub(crate) fn release_old_snapshot_on_this_thread() -> Result<bool, StoreError> {
+    let result = READER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let Some(reader) = slot.as_mut() else {
+            return Ok(false);
+        };
+        let result = reader.release_old_snapshot();
+        if result.is_err() {
+            *slot = None;
+        }
+        result
+    });
+    if !matches!(result, Ok(true)) {
+        RELEASE_PENDING.set(false);
+    }
+    result
 }
 
 #[cfg(test)]

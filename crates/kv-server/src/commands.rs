@@ -5,15 +5,11 @@
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Subcommand;
 use kv_core::args::ImportMode;
-use kv_core::backend::{self, ConnectionOptions};
 use kv_core::transfer::{self, ExportFilter};
-use kv_core::{DatabaseUrl, DbConnection, StoreError, now_ms, store};
-
-use crate::config::Config;
+use kv_core::{ConnectionOptions, DatabaseUrl, DbConnection, Store, StoreError, now_ms, store};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
@@ -59,13 +55,21 @@ pub enum Command {
     },
 }
 
+/// What the commands take of the server's flags.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `--database-url`.
+    pub database_url: DatabaseUrl,
+    /// `--sync` and `--busy-timeout-ms`.
+    pub options: ConnectionOptions,
+    /// `--max-body-bytes`: an imported line may be this long (and 1 KiB more).
+    pub max_body_bytes: usize,
+}
+
 /// Runs `command` and prints what it did (to stderr: stdout may carry an export). The error
 /// is the message to print.
-pub fn run(config: &Config, command: &Command) -> Result<(), String> {
-    let options = ConnectionOptions {
-        sync: config.sync,
-        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
-    };
+pub fn run(config: &Settings, command: &Command) -> Result<(), String> {
+    let options = config.options.clone();
     // Reading from a SQLite file that is not there is a typo, not an empty store (the server
     // and `import` create the file; these would only leave an empty one behind).
     if !matches!(command, Command::Import { .. })
@@ -136,9 +140,8 @@ pub fn run(config: &Config, command: &Command) -> Result<(), String> {
 }
 
 fn open(url: &DatabaseUrl, options: &ConnectionOptions) -> Result<DbConnection, String> {
-    let mut conn = backend::connect(url, options).map_err(|e| e.to_string())?;
-    backend::run_migrations(&mut conn).map_err(|e| e.to_string())?;
-    backend::sync_clock(&mut conn).map_err(|e| e.to_string())?;
+    let mut conn = Store::open_connection(url, options).map_err(|e| e.to_string())?;
+    Store::sync_clock(&mut conn).map_err(|e| e.to_string())?;
     Ok(conn)
 }
 

@@ -1,10 +1,11 @@
 //! Command-line flags, each with an environment variable. Parsed once in `main`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Parser;
 use kv_core::logging::LogFormat;
-use kv_core::{DatabaseUrl, SyncMode};
+use kv_core::{ConnectionOptions, DatabaseUrl, SyncMode};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -145,6 +146,18 @@ impl Config {
     /// The change log's retention (`--changes-retention`, `--changes-max-rows`).
     pub fn changes_retention(&self) -> kv_core::changes::Retention {
         kv_core::changes::Retention::new(self.changes_retention, self.changes_max_rows)
+    }
+
+    /// What the commands (`export`, `import`, `backup`, `copy`) take of the flags.
+    pub fn command_settings(&self) -> crate::commands::Settings {
+        crate::commands::Settings {
+            database_url: self.database_url.clone(),
+            options: ConnectionOptions {
+                sync: self.sync,
+                busy_timeout: Duration::from_millis(self.busy_timeout_ms),
+            },
+            max_body_bytes: self.max_body_bytes,
+        }
     }
 
     /// The certificate and key to serve HTTPS with, if given.

@@ -12,9 +12,8 @@ use std::time::Duration;
 
 use actix_web::rt::time::sleep;
 use actix_web::web;
-use kv_core::backend;
 use kv_core::changes::{self, Retention};
-use kv_core::now_ms;
+use kv_core::{Store, now_ms};
 
 use crate::state::AppState;
 
@@ -54,7 +53,7 @@ pub fn spawn(state: web::Data<AppState>, retention: Retention, active_expiry: bo
 /// Returns how many went.
 async fn remove_expired(state: &AppState) -> usize {
     let now = now_ms();
-    let due = match state.db(|conn| Ok(backend::next_expiry(conn)?)).await {
+    let due = match state.db(Store::next_expiry).await {
         Ok(next) => next.is_some_and(|at| at + GRACE_MS <= now),
         Err(err) => {
             log::debug!("the expiry timer cannot read the earliest expiry: {err}");

@@ -1,16 +1,12 @@
 //! `Idempotency-Key` on writes (kv-core's `idempotency`): the key and fingerprint of a
-//! request, and [`AppState::write_answer`], the one way write handlers write and answer.
+//! request. Write handlers write and answer with `AppState::write_answer` (in `state`).
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentType};
-use actix_web::{HttpRequest, HttpResponse};
-use kv_core::StoreError;
-use kv_core::idempotency::{self, Answer, IdempotentRequest, StoredResponse};
-use kv_core::store::Tx;
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use kv_core::idempotency::{self, IdempotentRequest};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 
 /// The request header.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -58,11 +54,11 @@ impl Fingerprint {
 }
 
 /// The request's Idempotency-Key, if it sent one, with the fingerprint of the request
-/// (`fingerprint`, its body fed in already).
+/// (`fingerprint`, its body fed in already), to be kept for `retention_ms`.
 pub fn request_of(
     req: &HttpRequest,
     fingerprint: impl FnOnce() -> Fingerprint,
-    state: &AppState,
+    retention_ms: i64,
 ) -> Result<Option<IdempotentRequest>, ApiError> {
     let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
         return Ok(None);
@@ -71,15 +67,15 @@ pub fn request_of(
     Ok(Some(IdempotentRequest {
         key,
         fingerprint: fingerprint().finish(),
-        retention_ms: state.idempotency_retention_ms,
+        retention_ms,
     }))
 }
 
-/// The Idempotency-Key of a request whose body is `body`.
+/// The Idempotency-Key of a request whose body is `body` (see [`request_of`]).
 pub fn request_with_body(
     req: &HttpRequest,
     body: &[u8],
-    state: &AppState,
+    retention_ms: i64,
 ) -> Result<Option<IdempotentRequest>, ApiError> {
     request_of(
         req,
@@ -88,50 +84,6 @@ pub fn request_with_body(
             fingerprint.update(body);
             fingerprint
         },
-        state,
+        retention_ms,
     )
-}
-
-impl AppState {
-    /// Runs `op` as one write transaction and answers with what `render` makes of its result.
-    /// With an Idempotency-Key, `render` runs inside the transaction and its response is
-    /// stored with the write, or a retry gets the stored response back and nothing runs.
-    pub async fn write_answer<T, F, R>(
-        &self,
-        idempotent: Option<IdempotentRequest>,
-        now: i64,
-        mut op: F,
-        render: R,
-    ) -> Result<HttpResponse, ApiError>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
-        R: Fn(T) -> Result<StoredResponse, StoreError> + Send + 'static,
-    {
-        let Some(request) = idempotent else {
-            let result = self.write(now, op).await?;
-            return Ok(respond(render(result)?, false));
-        };
-        let answer = self
-            .write(now, move |tx| tx.idempotent(&request, |tx| render(op(tx)?)))
-            .await?;
-        Ok(match answer {
-            Answer::Fresh(response) => respond(response, false),
-            Answer::Replayed(response) => respond(response, true),
-        })
-    }
-}
-
-fn respond(response: StoredResponse, replayed: bool) -> HttpResponse {
-    let mut builder =
-        HttpResponse::build(StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK));
-    if let Some(etag) = response.etag {
-        builder.insert_header((header::ETAG, etag));
-    }
-    if replayed {
-        builder.insert_header((REPLAYED, "true"));
-    }
-    builder
-        .content_type(ContentType::json())
-        .body(response.body)
 }

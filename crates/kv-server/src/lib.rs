@@ -1,10 +1,21 @@
 //! kv-server: the HTTP + JSON API of kvstore. Handlers are thin; the store logic is kv-core.
+//!
+//! Modules import only modules below them (a submodule may use its parent's items):
+//! 1. `error`, `throttle`, `tls`, `shutdown`, `health_check`, `commands`;
+//! 2. `http`, `json_errors`, `idempotency`, `feed` (on `error`); `config` (on `commands`,
+//!    `throttle`, `tls`); `startup` (on `config`);
+//! 3. `state` (on `error`, `feed`, `idempotency`);
+//! 4. `metrics` (its key counts and sweeps read through `state`), `housekeeping`;
+//! 5. `auth` (on `config`, `metrics`, `throttle`, `http`);
+//! 6. `handlers`, `upstash`, `watch` (on `auth`, `state`, …);
+//! 7. `openapi`, `cors`, `routes`; then `run` here.
 
 pub mod auth;
 pub mod commands;
 pub mod config;
 mod cors;
 pub mod error;
+pub mod feed;
 mod handlers;
 pub mod health_check;
 mod housekeeping;
@@ -26,10 +37,7 @@ use std::io;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
-use kv_core::Backend;
-use kv_core::backend::{self, ConnectionOptions};
-use kv_core::point_reads::PointReader;
-use kv_core::writer::Writer;
+use kv_core::{ConnectionOptions, Store, StoreOptions};
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -47,15 +55,17 @@ pub async fn run(config: Config) -> io::Result<()> {
         .transpose()
         .map_err(io::Error::other)?;
     let cors_origins = cors::parse_origins(&config.cors_origins).map_err(io::Error::other)?;
-    let url = config.database_url.clone();
-    let options = ConnectionOptions {
-        sync: config.sync,
-        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+    let options = StoreOptions {
+        connection: ConnectionOptions {
+            sync: config.sync,
+            busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+        },
+        pool_size: config.pool_size,
+        checkout_timeout: Duration::from_millis(config.busy_timeout_ms),
     };
-    let setup = |e: backend::DbSetupError| io::Error::other(e.to_string());
-    let mut conn = backend::connect(&url, &options).map_err(setup)?;
-    let migrated = backend::run_migrations(&mut conn).map_err(setup)?;
-    drop(conn);
+    let store =
+        Store::open(&config.database_url, &options).map_err(|e| io::Error::other(e.to_string()))?;
+    let migrated = store.migrations_applied();
     if migrated > 0 {
         log::info!("applied {migrated} database migration(s)");
     }
@@ -66,37 +76,15 @@ pub async fn run(config: Config) -> io::Result<()> {
              expiries follow the database's clock"
         );
     }
-    let pool = backend::build_pool(
-        &url,
-        &options,
-        config.pool_size,
-        Duration::from_millis(config.busy_timeout_ms),
-    );
-    let connector = {
-        let (url, options) = (url.clone(), options.clone());
-        move || backend::connect(&url, &options).map_err(|e| e.to_string())
-    };
-    let writer = Writer::spawn(connector.clone()).map_err(|e| io::Error::other(e.to_string()))?;
-    let point_reader = match url.backend() {
-        Backend::Sqlite => None,
-        Backend::Postgres => {
-            Some(PointReader::spawn(connector).map_err(|e| io::Error::other(e.to_string()))?)
-        }
-    };
-    let feed = watch::Feed::spawn(&url, &options, config.max_watchers)
+    let feed = feed::Feed::spawn(store.feed_connector(), config.max_watchers)
         .map_err(|e| io::Error::other(format!("cannot start the change feed: {e}")))?;
     let state = web::Data::new(AppState {
-        pool,
-        backend: url.backend(),
+        store,
         max_body_bytes: config.max_body_bytes,
         max_import_bytes: config.max_import_bytes,
         idempotency_retention_ms: i64::try_from(config.idempotency_retention)
             .unwrap_or(i64::MAX / 1000)
             .saturating_mul(1000),
-        writer,
-        point_reader,
-        url: url.clone(),
-        options: options.clone(),
         faults: Default::default(),
         feed: feed.clone(),
         watch_progress: Duration::from_secs(config.watch_progress),

@@ -15,7 +15,7 @@ async fn main() {
     }
     kv_core::logging::init(config.log_format);
     if let Some(command) = &config.command {
-        if let Err(why) = kv_server::commands::run(&config, command) {
+        if let Err(why) = kv_server::commands::run(&config.command_settings(), command) {
             eprintln!("kv-server: {why}");
             std::process::exit(1);
         }

@@ -11,10 +11,11 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use kv_core::backend::{self, ConnectionOptions, DbConnection, DbSetupError};
 use kv_core::changes::{self, Retention};
 use kv_core::logging::LogFormat;
-use kv_core::{DatabaseUrl, SyncMode, idempotency, store};
+use kv_core::{
+    ConnectionOptions, DatabaseUrl, DbConnection, DbSetupError, Store, SyncMode, idempotency, store,
+};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
@@ -95,9 +96,10 @@ impl Sweeper {
     /// The connection, opened (and the schema migrated) on first use or after a failure.
     fn connection(&mut self) -> Result<&mut DbConnection, DbSetupError> {
         if self.conn.is_none() {
-            let mut conn = backend::connect(&self.args.database_url, &self.options)?;
-            backend::run_migrations(&mut conn)?;
-            self.conn = Some(conn);
+            self.conn = Some(Store::open_connection(
+                &self.args.database_url,
+                &self.options,
+            )?);
         }
         self.conn
             .as_mut()
@@ -159,7 +161,7 @@ impl Sweeper {
             .connection()
             .map_err(|e| e.to_string())
             .and_then(|conn| {
-                backend::sync_clock(conn).map_err(|e| e.to_string())?;
+                Store::sync_clock(conn).map_err(|e| e.to_string())?;
                 let now = kv_core::now_ms();
                 let deleted =
                     store::sweep_expired(conn, now, batch_size, &|| stop.load(Ordering::SeqCst))

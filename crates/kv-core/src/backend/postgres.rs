@@ -9,9 +9,8 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
-use crate::changes::Change;
 use crate::clock;
-use crate::model::KeyValue;
+use crate::model::{Change, KeyValue};
 use crate::schema::{kv_meta, kv_store};
 
 #[derive(QueryableByName)]

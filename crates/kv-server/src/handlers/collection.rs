@@ -124,7 +124,7 @@ pub async fn delete_keys(
             .map(|p| KeyScope::Prefix(p.clone()))
             .collect(),
     };
-    let idempotent = idempotency::request_with_body(&req, &[], &state)?;
+    let idempotent = idempotency::request_with_body(&req, &[], state.idempotency_retention_ms)?;
     state
         .write_answer(
             idempotent,
@@ -166,7 +166,7 @@ pub async fn transaction(
             other => other,
         })?;
     }
-    let idempotent = idempotency::request_with_body(&req, &body, &state)?;
+    let idempotent = idempotency::request_with_body(&req, &body, state.idempotency_retention_ms)?;
     state
         .write_answer(
             idempotent,
@@ -181,7 +181,7 @@ pub async fn transaction(
 #[utoipa::path(get, path = "/_stats", tag = "collection", operation_id = "stats",
     responses((status = 200, description = "Counts of the live store", body = StatsView)))]
 pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let database = state.backend.name();
+    let database = state.store.backend_name();
     let stats = state.db(|conn| store::stats(conn, now_ms())).await?;
     Ok(HttpResponse::Ok().json(StatsView::new(stats, database)))
 }

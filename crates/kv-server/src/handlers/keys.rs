@@ -130,7 +130,7 @@ pub async fn set(
     let headers = header_precondition(req.headers())?;
     args.precondition.if_match = headers.if_match;
     args.precondition.if_none_match = headers.if_none_match;
-    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    let idempotent = idempotency::request_with_body(req, &body, state.idempotency_retention_ms)?;
     state
         .write_answer(
             idempotent,
@@ -158,7 +158,7 @@ pub async fn delete(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let precondition = header_precondition(req.headers())?;
-    let idempotent = idempotency::request_with_body(req, &[], state)?;
+    let idempotent = idempotency::request_with_body(req, &[], state.idempotency_retention_ms)?;
     let deleting = key.clone();
     state
         .write_answer(
@@ -190,7 +190,7 @@ pub async fn patch(
     let now = now_ms();
     let expires_at = expiry_from_json(json_object(&body)?, now)?;
     let precondition = header_precondition(req.headers())?;
-    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    let idempotent = idempotency::request_with_body(req, &body, state.idempotency_retention_ms)?;
     state
         .write_answer(
             idempotent,
@@ -250,7 +250,7 @@ async fn counter(
     let now = now_ms();
     let args = IncrArgs::from_json(json_object(&body)?, decrement, now)?;
     let precondition = header_precondition(req.headers())?;
-    let idempotent = idempotency::request_with_body(req, &body, state)?;
+    let idempotent = idempotency::request_with_body(req, &body, state.idempotency_retention_ms)?;
     state
         .write_answer(
             idempotent,

@@ -18,7 +18,7 @@ pub async fn metrics(
 ) -> Result<HttpResponse, ApiError> {
     key_counts::before_scrape(state.clone(), metrics.clone()).await;
     sweeps::before_scrape(&state, &metrics).await;
-    metrics.observe_pool(&state.pool);
+    metrics.observe_pool(state.store.pool());
     metrics.observe_feed(&state.feed);
     let body = metrics
         .render()

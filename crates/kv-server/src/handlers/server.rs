@@ -48,7 +48,7 @@ pub async fn live() -> HttpResponse {
             headers(("Retry-After" = String, description = "Seconds"))),
     ))]
 pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let database = state.backend.name();
+    let database = state.store.backend_name();
     let problem = match state.db(store::ping).await {
         Ok(()) => state.faults.recent().map(|(reason, age)| {
             format!(

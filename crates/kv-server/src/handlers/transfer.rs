@@ -55,12 +55,12 @@ pub async fn export(
     }
     let (chunks, mut received) =
         tokio::sync::mpsc::channel::<Result<web::Bytes, ApiError>>(EXPORT_READ_AHEAD);
-    let pool = state.pool.clone();
+    let pool = state.store.pool().clone();
     let now = now_ms();
     // Not awaited: the blocking thread reads on while the response streams what it sent.
     drop(web::block(move || {
-        let result = pool.get().map_err(Into::into).and_then(|mut conn| {
-            transfer::export(&mut conn, now, &filter, &mut |chunk| {
+        let result = pool.read_once(|conn| {
+            transfer::export(conn, now, &filter, &mut |chunk| {
                 chunks.blocking_send(Ok(chunk.into())).is_ok()
             })
         });
@@ -138,7 +138,7 @@ pub async fn import(
         .map_err(blocking_failed)??;
     let path = file.path().to_owned();
     let now = now_ms();
-    let idempotent = idempotency::request_of(&req, || fingerprint, &state)?;
+    let idempotent = idempotency::request_of(&req, || fingerprint, state.idempotency_retention_ms)?;
     let answer = state
         .write_answer(
             idempotent,

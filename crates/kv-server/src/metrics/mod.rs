@@ -12,7 +12,7 @@ pub use middleware::RouteLabel;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kv_core::DbPool;
+use kv_core::StorePool;
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -181,7 +181,7 @@ impl Metrics {
     }
 
     /// Reads the pool's state into its gauges (cheap: a mutex and two integers).
-    pub fn observe_pool(&self, pool: &DbPool) {
+    pub fn observe_pool(&self, pool: &StorePool) {
         let state = pool.state();
         let idle = i64::from(state.idle_connections);
         let open = i64::from(state.connections);
@@ -193,7 +193,7 @@ impl Metrics {
     }
 
     /// Reads the change feed's watchers and events sent into their metrics.
-    pub fn observe_feed(&self, feed: &crate::watch::Feed) {
+    pub fn observe_feed(&self, feed: &crate::feed::Feed) {
         self.watchers
             .set(i64::try_from(feed.watchers()).unwrap_or(i64::MAX));
         self.watch_events

@@ -2,10 +2,9 @@
 //!
 //! A watcher names keys and prefixes and a cursor (a version); it gets every change above the
 //! cursor to a matching key, in version order, a version's changes always together. The events
-//! come from the feed's memory ([`feed`]) when it still holds them, else from the change log
+//! come from the feed's memory ([`crate::feed`]) when it still holds them, else from the change log
 //! in the database, so a watcher may resume from any version the log keeps.
 
-pub mod feed;
 mod sse;
 
 use std::sync::Arc;
@@ -22,9 +21,8 @@ use serde_json::value::RawValue;
 
 use crate::auth::Reach;
 use crate::error::{ApiError, ErrorBody};
+use crate::feed::{Event, Filters, FromMemory, Taken};
 use crate::state::AppState;
-pub use feed::{Event, Feed, Filters};
-use feed::{FromMemory, Taken};
 
 /// Filters one watch may name (keys and prefixes together).
 const MAX_FILTERS: usize = 16;

@@ -9,7 +9,7 @@
 //! only at the poll.
 //!
 //! Watchers read the events above their cursor from memory when the feed still holds them,
-//! else from the log in the database ([`super::collect`]). A watcher costs a registry entry
+//! else from the log in the database (`watch::collect`). A watcher costs a registry entry
 //! and a [`Notify`]; events are shared (`Arc`), never copied per watcher.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -18,9 +18,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kv_core::backend::{self, ConnectionOptions, DbConnection};
-use kv_core::changes::{self, Change};
-use kv_core::{Backend, DatabaseUrl, StoreError};
+use kv_core::changes::Change;
+use kv_core::{FeedConnection, FeedConnector, StoreError};
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
@@ -170,25 +169,11 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Feed {
-    /// Starts the feed's thread over a connection of its own, from the store's current
-    /// version.
-    pub fn spawn(
-        url: &DatabaseUrl,
-        options: &ConnectionOptions,
-        max_watchers: usize,
-    ) -> Result<Feed, String> {
-        let connect = {
-            let (url, options) = (url.clone(), options.clone());
-            move || -> Result<DbConnection, String> {
-                let mut conn = backend::connect(&url, &options).map_err(|e| e.to_string())?;
-                if url.backend() == Backend::Postgres {
-                    backend::listen_for_changes(&mut conn).map_err(|e| e.to_string())?;
-                }
-                Ok(conn)
-            }
-        };
-        let mut conn = connect()?;
-        let (_, current) = changes::position(&mut conn).map_err(|e| e.to_string())?;
+    /// Starts the feed's thread over a connection of its own (from `connector`), from the
+    /// store's current version.
+    pub fn spawn(connector: FeedConnector, max_watchers: usize) -> Result<Feed, String> {
+        let mut conn = connector.connect()?;
+        let (_, current) = conn.position().map_err(|e| e.to_string())?;
         let (poke, poked) = mpsc::sync_channel(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -207,10 +192,9 @@ impl Feed {
         let feed = Feed {
             shared: Arc::clone(&shared),
         };
-        let postgres = url.backend() == Backend::Postgres;
         std::thread::Builder::new()
             .name("kv-feed".into())
-            .spawn(move || follow(&shared, conn, connect, &poked, postgres))
+            .spawn(move || follow(&shared, conn, &connector, &poked))
             .map_err(|e| e.to_string())?;
         Ok(feed)
     }
@@ -376,22 +360,20 @@ impl Feed {
 }
 
 /// The feed's thread: reads the log whenever it may have grown.
-fn follow<C>(
+fn follow(
     shared: &Arc<Shared>,
-    conn: DbConnection,
-    connect: C,
+    conn: FeedConnection,
+    connector: &FeedConnector,
     poked: &Receiver<()>,
-    postgres: bool,
-) where
-    C: Fn() -> Result<DbConnection, String>,
-{
+) {
+    let notifies = connector.notifies();
     let feed = Feed {
         shared: Arc::clone(shared),
     };
     let mut conn = Some(conn);
     let mut last_read = Instant::now();
     while !feed.is_closing() {
-        let wait = if postgres {
+        let wait = if notifies {
             NOTIFICATION_CHECK_EVERY
         } else {
             POLL_EVERY
@@ -405,13 +387,14 @@ fn follow<C>(
         };
         let Some(c) = conn.as_mut() else {
             std::thread::sleep(RETRY_AFTER_ERROR);
-            conn = connect()
+            conn = connector
+                .connect()
                 .map_err(|e| log::warn!("the change feed cannot reconnect: {e}"))
                 .ok();
             continue;
         };
-        if postgres {
-            match backend::changes_notified(c) {
+        if notifies {
+            match c.notified() {
                 Ok(notified) => due |= notified && feed.watchers() > 0,
                 Err(err) => {
                     log::warn!("the change feed lost its connection: {err}");
@@ -433,15 +416,15 @@ fn follow<C>(
 
 /// Reads the log above the feed's head until it is read to the end (only the store's
 /// version while no watcher is registered).
-fn catch_up(feed: &Feed, conn: &mut DbConnection) -> Result<(), StoreError> {
+fn catch_up(feed: &Feed, conn: &mut FeedConnection) -> Result<(), StoreError> {
     if feed.watchers() == 0 {
-        let (_, current) = changes::position(conn)?;
+        let (_, current) = conn.position()?;
         feed.skip_to(current);
         return Ok(());
     }
     loop {
         let head = feed.head();
-        let read = changes::read_after(conn, head, READ_ROWS)?;
+        let read = conn.read_after(head, READ_ROWS)?;
         let more = read.changes.len() >= READ_ROWS;
         feed.publish(read.changes, read.trimmed, read.scanned);
         if !more {

@@ -35,7 +35,7 @@ def strip_comments(text):
 def imports(name, path, mods):
     text = strip_comments(open(path, encoding="utf-8").read())
     # The unit tests of a file are not part of its layering.
-    text = re.split(r"#\[cfg\(test\)\]\s*mod tests", text)[0]
+    text = re.split(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod tests", text)[0]
     out = set()
     here = name.split("::") if name else []
     for m in re.finditer(r"\b(crate|super)((?:::\w+)+)", text):

@@ -10,8 +10,11 @@
 //! staged in memory, a fixed handful of round trips per batch, the version counter held until
 //! commit so versions become visible in order across servers).
 
+mod job;
 mod postgres;
 mod sqlite;
+
+pub(crate) use job::collect_batch;
 
 #[cfg(test)]
 pub(crate) use sqlite::tests;
@@ -19,73 +22,13 @@ pub(crate) use sqlite::tests;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::thread;
 
 use tokio::sync::oneshot;
 
 use crate::backend::{Backend, DbConnection};
 use crate::error::StoreError;
-use crate::store::{self, BatchVersions, InBatch, Tx};
-
-/// A queued request, type-erased so one queue carries every kind of write.
-trait Job: Send {
-    /// Runs the request's writes inside the open batch (again if the batch is run again).
-    /// Returns whether they succeeded.
-    fn run(
-        &mut self,
-        conn: &mut DbConnection,
-        versions: &mut BatchVersions,
-        place: InBatch<'_>,
-    ) -> bool;
-    /// Runs the request as a write transaction of its own (a PostgreSQL request that a batch's
-    /// staged rows cannot serve; see [`crate::stage`]).
-    fn run_alone(&mut self, conn: &mut DbConnection);
-    /// Answers the request once the batch has committed, or failed to.
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
-}
-
-struct Request<T, F> {
-    /// The writer's count of requests sent and not answered yet.
-    in_flight: Arc<AtomicUsize>,
-    now: i64,
-    op: F,
-    result: Option<Result<T, StoreError>>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<T, F> Job for Request<T, F>
-where
-    T: Send,
-    F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send,
-{
-    fn run(
-        &mut self,
-        conn: &mut DbConnection,
-        versions: &mut BatchVersions,
-        place: InBatch<'_>,
-    ) -> bool {
-        let result = store::write_in_batch(conn, versions, place, self.now, &mut self.op);
-        let ok = result.is_ok();
-        self.result = Some(result);
-        ok
-    }
-
-    fn run_alone(&mut self, conn: &mut DbConnection) {
-        self.result = Some(store::write(conn, self.now, &mut self.op));
-    }
-
-    fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
-        self.in_flight.fetch_sub(1, Ordering::Release);
-        let result = match committed {
-            Ok(()) => self
-                .result
-                .unwrap_or_else(|| Err(StoreError::Internal("a queued write was not run".into()))),
-            Err(err) => Err(err.clone()),
-        };
-        // The client may have gone away; its write stands either way.
-        let _ = self.reply.send(result);
-    }
-}
+use crate::store::Tx;
+use job::{Job, Request, Shared};
 
 /// The handle requests use to reach the writer thread.
 #[derive(Clone)]
@@ -108,35 +51,6 @@ pub struct WriterProgress {
     /// Whether a reader may keep its snapshot after a read: not while the write-ahead log is
     /// due to start over, which no reader may be reading from at that moment.
     pub snapshots_allowed: bool,
-}
-
-/// What the writer thread shares with the handles.
-struct Shared {
-    commits: Arc<AtomicU64>,
-    long_log: Arc<AtomicBool>,
-    in_flight: Arc<AtomicUsize>,
-}
-
-/// Starts a named thread.
-fn start(name: &str, body: impl FnOnce() + Send + 'static) -> Result<(), StoreError> {
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(body)
-        .map(|_| ())
-        .map_err(|e| StoreError::Internal(format!("cannot start the {name} thread: {e}")))
-}
-
-/// The requests waiting now, `first` first, at most `max` (for the writers' batches and the
-/// batched reads of [`crate::point_reads`]).
-pub(crate) fn collect_batch<T>(first: T, queue: &mpsc::Receiver<T>, max: usize) -> Vec<T> {
-    let mut batch = vec![first];
-    while batch.len() < max {
-        match queue.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-    batch
 }
 
 impl Writer {
@@ -174,7 +88,7 @@ impl Writer {
         }
     }
 
-    /// Runs `op` as one write transaction (see [`store::write`]) in the next batch, and
+    /// Runs `op` as one write transaction (see [`crate::store::write`]) in the next batch, and
     /// answers once that batch has committed.
     pub async fn write<T, F>(&self, now: i64, op: F) -> Result<T, StoreError>
     where

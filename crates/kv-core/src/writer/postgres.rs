@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::{Job, Shared, collect_batch, start};
+use super::job::{Job, Shared, collect_batch, start};
 use crate::backend::{self, DbConnection, postgres};
 use crate::error::StoreError;
 use crate::idempotency;

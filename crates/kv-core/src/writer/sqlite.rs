@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use super::{Job, Shared, collect_batch, start};
+use super::job::{Job, Shared, collect_batch, start};
 use crate::backend::{self, DbConnection, LogRestart};
 use crate::error::StoreError;
 use crate::store::{BatchIsolation, BatchVersions, InBatch};

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use kv_core::StoreError;
 
 use crate::error::ApiError;
-use crate::metrics::{CONTENT_TYPE, Metrics, key_counts, sweeps};
+use crate::metrics::{CONTENT_TYPE, Metrics, scrape};
 use crate::state::AppState;
 
 /// Prometheus text: requests by route template and status, latency, keys, expired keys (lazily
@@ -16,8 +16,8 @@ pub async fn metrics(
     state: web::Data<AppState>,
     metrics: web::Data<Metrics>,
 ) -> Result<HttpResponse, ApiError> {
-    key_counts::before_scrape(state.clone(), metrics.clone()).await;
-    sweeps::before_scrape(&state, &metrics).await;
+    scrape::count_keys(state.clone(), metrics.clone()).await;
+    scrape::count_swept(&state, &metrics).await;
     metrics.observe_pool(state.store.pool());
     metrics.observe_feed(&state.feed);
     let body = metrics

@@ -13,12 +13,6 @@ use std::sync::PoisonError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use actix_web::web;
-use kv_core::{now_ms, store};
-
-use super::{Metrics, unix_time};
-use crate::state::AppState;
-
 pub struct KeyCounts {
     interval: Duration,
     /// When the last count started (whether it succeeded or not).
@@ -29,7 +23,7 @@ pub struct KeyCounts {
 
 /// What a scrape does about the key counts.
 #[derive(Debug, PartialEq, Eq)]
-enum Plan {
+pub(super) enum Plan {
     /// Count now and wait for it.
     CountAndWait,
     /// Answer with the figures at hand; count in the background for the next scrape.
@@ -47,7 +41,12 @@ impl KeyCounts {
         }
     }
 
-    fn plan(&self, now: Instant) -> Plan {
+    /// A background count has ended: the next due scrape may start another.
+    pub(super) fn count_ended(&self) {
+        self.counting.store(false, Ordering::SeqCst);
+    }
+
+    pub(super) fn plan(&self, now: Instant) -> Plan {
         let mut attempted_at = self
             .attempted_at
             .lock()
@@ -63,38 +62,6 @@ impl KeyCounts {
             *attempted_at = Some(now);
         }
         plan
-    }
-}
-
-/// Brings the key gauges up to date as far as the interval asks, before a scrape renders.
-pub async fn before_scrape(state: web::Data<AppState>, metrics: web::Data<Metrics>) {
-    match metrics.key_counts.plan(Instant::now()) {
-        Plan::Nothing => {}
-        Plan::CountAndWait => count(&state, &metrics).await,
-        Plan::CountInBackground => {
-            actix_web::rt::spawn(async move {
-                count(&state, &metrics).await;
-                metrics.key_counts.counting.store(false, Ordering::SeqCst);
-            });
-        }
-    }
-}
-
-/// Counts live and expiring keys (one database call) into the gauges. On failure the gauges
-/// keep their last figures (their timestamp shows their age) and the error is logged.
-async fn count(state: &AppState, metrics: &Metrics) {
-    let started = Instant::now();
-    match state.db(|conn| store::stats(conn, now_ms())).await {
-        Ok(stats) => {
-            metrics.keys.set(stats.keys);
-            metrics.keys_expiring.set(stats.expiring);
-            metrics.store_version.set(stats.version);
-            metrics.keys_counted_at.set(unix_time());
-            metrics
-                .keys_count_seconds
-                .set(started.elapsed().as_secs_f64());
-        }
-        Err(err) => log::warn!("counting keys for /_metrics failed: {err}"),
     }
 }
 

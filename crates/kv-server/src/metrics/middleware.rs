@@ -8,7 +8,7 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest, web};
 
-use super::Metrics;
+use super::registry::Metrics;
 
 /// The route label of requests that matched no route (answered 404 by the default service).
 pub const UNMATCHED_ROUTE: &str = "unmatched";

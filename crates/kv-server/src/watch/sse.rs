@@ -13,7 +13,7 @@ use actix_web::rt::time::Instant;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::{Gone, WatchQuery, collect, cursor_of, event_json, first_of, start};
+use super::events::{Gone, WatchQuery, collect, cursor_of, event_json, first_of, start};
 use crate::error::{ApiError, ErrorBody};
 use crate::feed::{Filters, Registration};
 use crate::state::AppState;

@@ -9,8 +9,8 @@
 //! write-ahead log is long and growing it keeps no snapshot between reads, so that the log can
 //! start over ([`crate::writer::WriterProgress::snapshots_allowed`]).
 //!
-//! A server keeps one such reader per worker thread ([`read_on_this_thread`]), opened on
-//! first use, and ends its snapshot once requests stop ([`release_old_snapshot_on_this_thread`]).
+//! A server keeps one such reader per worker thread (`read_on_this_thread`), opened on
+//! first use, and ends its snapshot once requests stop (`release_old_snapshot_on_this_thread`).
 
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};

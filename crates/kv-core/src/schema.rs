@@ -1,4 +1,4 @@
-// The tables created by migrations/sqlite and migrations/postgres.
+//! The tables created by migrations/sqlite and migrations/postgres.
 
 diesel::table! {
     kv_store (key) {

@@ -10,7 +10,7 @@
 //! declares with `declare_keys`) is noted and the request stops there. Requests are deterministic
 //! over the same rows (each carries its own "now"), so the real run asks for the same rows; a
 //! row it asks for anyway is read then, on its own (the batch holds the database's write lock,
-//! see [`crate::backend::postgres::find`]).
+//! see `crate::backend::postgres::find`).
 //!
 //! The records of `Idempotency-Key`s ([`crate::idempotency`]) are staged the same way: the
 //! batch reads those of its requests in one statement and writes the new ones in one more.

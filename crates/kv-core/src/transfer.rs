@@ -49,7 +49,7 @@ impl ExportFilter {
 }
 
 /// Writes the live keys `filter` selects, in byte order, as NDJSON lines handed to `sink` in
-/// chunks of up to [`PAGE`] lines; `sink` returns `false` to stop (the client went away). All
+/// chunks of up to `PAGE` lines; `sink` returns `false` to stop (the client went away). All
 /// of it is read in one snapshot ([`backend::read_snapshot`]): the export is the store as it
 /// was at one instant, and keys expired at `now` are left out. Returns the lines written.
 pub fn export(
@@ -238,7 +238,7 @@ pub struct ImportSummary {
 
 /// Imports the lines of `input` in the transaction of `tx`: all of them or, on any error,
 /// none (the caller's transaction rolls back). Every key written takes the transaction's one
-/// new version, as the ops of a `/_tx` do. Lines are applied [`PAGE`] at a time (two
+/// new version, as the ops of a `/_tx` do. Lines are applied `PAGE` at a time (two
 /// statements each, see [`Tx::import_lines`]), so memory stays flat whatever the length.
 pub fn import(
     tx: &mut Tx<'_>,

@@ -2,7 +2,7 @@
 //! grows, keeps its recent events in memory, and wakes the watchers whose filters match.
 //!
 //! The thread reads the log after each local write (a poke), after a PostgreSQL notification
-//! from any server (LISTEN), and every [`POLL_EVERY`] anyway: a lost poke or notification, or
+//! from any server (LISTEN), and every `POLL_EVERY` anyway: a lost poke or notification, or
 //! a write by another process (kv-sweeper on SQLite), only adds latency. Versions become
 //! visible in commit order, so reading "everything above the last version read" never skips
 //! one. While no watcher is registered it reads only the store's version, not the events, and

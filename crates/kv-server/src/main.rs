@@ -1,3 +1,6 @@
+//! The `kv-server` binary: reads the command line, then answers `--health-check`, runs a
+//! subcommand (export, import, copy, …) or serves until stopped.
+
 use clap::Parser;
 use kv_server::config::Config;
 

@@ -10,7 +10,7 @@
 //! /64). Behind a reverse proxy every client has the proxy's address, so one guesser throttles
 //! all of them: let the proxy limit failed authentications there (see docs/SECURITY.md).
 //!
-//! Memory is bounded: at most [`MAX_ADDRESSES`] addresses are tracked; when full, addresses
+//! Memory is bounded: at most `MAX_ADDRESSES` addresses are tracked; when full, addresses
 //! whose budget has refilled are dropped first, and if none has, the table starts afresh.
 
 use std::collections::HashMap;

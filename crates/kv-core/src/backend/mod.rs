@@ -1,9 +1,9 @@
 //! Everything that differs between SQLite and PostgreSQL lives here: URLs, connecting
 //! (pragmas), the pool, migrations, how a write transaction starts, the version counter,
 //! row and key locks, the sweeper's batch delete and reading the database's clock. This module
-//! holds what both share and picks the backend; [`sqlite`] and [`postgres`] hold what is
+//! holds what both share and picks the backend; `sqlite` and `postgres` hold what is
 //! each one's own. The rest of kv-core is written once and runs on either backend through
-//! [`with_conn!`].
+//! `with_conn!`.
 
 pub(crate) mod connection;
 pub(crate) mod postgres;

@@ -3,10 +3,10 @@
 //! moment. Each request is answered only after its batch has committed: durability is the
 //! same as one transaction per request, at a fraction of the commits, and a request that fails
 //! rolls back alone while the others commit. The batch takes its requests' versions from
-//! memory ([`BatchVersions`]) and updates the store-wide counter once.
+//! memory (`BatchVersions`) and updates the store-wide counter once.
 //!
-//! How a batch runs is each database's own: [`sqlite`] (one `BEGIN IMMEDIATE … COMMIT`,
-//! savepoints when a request fails, the write-ahead log's checkpoints) and [`postgres`] (rows
+//! How a batch runs is each database's own: `sqlite` (one `BEGIN IMMEDIATE … COMMIT`,
+//! savepoints when a request fails, the write-ahead log's checkpoints) and `postgres` (rows
 //! staged in memory, a fixed handful of round trips per batch, the version counter held until
 //! commit so versions become visible in order across servers).
 

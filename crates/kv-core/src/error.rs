@@ -38,6 +38,15 @@ pub enum StoreError {
         "the response would pass the server's response limit of {limit} bytes; ask for less at a time"
     )]
     ResponseTooLarge { limit: usize },
+    /// The request ran past `--request-timeout` and was stopped; what it wrote was rolled back
+    /// (503).
+    #[error(
+        "the request ran longer than the server's request timeout ({timeout_ms} ms) and was stopped; nothing it wrote was kept"
+    )]
+    TimedOut { timeout_ms: u64 },
+    /// The client went away: the request's work stopped and what it wrote was rolled back.
+    #[error("the client went away; the request was stopped")]
+    ClientGone,
     /// An error in line `line` (from 1) of an import.
     #[error("line {line}: {source}")]
     InLine { line: u64, source: Box<StoreError> },
@@ -113,7 +122,10 @@ impl StoreError {
             StoreError::NotAnInteger | StoreError::Overflow | StoreError::KeyExists(_) => {
                 ErrorKind::Conflict
             }
-            StoreError::Conflict | StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Conflict
+            | StoreError::Unavailable(_)
+            | StoreError::TimedOut { .. }
+            | StoreError::ClientGone => ErrorKind::Unavailable,
             StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {
                 ErrorKind::Internal
             }
@@ -134,6 +146,8 @@ impl StoreError {
             StoreError::ResponseTooLarge { .. } => "response_too_large",
             StoreError::Conflict => "write_conflict",
             StoreError::Unavailable(_) => "database_unavailable",
+            StoreError::TimedOut { .. } => "request_timeout",
+            StoreError::ClientGone => "client_gone",
             StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {
                 "internal_error"
             }

@@ -11,6 +11,7 @@ pub mod changes;
 pub mod clock;
 pub mod cursor;
 pub mod database;
+pub mod deadline;
 pub mod error;
 pub mod expiry;
 pub mod glob;

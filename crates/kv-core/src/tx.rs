@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::args::{IncrArgs, SetArgs};
 use crate::budget::ResponseBudget;
+use crate::deadline::Deadline;
 use crate::error::StoreError;
 use crate::precondition::Precondition;
 use crate::request::body_object;
@@ -151,12 +152,16 @@ pub fn run_ops(
     tx: &mut Tx<'_>,
     ops: &[TxOp],
     budget: &ResponseBudget,
+    deadline: &Deadline,
 ) -> Result<TxView, StoreError> {
     tx.declare_keys(ops.iter().map(TxOp::key));
     let results = ops
         .iter()
         .enumerate()
-        .map(|(index, op)| run_op(tx, op, budget).map_err(|e| e.in_op(index, Some(op.key()))))
+        .map(|(index, op)| {
+            deadline.check()?;
+            run_op(tx, op, budget).map_err(|e| e.in_op(index, Some(op.key())))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(TxView::new(tx.store_version()?, results))
 }

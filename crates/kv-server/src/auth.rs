@@ -365,12 +365,15 @@ pub fn request_line_for_log(req: &ServiceRequest) -> String {
         query.to_owned()
     };
     let separator = if query.is_empty() { "" } else { "?" };
-    format!(
+    let line = format!(
         "{} {}{separator}{query} {:?}",
         req.method(),
         req.path(),
         req.version()
-    )
+    );
+    // The line sits between quotes in the log: a quote or backslash a client sent in its
+    // path cannot end it early (escaped as the JSON log format does).
+    line.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// The key a request presents: `Authorization: Bearer <key>` or `X-API-Key: <key>` (or on
@@ -458,6 +461,10 @@ pub async fn require_key(
             return refuse(req, err);
         }
         req.extensions_mut().insert(Reach(Some(scope)));
+    }
+    if let Some(key) = presented.as_deref() {
+        req.extensions_mut()
+            .insert(crate::idempotency::RecordOwner::of(key));
     }
     req.extensions_mut().insert(access);
     next.call(req)

@@ -53,10 +53,32 @@ pub struct Config {
     #[arg(long, env = "KV_SYNC", default_value = "normal")]
     pub sync: SyncMode,
 
-    /// How long a request waits for a busy database (SQLite write lock, pool checkout)
-    /// before answering 503.
+    /// How long a request waits for a busy database (SQLite write lock, pool checkout, its
+    /// turn at the writer) before answering 503.
     #[arg(long, env = "KV_BUSY_TIMEOUT_MS", default_value_t = 5000)]
     pub busy_timeout_ms: u64,
+
+    /// Largest response body: a request whose answer would pass it is refused before the
+    /// answer is built (422 response_too_large; on /_upstash, that command's error).
+    #[arg(long, env = "KV_MAX_RESPONSE_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// Seconds a request may run (0: no limit); past it, it is stopped, what it wrote is rolled
+    /// back, and it is answered 503.
+    #[arg(long, env = "KV_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+
+    /// Seconds a client has to send its request's headers, and its body (plus a second per
+    /// MiB of body: at least 1 MiB/s once the window has passed); a slower one is cut off.
+    #[arg(long, env = "KV_CLIENT_TIMEOUT", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_timeout: u64,
+
+    /// A host name this server answers to besides loopback addresses and `localhost`, when
+    /// it listens on a loopback address (repeatable): requests naming another `Host` get 421,
+    /// which stops DNS-rebinding attacks from web pages.
+    #[arg(long = "allowed-host", env = "KV_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 
     /// A read-write API key (repeatable). With no keys configured, no authentication.
     #[arg(

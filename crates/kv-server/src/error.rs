@@ -48,6 +48,17 @@ pub enum ApiError {
     /// The server holds as many watchers as it may (`--max-watchers`).
     #[error("this server holds {0} watchers, its limit; try again shortly")]
     TooManyWatchers(usize),
+    /// A browser request from a page of another origin (see `origin_guard`).
+    #[error("{0}")]
+    CrossOrigin(String),
+    /// A `Host` this server does not answer to (see `origin_guard`).
+    #[error("{0}")]
+    MisdirectedRequest(String),
+    /// The request ran past `--request-timeout`; its writes were rolled back.
+    #[error(
+        "the request ran longer than the server's request timeout of {0} s and was stopped; nothing it wrote was kept"
+    )]
+    RequestTimeout(u64),
 }
 
 /// The JSON body of every error response.
@@ -119,6 +130,9 @@ impl ApiError {
             ApiError::CursorInvalid(_) => "cursor_invalid",
             ApiError::HistoryGone { .. } => "history_gone",
             ApiError::TooManyWatchers(_) => "too_many_watchers",
+            ApiError::CrossOrigin(_) => "cross_origin",
+            ApiError::MisdirectedRequest(_) => "misdirected_request",
+            ApiError::RequestTimeout(_) => "request_timeout",
         }
     }
 }
@@ -144,7 +158,11 @@ impl ResponseError for ApiError {
             ApiError::TooManyWrongKeys(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CursorInvalid(_) => StatusCode::BAD_REQUEST,
             ApiError::HistoryGone { .. } => StatusCode::GONE,
-            ApiError::TooManyWatchers(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyWatchers(_) | ApiError::RequestTimeout(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::CrossOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
         }
     }
 

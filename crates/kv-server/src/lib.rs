@@ -11,6 +11,7 @@
 //! 7. `openapi`, `cors`, `routes`; then `run` here.
 
 pub mod auth;
+mod body_deadline;
 pub mod commands;
 pub mod config;
 mod cors;
@@ -24,6 +25,8 @@ pub mod idempotency;
 mod json_errors;
 pub mod metrics;
 pub mod openapi;
+mod origin_guard;
+mod peer;
 pub mod routes;
 mod shutdown;
 mod startup;
@@ -55,6 +58,12 @@ pub async fn run(config: Config) -> io::Result<()> {
         .transpose()
         .map_err(io::Error::other)?;
     let cors_origins = cors::parse_origins(&config.cors_origins).map_err(io::Error::other)?;
+    let origin_policy = web::Data::new(origin_guard::OriginPolicy::new(
+        &cors_origins,
+        &config.bind,
+        &config.allowed_hosts,
+    ));
+    let client_timeout = Duration::from_secs(config.client_timeout);
     let options = StoreOptions {
         connection: ConnectionOptions {
             sync: config.sync,
@@ -88,6 +97,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         faults: Default::default(),
         feed: feed.clone(),
         watch_progress: Duration::from_secs(config.watch_progress),
+        busy_timeout: Duration::from_millis(config.busy_timeout_ms),
+        request_timeout: Duration::from_secs(config.request_timeout),
+        max_response_bytes: config.max_response_bytes,
     });
     housekeeping::spawn(
         state.clone(),
@@ -114,6 +126,8 @@ pub async fn run(config: Config) -> io::Result<()> {
             .app_data(metrics.clone())
             .app_data(api_keys.clone())
             .app_data(openapi.clone())
+            .app_data(origin_policy.clone())
+            .app_data(web::Data::new(body_deadline::ClientTimeout(client_timeout)))
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::QueryConfig::default().error_handler(|err, _| {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
@@ -121,6 +135,8 @@ pub async fn run(config: Config) -> io::Result<()> {
             .configure(routes::configure)
             .wrap(middleware::from_fn(auth::require_key))
             .wrap(cors::middleware(&cors_origins))
+            .wrap(middleware::from_fn(origin_guard::check))
+            .wrap(middleware::from_fn(body_deadline::limit))
             .wrap(json_errors::middleware(max_body))
             // Never log request headers here: they carry the API keys.
             .wrap(middleware::from_fn(metrics::middleware::track))
@@ -132,6 +148,8 @@ pub async fn run(config: Config) -> io::Result<()> {
             ))
     })
     .workers(workers)
+    .client_request_timeout(client_timeout)
+    .on_connect(peer::on_connect)
     .shutdown_timeout(10)
     .shutdown_signal({
         let stop = shutdown::signal()?;

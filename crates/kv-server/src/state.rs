@@ -8,12 +8,15 @@
 //! - [`AppState::db`]: anything else (scans, counts, health) on a pooled connection on the
 //!   blocking thread pool.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpResponse, web};
+use futures_util::future::Either;
+use kv_core::deadline::Deadline;
 use kv_core::idempotency::{Answer, IdempotentRequest, StoredResponse};
 use kv_core::model::StoredValue;
 use kv_core::store::{Lookup, Tx};
@@ -40,6 +43,12 @@ pub struct AppState {
     pub feed: Feed,
     /// How long an idle SSE watch stream waits before `event: progress` (`--watch-progress`).
     pub watch_progress: Duration,
+    /// How long a write may wait for its turn at the writer before it is answered 503.
+    pub busy_timeout: Duration,
+    /// How long a request may run (`--request-timeout`; zero: no limit).
+    pub request_timeout: Duration,
+    /// The largest response body (`--max-response-bytes`).
+    pub max_response_bytes: usize,
 }
 
 impl AppState {
@@ -57,14 +66,47 @@ impl AppState {
         Ok(self.faults.observe(result)?)
     }
 
-    /// Runs `op` as one write transaction (all of it, or none of it).
-    pub async fn write<T, F>(&self, now: i64, op: F) -> Result<T, ApiError>
+    /// Runs `op` as one write transaction (all of it, or none of it). A write that has not
+    /// started within the busy timeout (the writer is busy with others) is answered 503 at
+    /// once and will write nothing; one whose client went away before it started, or that
+    /// waited past the request timeout, writes nothing either.
+    pub async fn write<T, F>(&self, now: i64, mut op: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
         F: FnMut(&mut Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let result: Result<T, ApiError> =
-            Ok(self.faults.observe(self.store.write(now, op).await)?);
+        let (deadline, _client) = Deadline::after(self.request_timeout);
+        let turn = Arc::new(WriteTurn::default());
+        let op = {
+            let turn = Arc::clone(&turn);
+            move |tx: &mut Tx<'_>| {
+                turn.start()?;
+                deadline.check()?;
+                op(tx)
+            }
+        };
+        let answer = self.store.write(now, op);
+        futures_util::pin_mut!(answer);
+        // A little past the busy timeout: a database locked by another process answers busy
+        // at the busy timeout itself, and that answer (a fault /_health reports) comes first.
+        let waited = actix_web::rt::time::sleep(self.busy_timeout + GIVE_UP_MARGIN);
+        futures_util::pin_mut!(waited);
+        let result = match futures_util::future::select(answer, waited).await {
+            Either::Left((result, _)) => result,
+            // Not a fault of the database (not one for /_health): the writer is busy.
+            Either::Right(((), answer)) => match turn.give_up() {
+                Ok(()) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "busy: the writer did not start this write within {} ms \
+                         (--busy-timeout-ms)",
+                        self.busy_timeout.as_millis()
+                    ))
+                    .into());
+                }
+                Err(()) => answer.await,
+            },
+        };
+        let result: Result<T, ApiError> = Ok(self.faults.observe(result)?);
         if result.is_ok() {
             // A write went through: the database takes writes again.
             self.faults.clear();
@@ -122,6 +164,41 @@ impl AppState {
             }
             ShortRead::OnPool(f) => self.db(f).await,
         }
+    }
+}
+
+/// Whether a queued write has started, or was given up by its handler (see
+/// [`AppState::write`]): whichever comes first wins.
+#[derive(Debug, Default)]
+struct WriteTurn(AtomicU8);
+
+/// How long past the busy timeout a write that has not started is given up.
+const GIVE_UP_MARGIN: Duration = Duration::from_millis(100);
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+impl WriteTurn {
+    /// The writer runs the write (again, on a retry): `Err` if its handler gave it up.
+    fn start(&self) -> Result<(), StoreError> {
+        match self
+            .0
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) | Err(STARTED) => Ok(()),
+            Err(_) => Err(StoreError::Unavailable(
+                "busy: given up before the writer reached it".into(),
+            )),
+        }
+    }
+
+    /// The handler stops waiting: `Err` if the write has started already (then it waits on).
+    fn give_up(&self) -> Result<(), ()> {
+        self.0
+            .compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| ())
     }
 }
 

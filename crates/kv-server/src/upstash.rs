@@ -3,6 +3,7 @@
 //! API. This module is the protocol: parsing, access checks, `{"result"}` / `{"error"}`
 //! replies, `Upstash-Encoding: base64`, the sync token. The commands are kv-core's `redis`.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::StatusCode;
@@ -10,6 +11,7 @@ use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use kv_core::budget::ResponseBudget;
+use kv_core::deadline::{ClientProbe, Deadline};
 use kv_core::now_ms;
 use kv_core::redis::{self, Command, Context, KeyUse, Reply, Snapshot};
 use serde_json::{Value, json};
@@ -17,6 +19,7 @@ use serde_json::{Value, json};
 use crate::auth::{Access, Reach};
 use crate::error::ApiError;
 use crate::http::json_body;
+use crate::peer;
 use crate::state::AppState;
 
 /// The response header the SDKs read after every request; it changes on every response.
@@ -45,10 +48,17 @@ pub async fn single(
         Ok(command) => command,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let reply = run(&state, access, &reach, vec![command])
-        .await?
-        .pop()
-        .unwrap_or(Reply::Nil);
+    let reply = run(
+        &state,
+        access,
+        &reach,
+        vec![command],
+        Batch::Pipeline,
+        peer::probe(&req),
+    )
+    .await?
+    .pop()
+    .unwrap_or(Reply::Nil);
     Ok(match reply {
         Reply::Error(error) => respond(StatusCode::BAD_REQUEST, json!({ "error": error })),
         reply => respond_text(StatusCode::OK, result_text(encode(reply, base64))),
@@ -63,11 +73,12 @@ pub async fn pipeline(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    batch(req, access, reach, body, state).await
+    batch(req, access, reach, body, state, Batch::Pipeline).await
 }
 
 /// `POST /_upstash/multi-exec`: commands in one database transaction (see [`run`]: a
-/// pipeline runs as one too, which Upstash does not promise but does not rule out).
+/// pipeline without listings runs as one too, which Upstash does not promise but does not
+/// rule out).
 pub async fn multi_exec(
     req: HttpRequest,
     access: Access,
@@ -75,7 +86,7 @@ pub async fn multi_exec(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    batch(req, access, reach, body, state).await
+    batch(req, access, reach, body, state, Batch::MultiExec).await
 }
 
 async fn batch(
@@ -84,17 +95,25 @@ async fn batch(
     reach: Reach,
     body: web::Bytes,
     state: web::Data<AppState>,
+    kind: Batch,
 ) -> Result<HttpResponse, ApiError> {
     let base64 = wants_base64(&req);
-    let commands = parse_body(&body).and_then(|body| match body {
+    let commands: Result<Vec<Command>, String> = parse_body(&body).and_then(|body| match body {
         Value::Array(items) if !items.is_empty() => items.iter().map(parse_command).collect(),
         _ => Err("ERR the body must be a JSON array of commands, each a JSON array".to_owned()),
     });
     let commands: Vec<Command> = match commands {
+        Ok(commands) if commands.len() > MAX_COMMANDS => {
+            let error = format!(
+                "ERR a pipeline or multi-exec holds at most {MAX_COMMANDS} commands, not {}",
+                commands.len()
+            );
+            return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error })));
+        }
         Ok(commands) => commands,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let replies = run(&state, access, &reach, commands).await?;
+    let replies = run(&state, access, &reach, commands, kind, peer::probe(&req)).await?;
     let items: Vec<Value> = replies
         .into_iter()
         .map(|reply| match reply {
@@ -105,65 +124,153 @@ async fn batch(
     Ok(respond(StatusCode::OK, Value::Array(items)))
 }
 
+/// The most commands a pipeline or multi-exec holds.
+pub const MAX_COMMANDS: usize = 1000;
+
+/// How a batch of commands runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// `/_upstash` (one command) or `/pipeline`: in order, each on its own.
+    Pipeline,
+    /// `/multi-exec`: all in one transaction.
+    MultiExec,
+}
+
+/// Where a run of consecutive commands goes (see [`run`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// The group-commit writer: writes, and the point reads between them.
+    Writer,
+    /// A pooled read connection: listings (KEYS, SCAN, RANDOMKEY, DBSIZE).
+    Listing,
+    /// The worker's inline reader: point reads only.
+    Inline,
+}
+
 /// Runs the commands that this key may run (the others answer `NOPERM`), each on its own
-/// (a command that fails writes nothing and stops none of the others). Commands that only
-/// read run on a read connection and never queue behind the writer: on SQLite inline on the
-/// worker thread over its snapshot reader, like `GET /<key>`, or on a pooled connection when
-/// they list keys (KEYS, SCAN, RANDOMKEY, DBSIZE). Any write makes it one write transaction
-/// through the group-commit writer, in order, which also makes `/multi-exec` atomic.
+/// (a command that fails writes nothing and stops none of the others), within the response
+/// limit and the request timeout. Commands that only read run on a read connection and never
+/// queue behind the writer: on SQLite inline on the worker thread over its snapshot reader,
+/// like `GET /<key>`, or on a pooled connection when they list keys (KEYS, SCAN, RANDOMKEY,
+/// DBSIZE). Writes, and the point reads between them, run as one write transaction through
+/// the group-commit writer, in order, which also makes `/multi-exec` atomic. A listing never
+/// runs inside the writer's transaction: a pipeline runs as consecutive parts in order, its
+/// listings on a read connection; in a multi-exec that writes, a listing is refused.
 async fn run(
     state: &AppState,
     access: Access,
     reach: &Reach,
     commands: Vec<Command>,
+    batch: Batch,
+    client: Option<ClientProbe>,
 ) -> Result<Vec<Reply>, ApiError> {
+    let writes = commands.iter().any(Command::is_write);
     let checked: Vec<Result<Command, Reply>> = commands
         .into_iter()
         .map(|command| match refusal(&command, access, reach) {
             Some(reply) => Err(reply),
+            None if batch == Batch::MultiExec && writes && command.is_listing() => {
+                Err(Reply::Error(format!(
+                    "ERR '{}' lists keys: it cannot run inside a multi-exec that writes (it \
+                     would hold every writer); send it in a pipeline",
+                    command.name.to_ascii_lowercase()
+                )))
+            }
             None => Ok(command),
         })
         .collect();
-    let within: Option<Vec<String>> = reach.0.as_ref().map(|scope| scope.prefixes().to_vec());
-    let now = now_ms();
-    let max_response_bytes = usize::MAX;
-    let runnable = || checked.iter().filter_map(|c| c.as_ref().ok());
-    let (writes, lists) = (
-        runnable().any(Command::is_write),
-        runnable().any(Command::is_listing),
-    );
-    if writes {
-        return state
-            .write(now, move |tx| {
-                let budget = ResponseBudget::new(max_response_bytes);
-                let context = Context {
-                    within: within.as_deref(),
-                    budget: &budget,
-                };
-                redis::execute_all(tx, &checked, &context)
-            })
-            .await;
-    }
-    let reads = move |conn: &mut kv_core::DbConnection| {
-        let mut source = Snapshot { conn, now };
-        let budget = ResponseBudget::new(max_response_bytes);
-        let context = Context {
-            within: within.as_deref(),
-            budget: &budget,
-        };
-        checked
-            .iter()
-            .map(|command| match command {
-                Ok(command) => redis::read(&mut source, command, &context),
-                Err(reply) => Ok(reply.clone()),
-            })
-            .collect()
+    let (deadline, _client) = Deadline::after(state.request_timeout);
+    let deadline = deadline.watching(client);
+    let bounds = Bounds {
+        within: reach.0.as_ref().map(|scope| scope.prefixes().into()),
+        budget: Arc::new(ResponseBudget::new(state.max_response_bytes)),
+        deadline,
     };
-    if lists {
-        state.db(reads).await
-    } else {
-        state.read_short(reads).await
+    let now = now_ms();
+    let mut replies = Vec::with_capacity(checked.len());
+    for (place, part) in parts(checked, batch) {
+        let reads = {
+            let (bounds, part) = (bounds.clone(), part.clone());
+            move |conn: &mut kv_core::DbConnection| {
+                let mut source = Snapshot { conn, now };
+                let context = bounds.context();
+                part.iter()
+                    .map(|command| match command {
+                        Ok(command) => redis::read(&mut source, command, &context),
+                        Err(reply) => Ok(reply.clone()),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            }
+        };
+        replies.extend(match place {
+            Place::Writer => {
+                let bounds = bounds.clone();
+                state
+                    .write(now, move |tx| {
+                        redis::execute_all(tx, &part, &bounds.context())
+                    })
+                    .await?
+            }
+            Place::Listing => state.db(reads).await?,
+            Place::Inline => state.read_short(reads).await?,
+        });
     }
+    Ok(replies)
+}
+
+/// What bounds a request's commands, shared by its parts: a scoped key's prefixes, the
+/// response's budget, the request's deadline.
+#[derive(Clone)]
+struct Bounds {
+    within: Option<Arc<[String]>>,
+    budget: Arc<ResponseBudget>,
+    deadline: Deadline,
+}
+
+impl Bounds {
+    fn context(&self) -> Context<'_> {
+        Context {
+            within: self.within.as_deref(),
+            budget: &self.budget,
+            deadline: &self.deadline,
+        }
+    }
+}
+
+/// The commands in parts that each run in one place, in order: a multi-exec that writes is
+/// one part on the writer; otherwise consecutive listings make a part on a read connection,
+/// and the commands between them one on the writer if any of them writes, else inline.
+fn parts(
+    commands: Vec<Result<Command, Reply>>,
+    batch: Batch,
+) -> Vec<(Place, Vec<Result<Command, Reply>>)> {
+    let writes = |part: &[Result<Command, Reply>]| {
+        part.iter().any(|c| c.as_ref().is_ok_and(Command::is_write))
+    };
+    if batch == Batch::MultiExec && writes(&commands) {
+        return vec![(Place::Writer, commands)];
+    }
+    let mut parts: Vec<(bool, Vec<Result<Command, Reply>>)> = Vec::new();
+    for command in commands {
+        let listing = command.as_ref().is_ok_and(Command::is_listing);
+        match parts.last_mut() {
+            Some((was_listing, part)) if *was_listing == listing => part.push(command),
+            _ => parts.push((listing, vec![command])),
+        }
+    }
+    parts
+        .into_iter()
+        .map(|(listing, part)| {
+            let place = if listing {
+                Place::Listing
+            } else if writes(&part) {
+                Place::Writer
+            } else {
+                Place::Inline
+            };
+            (place, part)
+        })
+        .collect()
 }
 
 /// Why this key may not run `command`, as Redis's ACL words it.

@@ -2,14 +2,16 @@
 
 use super::reply::Reply;
 use crate::budget::ResponseBudget;
+use crate::deadline::Deadline;
 use crate::error::StoreError;
 
-/// Who runs commands, and how much they may answer: the prefixes of a scoped API key (KEYS,
-/// SCAN and RANDOMKEY list only those), and the response's budget (shared by the commands of
-/// a pipeline).
+/// Who runs commands, and within what bounds: the prefixes of a scoped API key (KEYS, SCAN
+/// and RANDOMKEY list only those), the response's budget and the request's deadline (both
+/// shared by the commands of a pipeline).
 pub struct Context<'a> {
     pub within: Option<&'a [String]>,
     pub budget: &'a ResponseBudget,
+    pub deadline: &'a Deadline,
 }
 
 /// A command's arguments (the name not included), as its function takes them, and its
@@ -20,6 +22,7 @@ pub struct Call<'a> {
     pub args: Vec<&'a str>,
     pub within: Option<&'a [String]>,
     pub budget: &'a ResponseBudget,
+    pub deadline: &'a Deadline,
 }
 
 impl Call<'_> {

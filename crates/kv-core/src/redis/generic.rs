@@ -264,6 +264,7 @@ pub(super) fn keys(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
     let mut found = Vec::new();
     let mut after = None;
     loop {
+        call.deadline.check()?;
         let page = src.page(
             within,
             &ScanArgs {

@@ -108,6 +108,7 @@ impl Command {
             args: self.arg_strs(),
             within: context.within,
             budget: context.budget,
+            deadline: context.deadline,
         };
         Ok((spec, call))
     }
@@ -152,6 +153,7 @@ pub fn execute(
     command: &Command,
     context: &Context<'_>,
 ) -> Result<Reply, StoreError> {
+    context.deadline.check()?;
     let (spec, call) = match command.call(context) {
         Ok(found) => found,
         Err(reply) => return Ok(reply),
@@ -199,6 +201,7 @@ pub fn read<S: Source>(
     command: &Command,
     context: &Context<'_>,
 ) -> Result<Reply, StoreError> {
+    context.deadline.check()?;
     let (spec, call) = match command.call(context) {
         Ok(found) => found,
         Err(reply) => return Ok(reply),

@@ -2,6 +2,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use kv_core::budget::ResponseBudget;
+use kv_core::deadline::Deadline;
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
 use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView, TxView};
@@ -12,6 +13,7 @@ use crate::auth::{Access, Reach};
 use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
 use crate::idempotency;
+use crate::peer;
 use crate::state::AppState;
 
 use super::bodies::TxRequest;
@@ -58,6 +60,7 @@ pub async fn scan(
     )?;
     let with_values = query_flag("values", q.values.as_deref())?;
     let now = now_ms();
+    let max_response_bytes = state.max_response_bytes;
     let body = state
         .db(move |conn| {
             let page = match &within {
@@ -66,6 +69,10 @@ pub async fn scan(
             };
             let cursor = page.next_after.as_deref().map(cursor::encode);
             Ok(if with_values {
+                let budget = ResponseBudget::new(max_response_bytes);
+                for row in &page.rows {
+                    budget.charge(row.key.len() + row.value.len())?;
+                }
                 let items = page
                     .rows
                     .into_iter()
@@ -167,11 +174,17 @@ pub async fn transaction(
         })?;
     }
     let idempotent = idempotency::request_with_body(&req, &body, state.idempotency_retention_ms)?;
+    let max_response_bytes = state.max_response_bytes;
+    let (deadline, _client) = Deadline::after(state.request_timeout);
+    let deadline = deadline.watching(peer::probe(&req));
     state
         .write_answer(
             idempotent,
             now,
-            move |tx| tx::run_ops(tx, &ops, &ResponseBudget::unlimited()),
+            move |tx| {
+                let budget = ResponseBudget::new(max_response_bytes);
+                tx::run_ops(tx, &ops, &budget, &deadline)
+            },
             |view| StoredResponse::json(200, &view, None),
         )
         .await

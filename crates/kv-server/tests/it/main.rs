@@ -11,6 +11,7 @@ mod conditional_writes;
 mod cors;
 mod durability;
 mod faults;
+mod hardening;
 mod health_check;
 mod idempotency;
 mod limits;

@@ -238,14 +238,14 @@ fn sigterm_or_sigint_drains_an_in_flight_request(signal_name: &str) {
         .expect("timeout");
     // A first request proves a worker owns the connection.
     stream
-        .write_all(b"GET /_health/live HTTP/1.1\r\nHost: kv\r\n\r\n")
+        .write_all(b"GET /_health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .expect("write");
     assert!(read_until(&mut stream, r#"{"status":"ok"}"#).starts_with("HTTP/1.1 200"));
     // The second is in flight: its `100 Continue` proves the server has read its head and
     // is handling it (a connection between requests counts as idle and is closed at once).
     let body = r#"{"value": "drained"}"#;
     let head = format!(
-        "POST /inflight HTTP/1.1\r\nHost: kv\r\nContent-Length: {}\r\n\
+        "POST /inflight HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\
          Expect: 100-continue\r\nConnection: close\r\n\r\n",
         body.len()
     );

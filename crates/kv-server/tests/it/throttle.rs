@@ -24,7 +24,7 @@ fn get_from(server: &Server, from: &str, path: &str, key: Option<&str>) -> (u16,
     let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: kv\r\n{auth}Connection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("send");
     let mut response = String::new();

@@ -48,6 +48,13 @@ pub enum ApiError {
     /// The server holds as many watchers as it may (`--max-watchers`).
     #[error("this server holds {0} watchers, its limit; try again shortly")]
     TooManyWatchers(usize),
+    /// An import applied in chunks stopped at one: lines 1 to `committed_lines` of its body
+    /// were imported (by the chunks before) and stay.
+    #[error("{source}; {}", import_stopped_text(*.committed_lines))]
+    ImportStopped {
+        committed_lines: u64,
+        source: Box<ApiError>,
+    },
 }
 
 /// The JSON body of every error response.
@@ -75,6 +82,10 @@ pub struct ErrorBody<'a> {
     /// `history_gone`: the store's current version (re-list, then watch from it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<i64>,
+    /// An import applied in chunks that stopped: lines 1 to this of its body were imported
+    /// (0: none) and stay; the rest was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_lines: Option<u64>,
 }
 
 impl<'a> ErrorBody<'a> {
@@ -87,7 +98,18 @@ impl<'a> ErrorBody<'a> {
             line: None,
             oldest: None,
             current: None,
+            committed_lines: None,
         }
+    }
+}
+
+fn import_stopped_text(committed_lines: u64) -> String {
+    match committed_lines {
+        0 => "the import stopped there and nothing of it was imported".to_owned(),
+        n => format!(
+            "the import stopped there: lines 1 to {n} were imported, in chunks before it, and \
+             stay; the rest was not"
+        ),
     }
 }
 
@@ -108,6 +130,7 @@ fn history_gone_text(since: i64, oldest: i64, current: i64) -> String {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
+            ApiError::ImportStopped { source, .. } => source.code(),
             ApiError::Store(err) => err.code(),
             ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -126,6 +149,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            ApiError::ImportStopped { source, .. } => source.status_code(),
             ApiError::Store(err) => match err.kind() {
                 ErrorKind::Invalid => StatusCode::BAD_REQUEST,
                 ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
@@ -150,7 +174,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let (op, key, line) = match self {
+        let (inner, committed_lines) = match self {
+            ApiError::ImportStopped {
+                committed_lines,
+                source,
+            } => (&**source, Some(*committed_lines)),
+            other => (other, None),
+        };
+        let (op, key, line) = match inner {
             ApiError::Store(StoreError::InOp { index, key, .. }) => {
                 (Some(*index), key.as_deref(), None)
             }
@@ -165,7 +196,7 @@ impl ResponseError for ApiError {
             self.to_string()
         };
         let mut response = HttpResponse::build(status);
-        match self {
+        match inner {
             ApiError::MethodNotAllowed(allow) => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
@@ -194,6 +225,7 @@ impl ResponseError for ApiError {
             line,
             oldest,
             current,
+            committed_lines,
         })
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use kv_core::args::ImportMode;
-use kv_core::transfer::{self, ExportFilter};
+use kv_core::transfer::{self, ExportFilter, ImportSummary};
 use kv_core::{ConnectionOptions, DatabaseUrl, DbConnection, Store, StoreError, now_ms, store};
 
 #[derive(Debug, Clone, Subcommand)]
@@ -26,8 +26,10 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Load NDJSON as `export` writes it (from FILE, or stdin) in one transaction: all of it,
-    /// or nothing when a line is bad.
+    /// Load NDJSON as `export` writes it (from FILE, or stdin). Every line is checked first
+    /// (a bad one: nothing imported); up to 10,000 lines and 4 MiB are one transaction, all
+    /// or nothing; a longer import is applied in transactions of that size, one after the
+    /// other, so that a server on the same database goes on writing between them.
     Import {
         /// replace (default), skip_existing or fail_on_existing.
         #[arg(long, default_value = "replace")]
@@ -104,20 +106,18 @@ pub fn run(config: &Settings, command: &Command) -> Result<(), String> {
                 }
             };
             let max_line = config.max_body_bytes + 1024;
-            let (summary, version) = store::write(&mut conn, now, |tx| {
-                let input = File::open(&path).map_err(|e| {
-                    StoreError::invalid("unreadable", format!("{}: {e}", path.display()))
-                })?;
-                let summary = transfer::import(tx, BufReader::new(input), max_line, mode)?;
-                Ok((summary, tx.written_version()))
-            })
-            .map_err(failed)?;
+            let (summary, version, chunks) = import(&mut conn, &path, max_line, mode)?;
             eprintln!(
-                "imported {} keys (skipped: {} existing, {} expired){}",
+                "imported {} keys (skipped: {} existing, {} expired){}{}",
                 summary.imported,
                 summary.skipped_existing,
                 summary.skipped_expired,
-                version.map_or(String::new(), |v| format!(" at version {v}"))
+                version.map_or(String::new(), |v| format!(" at version {v}")),
+                if chunks > 1 {
+                    format!(" in {chunks} transactions")
+                } else {
+                    String::new()
+                }
             );
         }
         Command::Backup { output } => {
@@ -137,6 +137,42 @@ pub fn run(config: &Settings, command: &Command) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Imports the file at `path` as `POST /_import` does: checked whole first, then in one
+/// transaction or, when longer than one chunk, in one transaction a chunk (see
+/// [`transfer::CHUNK_LINES`]). Returns what it did, the last version written and the chunks.
+fn import(
+    conn: &mut DbConnection,
+    path: &std::path::Path,
+    max_line: usize,
+    mode: ImportMode,
+) -> Result<(ImportSummary, Option<i64>, usize), String> {
+    let failed = |e: StoreError| e.to_string();
+    let unreadable = |e: io::Error| format!("{}: {e}", path.display());
+    let input = BufReader::new(File::open(path).map_err(unreadable)?);
+    let chunks = transfer::plan_chunks(input, max_line, |_, _| Ok(())).map_err(failed)?;
+    if chunks.len() > 1 && mode == ImportMode::FailOnExisting {
+        let input = BufReader::new(File::open(path).map_err(unreadable)?);
+        transfer::find_existing(conn, now_ms(), input, max_line)
+            .map_err(|e| format!("{e}; nothing was imported"))?;
+    }
+    let (mut summary, mut version) = (ImportSummary::default(), None);
+    for chunk in &chunks {
+        let (done, written) = store::write(conn, now_ms(), |tx| {
+            let input = chunk.open(path)?;
+            let done = transfer::import_chunk(tx, chunk, input, max_line, mode)?;
+            Ok((done, tx.written_version()))
+        })
+        .map_err(|e| match chunk.first_line - 1 {
+            _ if chunks.len() == 1 => e.to_string(),
+            0 => format!("{e}; nothing was imported"),
+            n => format!("{e}; lines 1 to {n} were imported, in transactions before it, and stay"),
+        })?;
+        summary += done;
+        version = written.or(version);
+    }
+    Ok((summary, version, chunks.len()))
 }
 
 fn open(url: &DatabaseUrl, options: &ConnectionOptions) -> Result<DbConnection, String> {

@@ -54,11 +54,13 @@ pub enum ApiError {
     /// A `Host` this server does not answer to (see `origin_guard`).
     #[error("{0}")]
     MisdirectedRequest(String),
-    /// The request ran past `--request-timeout`; its writes were rolled back.
-    #[error(
-        "the request ran longer than the server's request timeout of {0} s and was stopped; nothing it wrote was kept"
-    )]
-    RequestTimeout(u64),
+    /// An import applied in chunks stopped at one: lines 1 to `committed_lines` of its body
+    /// were imported (by the chunks before) and stay.
+    #[error("{source}; {}", import_stopped_text(*.committed_lines))]
+    ImportStopped {
+        committed_lines: u64,
+        source: Box<ApiError>,
+    },
 }
 
 /// The JSON body of every error response.
@@ -86,6 +88,10 @@ pub struct ErrorBody<'a> {
     /// `history_gone`: the store's current version (re-list, then watch from it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<i64>,
+    /// An import applied in chunks that stopped: lines 1 to this of its body were imported
+    /// (0: none) and stay; the rest was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_lines: Option<u64>,
 }
 
 impl<'a> ErrorBody<'a> {
@@ -98,7 +104,18 @@ impl<'a> ErrorBody<'a> {
             line: None,
             oldest: None,
             current: None,
+            committed_lines: None,
         }
+    }
+}
+
+fn import_stopped_text(committed_lines: u64) -> String {
+    match committed_lines {
+        0 => "the import stopped there and nothing of it was imported".to_owned(),
+        n => format!(
+            "the import stopped there: lines 1 to {n} were imported, in chunks before it, and \
+             stay; the rest was not"
+        ),
     }
 }
 
@@ -119,6 +136,7 @@ fn history_gone_text(since: i64, oldest: i64, current: i64) -> String {
 impl ApiError {
     fn code(&self) -> &'static str {
         match self {
+            ApiError::ImportStopped { source, .. } => source.code(),
             ApiError::Store(err) => err.code(),
             ApiError::RouteNotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
@@ -132,7 +150,6 @@ impl ApiError {
             ApiError::TooManyWatchers(_) => "too_many_watchers",
             ApiError::CrossOrigin(_) => "cross_origin",
             ApiError::MisdirectedRequest(_) => "misdirected_request",
-            ApiError::RequestTimeout(_) => "request_timeout",
         }
     }
 }
@@ -140,6 +157,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
+            ApiError::ImportStopped { source, .. } => source.status_code(),
             ApiError::Store(err) => match err.kind() {
                 ErrorKind::Invalid => StatusCode::BAD_REQUEST,
                 ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
@@ -158,9 +176,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyWrongKeys(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::CursorInvalid(_) => StatusCode::BAD_REQUEST,
             ApiError::HistoryGone { .. } => StatusCode::GONE,
-            ApiError::TooManyWatchers(_) | ApiError::RequestTimeout(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::TooManyWatchers(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::CrossOrigin(_) => StatusCode::FORBIDDEN,
             ApiError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
         }
@@ -168,7 +184,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let (op, key, line) = match self {
+        let (inner, committed_lines) = match self {
+            ApiError::ImportStopped {
+                committed_lines,
+                source,
+            } => (&**source, Some(*committed_lines)),
+            other => (other, None),
+        };
+        let (op, key, line) = match inner {
             ApiError::Store(StoreError::InOp { index, key, .. }) => {
                 (Some(*index), key.as_deref(), None)
             }
@@ -183,7 +206,7 @@ impl ResponseError for ApiError {
             self.to_string()
         };
         let mut response = HttpResponse::build(status);
-        match self {
+        match inner {
             ApiError::MethodNotAllowed(allow) => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
             }
@@ -212,6 +235,7 @@ impl ResponseError for ApiError {
             line,
             oldest,
             current,
+            committed_lines,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use crate::common::{
-    Resp, Server, TestDatabase, server_bin, stderr_of, stdout_of_success, store_version,
+    Resp, Server, TestDatabase, request, server_bin, stderr_of, stdout_of_success, store_version,
 };
 use serde_json::{Value, json};
 
@@ -154,7 +154,7 @@ fn an_import_applies_every_line_in_one_version_and_each_mode_does_what_it_says()
     let skipped = import(&target, "?mode=skip_existing", &dump).expect(200);
     assert_eq!(
         skipped,
-        json!({"status": "ok", "imported": 3, "skipped_existing": 1, "skipped_expired": 1, "version": 2})
+        json!({"status": "ok", "imported": 3, "skipped_existing": 1, "skipped_expired": 1, "version": 2, "chunks": 1})
     );
     assert_eq!(target.get("/a").expect(200)["value"], json!("kept"));
     let c = target.get("/c").expect(200);
@@ -533,4 +533,128 @@ fn lines_see_the_lines_before_them_across_batches_of_a_long_import() {
     );
     assert_eq!(server.get("/taken").expect(200)["value"], json!("imported"));
     assert_eq!(server.get("/_stats").expect(200)["keys"], json!(2499));
+}
+
+/// The lines the server applies in one transaction at most (kv-core's `CHUNK_LINES`).
+const CHUNK: usize = 10_000;
+
+/// `count` lines `{"key":"k<i>","value":<i>}`, joined.
+fn numbered_lines(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|i| format!("{{\"key\":\"k{i}\",\"value\":{i}}}"))
+        .collect()
+}
+
+#[test]
+fn a_long_import_is_applied_in_chunks_while_other_writes_go_on_between_them() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let body = numbered_lines(3 * CHUNK + 500).join("\n");
+    let importing = AtomicBool::new(true);
+    let (answer, latencies) = thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while importing.load(Ordering::Acquire) {
+                let started = std::time::Instant::now();
+                let url = server.url(&format!("/other{i}"));
+                let put = request("PUT", &url, &[], Some(r#"{"value": 1}"#));
+                latencies.push((started.elapsed(), put));
+                i += 1;
+            }
+            latencies
+        });
+        let answer = import(&server, "", &body);
+        importing.store(false, Ordering::Release);
+        (answer, writer.join().expect("writer"))
+    });
+    let answer = answer.expect(200);
+    assert_eq!(answer["imported"], json!(3 * CHUNK + 500), "{answer}");
+    assert_eq!(answer["chunks"], json!(4), "{answer}");
+    let slowest = latencies.iter().map(|(took, _)| *took).max();
+    eprintln!(
+        "{} PUTs during the import, the slowest in {slowest:?}",
+        latencies.len()
+    );
+    for (took, put) in &latencies {
+        put.expect(201);
+        assert!(
+            took.as_millis() < 2000,
+            "a PUT waited {took:?} for the import"
+        );
+    }
+    // Each chunk took a version of its own, the last one the answer's.
+    let first = server.get("/k0").expect(200)["version"].clone();
+    let last = server.get(&format!("/k{}", 3 * CHUNK + 499)).expect(200)["version"].clone();
+    assert_eq!(last, answer["version"]);
+    assert!(first.as_i64() < last.as_i64(), "{first} {last}");
+    assert_eq!(
+        server.get(&format!("/k{}", CHUNK - 1)).expect(200)["version"],
+        first,
+        "a chunk is one version"
+    );
+}
+
+#[test]
+fn a_chunk_that_fails_stops_the_import_saying_which_lines_stay_imported() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    // fail_on_existing checks the store before the first chunk: a key live before the import
+    // in its last chunk stops it with nothing imported.
+    server.put("/taken", r#"{"value": "before"}"#).expect(201);
+    let mut lines = numbered_lines(2 * CHUNK + 500);
+    lines[2 * CHUNK + 100] = r#"{"key":"taken","value":"imported"}"#.into();
+    let err = import(&server, "?mode=fail_on_existing", &lines.join("\n"))
+        .expect_error(409, "key_exists");
+    assert_eq!(err["line"], json!(2 * CHUNK + 101), "{err}");
+    assert_eq!(err["committed_lines"], json!(0), "{err}");
+    server.get("/k0").expect_error(404, "not_found");
+
+    // A key twice in the file: the second time is in the third chunk, which fails; the two
+    // chunks before it stay.
+    lines[2 * CHUNK + 100] = r#"{"key":"k7","value":"again"}"#.into();
+    let err = import(&server, "?mode=fail_on_existing", &lines.join("\n"))
+        .expect_error(409, "key_exists");
+    assert_eq!(err["line"], json!(2 * CHUNK + 101), "{err}");
+    assert_eq!(err["committed_lines"], json!(2 * CHUNK), "{err}");
+    let message = err["error"].as_str().expect("error");
+    assert!(
+        message.starts_with(&format!("line {}: ", 2 * CHUNK + 101))
+            && message.contains(&format!("lines 1 to {} were imported", 2 * CHUNK)),
+        "{message}"
+    );
+    assert_eq!(server.get("/k7").expect(200)["value"], json!(7));
+    server.get(&format!("/k{}", 2 * CHUNK - 1)).expect(200);
+    server
+        .get(&format!("/k{}", 2 * CHUNK))
+        .expect_error(404, "not_found");
+    assert_eq!(
+        server.get("/_stats").expect(200)["keys"],
+        json!(2 * CHUNK + 1)
+    );
+
+    // A bad line anywhere is found before any chunk: nothing of it lands.
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    lines[2 * CHUNK + 100] = "not json".into();
+    let err = import(&server, "", &lines.join("\n")).expect_error(400, "invalid_json");
+    assert_eq!(err["line"], json!(2 * CHUNK + 101), "{err}");
+    assert_eq!(err.get("committed_lines"), None, "{err}");
+    assert_eq!(store_version(&server), 0);
+}
+
+#[test]
+fn a_long_import_repeated_with_its_idempotency_key_gets_its_answer_back() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let body = numbered_lines(CHUNK + 10).join("\n");
+    let headers = [("Idempotency-Key", "load-1")];
+    let first = server.send("POST", "/_import", &headers, Some(&body));
+    let answer = first.expect(200);
+    assert_eq!(answer["chunks"], json!(2), "{answer}");
+    let version = store_version(&server);
+    let again = server.send("POST", "/_import", &headers, Some(&body));
+    assert_eq!(again.expect(200), answer);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(store_version(&server), version, "nothing written again");
 }

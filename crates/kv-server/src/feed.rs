@@ -10,7 +10,8 @@
 //!
 //! Watchers read the events above their cursor from memory when the feed still holds them,
 //! else from the log in the database (`watch::collect`). A watcher costs a registry entry
-//! and a [`Notify`]; events are shared (`Arc`), never copied per watcher.
+//! and a [`Notify`]; events are shared (`Arc`), rendered as JSON once and never copied per
+//! watcher, and carry values of at most [`MAX_EVENT_VALUE_BYTES`] (docs/WATCH.md, "Memory").
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,8 +19,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use kv_core::changes::Change;
+use actix_web::web::Bytes;
+use kv_core::changes::{Change, ChangeOp};
+use kv_core::expiry::format_rfc3339_ms;
 use kv_core::{FeedConnection, FeedConnector, StoreError};
+use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
@@ -30,37 +34,125 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 const NOTIFICATION_CHECK_EVERY: Duration = Duration::from_millis(5);
 /// Log rows one read takes at most (more to finish a version).
 const READ_ROWS: usize = 10_000;
-/// Events kept in memory (the newest), and the bytes of their keys and values.
+/// Events kept in memory (the newest), and the bytes they hold ([`Event::size`]: keys and
+/// rendered JSON, values of at most [`MAX_EVENT_VALUE_BYTES`]).
 const MAX_EVENTS: usize = 100_000;
 const MAX_EVENT_BYTES: usize = 64 * 1024 * 1024;
 /// How long the feed waits before reconnecting after a database error.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(500);
 
-/// One change of the log, as watchers get it.
+/// A `set` event carries its value (JSON text, as stored) only up to this many bytes; a larger
+/// one is left out (`"value_omitted": true`), and a watcher that wants it GETs the key. 64 KiB
+/// keeps the feed's memory honest (an event costs at most about 70 KiB, so the ring's 64 MiB
+/// holds at least ~900 of the largest) and a full long-poll reply (1000 events) near the
+/// default `--max-response-bytes`, whatever the values written (up to 16 MiB as stored).
+pub const MAX_EVENT_VALUE_BYTES: usize = 64 * 1024;
+
+/// One change of the log, as watchers get it: rendered as JSON once, when it is read from the
+/// log, in both forms a watcher may ask for. Watchers share the event (`Arc`) and send its
+/// text ([`Bytes`], reference-counted), so N watchers never make N copies of it.
 #[derive(Debug)]
 pub struct Event {
     pub version: i64,
     pub op: String,
     pub key: String,
-    /// The value written (JSON text), for `set`.
-    pub value: Option<String>,
-    pub expires_at: Option<i64>,
+    /// The value was larger than [`MAX_EVENT_VALUE_BYTES`] and is left out of the event.
+    pub value_omitted: bool,
+    /// The event's JSON with its value (or `"value_omitted":true`), for `values=true`.
+    with_value: Bytes,
+    /// The event's JSON without a value, for `values=false`.
+    without_value: Bytes,
 }
 
 impl Event {
-    fn size(&self) -> usize {
-        self.key.len() + self.value.as_ref().map_or(0, String::len) + 64
+    /// What the event holds in memory: its key and both renderings (the ring's byte budget
+    /// counts this).
+    pub fn size(&self) -> usize {
+        self.key.len() + self.op.len() + self.with_value.len() + self.without_value.len() + 64
+    }
+
+    /// The event as JSON: `{"version","op","key"}`, and for `set` the value (unless
+    /// `values=false`; `"value_omitted":true` instead when it is too large) and `expires_at`.
+    /// Shared: cloning the `Bytes` copies no text.
+    pub fn json(&self, values: bool) -> &Bytes {
+        if values {
+            &self.with_value
+        } else {
+            &self.without_value
+        }
     }
 }
 
+/// Renders one event as JSON.
+fn render(
+    version: i64,
+    op: &str,
+    key: &str,
+    value: Option<&RawValue>,
+    value_omitted: bool,
+    expires_at: Option<Option<String>>,
+) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        version: i64,
+        op: &'a str,
+        key: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        value: Option<&'a RawValue>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        value_omitted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Option<String>>,
+    }
+    let json = Json {
+        version,
+        op,
+        key,
+        value,
+        value_omitted,
+        expires_at,
+    };
+    Bytes::from(serde_json::to_string(&json).unwrap_or_default())
+}
+
 impl From<Change> for Event {
+    /// Renders the change (its value, when it is too large, is dropped here: neither the
+    /// feed's memory nor a watcher holds it afterwards).
     fn from(change: Change) -> Self {
+        let set = change.op == ChangeOp::Set.as_str();
+        let value_omitted = set
+            && change
+                .value
+                .as_ref()
+                .is_some_and(|v| v.len() > MAX_EVENT_VALUE_BYTES);
+        let value = match &change.value {
+            Some(text) if set && !value_omitted => serde_json::from_str::<&RawValue>(text).ok(),
+            _ => None,
+        };
+        let expires_at = || set.then(|| change.expires_at.map(format_rfc3339_ms));
+        let with_value = render(
+            change.version,
+            &change.op,
+            &change.key,
+            value,
+            value_omitted,
+            expires_at(),
+        );
+        let without_value = render(
+            change.version,
+            &change.op,
+            &change.key,
+            None,
+            false,
+            expires_at(),
+        );
         Event {
             version: change.version,
             op: change.op,
             key: change.key,
-            value: change.value,
-            expires_at: change.expires_at,
+            value_omitted,
+            with_value,
+            without_value,
         }
     }
 }
@@ -121,6 +213,27 @@ impl State {
         self.head = version;
         for notify in self.registry.all.values() {
             notify.notify_one();
+        }
+    }
+}
+
+impl State {
+    /// Whole versions leave memory, oldest first, while it holds more than `MAX_EVENTS` events
+    /// or `MAX_EVENT_BYTES`; never the version `keep` (being added).
+    fn evict(&mut self, keep: Option<i64>) {
+        while self.events.len() > MAX_EVENTS || self.event_bytes > MAX_EVENT_BYTES {
+            let Some(oldest) = self.events.front().map(|e| e.version) else {
+                break;
+            };
+            if keep == Some(oldest) {
+                break;
+            }
+            while self.events.front().is_some_and(|e| e.version == oldest) {
+                if let Some(event) = self.events.pop_front() {
+                    self.event_bytes -= event.size();
+                }
+            }
+            self.base = oldest;
         }
     }
 }
@@ -301,13 +414,17 @@ impl Feed {
     /// copy` replaced the store), memory would have a gap: it is emptied from there, so
     /// that watchers below the trim mark read the log and learn that their history is gone.
     fn publish(&self, changes: Vec<Change>, trimmed: i64, scanned: i64) {
+        // Rendered before the lock is taken; each change's value is dropped as it is rendered.
+        let events: Vec<Arc<Event>> = changes
+            .into_iter()
+            .map(|change| Arc::new(Event::from(change)))
+            .collect();
         let mut woken: HashSet<u64> = HashSet::new();
         let mut state = lock(&self.shared.state);
         if trimmed > state.head {
             state.jump_to(trimmed);
         }
-        for change in changes {
-            let event = Arc::new(Event::from(change));
+        for event in events {
             if event.version <= state.head {
                 continue;
             }
@@ -325,22 +442,14 @@ impl Feed {
                     notify.notify_one();
                 }
             }
+            let version = event.version;
             state.event_bytes += event.size();
             state.events.push_back(event);
+            // A long read stays within the budget as it goes (the version being added stays).
+            state.evict(Some(version));
         }
         state.head = state.head.max(scanned);
-        // Whole versions leave memory, oldest first.
-        while state.events.len() > MAX_EVENTS || state.event_bytes > MAX_EVENT_BYTES {
-            let Some(oldest) = state.events.front().map(|e| e.version) else {
-                break;
-            };
-            while state.events.front().is_some_and(|e| e.version == oldest) {
-                if let Some(event) = state.events.pop_front() {
-                    state.event_bytes -= event.size();
-                }
-            }
-            state.base = oldest;
-        }
+        state.evict(None);
     }
 
     /// With no watcher registered, the feed does not read events nobody would get: it moves
@@ -450,5 +559,71 @@ mod tests {
         assert!(!filters.matches("cfg"));
         assert!(filters.matches("über"));
         assert!(!filters.matches("u"));
+    }
+
+    fn change(op: &str, value: Option<String>) -> Change {
+        Change {
+            version: 7,
+            seq: 0,
+            key: "k\"1".into(),
+            op: op.into(),
+            value,
+            expires_at: None,
+            at_ms: 0,
+        }
+    }
+
+    fn json(event: &Event, values: bool) -> serde_json::Value {
+        serde_json::from_slice(event.json(values)).expect("JSON")
+    }
+
+    #[test]
+    fn an_event_carries_a_value_up_to_the_limit_and_omits_a_larger_one() {
+        let small = Event::from(change("set", Some("{\"a\":[1,2]}".into())));
+        assert_eq!(
+            json(&small, true),
+            serde_json::json!({"version":7,"op":"set","key":"k\"1","value":{"a":[1,2]},"expires_at":null})
+        );
+        assert_eq!(
+            json(&small, false),
+            serde_json::json!({"version":7,"op":"set","key":"k\"1","expires_at":null})
+        );
+        let at_limit = format!("\"{}\"", "x".repeat(MAX_EVENT_VALUE_BYTES - 2));
+        let event = Event::from(change("set", Some(at_limit.clone())));
+        assert!(!event.value_omitted);
+        assert_eq!(
+            json(&event, true)["value"].as_str().map(str::len),
+            Some(at_limit.len() - 2)
+        );
+
+        let large = format!("\"{}\"", "\\u0000".repeat(MAX_EVENT_VALUE_BYTES / 6 + 1));
+        let event = Event::from(change("set", Some(large)));
+        assert!(event.value_omitted);
+        assert_eq!(
+            json(&event, true),
+            serde_json::json!({"version":7,"op":"set","key":"k\"1","value_omitted":true,"expires_at":null})
+        );
+        assert_eq!(
+            json(&event, false),
+            serde_json::json!({"version":7,"op":"set","key":"k\"1","expires_at":null})
+        );
+        assert!(
+            event.size() < 1024,
+            "the ring holds no large value: {}",
+            event.size()
+        );
+
+        let deleted = Event::from(change("delete", None));
+        assert_eq!(
+            json(&deleted, true),
+            serde_json::json!({"version":7,"op":"delete","key":"k\"1"})
+        );
+    }
+
+    #[test]
+    fn every_watcher_sends_the_same_rendered_text() {
+        let event = Event::from(change("set", Some("\"v\"".into())));
+        let (a, b) = (event.json(true).clone(), event.json(true).clone());
+        assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not copied");
     }
 }

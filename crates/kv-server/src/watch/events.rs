@@ -1,16 +1,15 @@
 //! A watcher's events, for the long poll and SSE alike: the query ([`WatchQuery`]), where a
-//! watcher starts ([`start`]), what it collects ([`collect`]) and how an event is written
-//! ([`event_json`]).
+//! watcher starts ([`start`]), what it collects ([`collect`]) and how events are written into a
+//! body without copying the shared text of large ones ([`Chunks`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::rt::time::{Instant, sleep_until};
-use kv_core::changes::{self, ChangeOp};
-use kv_core::expiry::format_rfc3339_ms;
+use actix_web::web::Bytes;
+use kv_core::changes;
 use kv_core::key::validate_key;
 use kv_core::request::query_flag;
-use serde_json::value::RawValue;
 
 use crate::auth::Reach;
 use crate::error::ApiError;
@@ -234,32 +233,54 @@ pub(crate) async fn collect(
     }
 }
 
-/// One event as JSON: `{"version","op","key"}`, and for `set` the value (unless
-/// `values=false`) and `expires_at`.
-pub(crate) fn event_json(event: &Event, values: bool) -> String {
-    #[derive(serde::Serialize)]
-    struct Json<'a> {
-        version: i64,
-        op: &'a str,
-        key: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        value: Option<&'a RawValue>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        expires_at: Option<Option<String>>,
+/// Rendered events at or above this size are sent as the feed's shared bytes; smaller ones
+/// (and the framing around them) are copied into one buffer, so a reply of many small events
+/// stays a few writes.
+const SHARE_FROM_BYTES: usize = 4096;
+
+/// A body made of rendered events: small texts copied together, large events as references
+/// to the text every watcher shares ([`Event::json`]), never a copy per watcher.
+#[derive(Default)]
+pub(crate) struct Chunks {
+    chunks: Vec<Bytes>,
+    text: Vec<u8>,
+    len: usize,
+}
+
+impl Chunks {
+    pub fn push_str(&mut self, text: &str) {
+        self.text.extend_from_slice(text.as_bytes());
+        self.len += text.len();
     }
-    let set = event.op == ChangeOp::Set.as_str();
-    let value = match (&event.value, values && set) {
-        (Some(text), true) => serde_json::from_str::<&RawValue>(text).ok(),
-        _ => None,
-    };
-    let json = Json {
-        version: event.version,
-        op: &event.op,
-        key: &event.key,
-        value,
-        expires_at: set.then(|| event.expires_at.map(format_rfc3339_ms)),
-    };
-    serde_json::to_string(&json).unwrap_or_default()
+
+    /// An event's JSON (`values` as the watcher asked).
+    pub fn push_event(&mut self, event: &Event, values: bool) {
+        let json = event.json(values);
+        self.len += json.len();
+        if json.len() < SHARE_FROM_BYTES {
+            self.text.extend_from_slice(json);
+        } else {
+            self.flush();
+            self.chunks.push(json.clone());
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.text.is_empty() {
+            self.chunks
+                .push(Bytes::from(std::mem::take(&mut self.text)));
+        }
+    }
+
+    /// The body's length in bytes.
+    pub fn size(&self) -> usize {
+        self.len
+    }
+
+    pub fn into_chunks(mut self) -> Vec<Bytes> {
+        self.flush();
+        self.chunks
+    }
 }
 
 /// Waits for `woken` or `deadline`, whichever comes first.

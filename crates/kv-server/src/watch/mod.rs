@@ -11,6 +11,7 @@ mod sse;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::rt::time::Instant;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -19,22 +20,30 @@ use crate::auth::Reach;
 use crate::error::{ApiError, ErrorBody};
 use crate::feed::Event;
 use crate::state::AppState;
-use events::{WatchQuery, collect, event_json, first_of, start};
+use events::{Chunks, WatchQuery, collect, first_of, start};
 
-/// A long poll's reply: `{"events":[…],"cursor":N}`.
+/// A long poll's reply: `{"events":[…],"cursor":N}`, its events' text shared with every other
+/// watcher (a sized body of chunks, not one string built per watcher).
 fn reply(events: &[Arc<Event>], cursor: i64, values: bool) -> HttpResponse {
-    let mut body = String::from("{\"events\":[");
+    let mut body = Chunks::default();
+    body.push_str("{\"events\":[");
     for (i, event) in events.iter().enumerate() {
         if i > 0 {
-            body.push(',');
+            body.push_str(",");
         }
-        body.push_str(&event_json(event, values));
+        body.push_event(event, values);
     }
     body.push_str(&format!("],\"cursor\":{cursor}}}"));
+    let len = body.size() as u64;
+    let chunks = futures_util::stream::iter(
+        body.into_chunks()
+            .into_iter()
+            .map(Ok::<_, std::convert::Infallible>),
+    );
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
+        .body(SizedStream::new(len, chunks))
 }
 
 /// A little jitter on a long poll's wait (up to 1/16 of it), so watchers that started
@@ -64,7 +73,7 @@ fn jittered(wait: Duration) -> Duration {
         ("Last-Event-ID" = Option<String>, Header, description = "SSE: resume after this version (wins over since)"),
     ),
     responses(
-        (status = 200, description = "Long poll: `{\"events\": [{\"version\",\"op\",\"key\",\"value\"?,\"expires_at\"?}], \"cursor\": N}`; with `Accept: text/event-stream`, an SSE stream", content_type = "application/json", body = Object),
+        (status = 200, description = "Long poll: `{\"events\": [{\"version\",\"op\",\"key\",\"value\"?,\"value_omitted\"?,\"expires_at\"?}], \"cursor\": N}` (a value over 64 KiB as stored is left out: `\"value_omitted\": true`, GET the key); with `Accept: text/event-stream`, an SSE stream", content_type = "application/json", body = Object),
         (status = 410, description = "history_gone: `since` is below the oldest kept version (`oldest`, `current` say where to go on)", body = ErrorBody),
         (status = 503, description = "too_many_watchers (with Retry-After)", body = ErrorBody),
     ))]

@@ -6,14 +6,17 @@
 //! `Last-Event-ID` current and ends the stream of a client that went away. A cursor below the
 //! oldest kept version gets one `event: reset` (EventSource gives up for good on a non-200)
 //! and live events from the current version. The stream is produced only as fast as the
-//! client reads it: a client that stops reading holds one chunk, not a growing queue.
+//! client reads it: a client that stops reading holds one read's events (references to the
+//! feed's shared text for large ones), not a growing queue.
 
 use actix_web::http::header;
 use actix_web::rt::time::Instant;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::events::{Gone, WatchQuery, collect, cursor_of, event_json, first_of, start};
+use std::collections::VecDeque;
+
+use super::events::{Chunks, Gone, WatchQuery, collect, cursor_of, first_of, start};
 use crate::error::{ApiError, ErrorBody};
 use crate::feed::{Filters, Registration};
 use crate::state::AppState;
@@ -39,6 +42,8 @@ struct Stream {
     registration: Registration,
     /// What goes out before anything else (`retry:`, `ready` or `reset`).
     opening: Option<String>,
+    /// The rest of the last read's chunks, not yet written.
+    pending: VecDeque<Bytes>,
     last_sent: Instant,
 }
 
@@ -90,11 +95,17 @@ pub(super) async fn stream(
         cursor,
         registration,
         opening: Some(format!("retry: {RETRY_MS}\n\n{opening}")),
+        pending: VecDeque::new(),
         last_sent: Instant::now(),
     };
     let body = futures_util::stream::unfold(stream, |mut s| async move {
-        let chunk = s.next().await?;
-        Some((Ok::<_, actix_web::Error>(Bytes::from(chunk)), s))
+        loop {
+            if let Some(chunk) = s.pending.pop_front() {
+                return Some((Ok::<_, actix_web::Error>(chunk), s));
+            }
+            let chunks = s.next().await?;
+            s.pending.extend(chunks);
+        }
     });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
@@ -106,11 +117,12 @@ pub(super) async fn stream(
 }
 
 impl Stream {
-    /// The next chunk to send, once there is one; `None` ends the stream (shutdown, or the
-    /// database failed: the client reconnects with its `Last-Event-ID`).
-    async fn next(&mut self) -> Option<String> {
+    /// The next chunks to send, once there are some; `None` ends the stream (shutdown, or the
+    /// database failed: the client reconnects with its `Last-Event-ID`). A large event's
+    /// `data:` is the feed's shared text, not a copy.
+    async fn next(&mut self) -> Option<Vec<Bytes>> {
         if let Some(opening) = self.opening.take() {
-            return Some(opening);
+            return Some(vec![Bytes::from(opening)]);
         }
         // Set once the stream has been idle for `--watch-progress`: the next read (which
         // moves the cursor past other keys' changes) then sends `progress` if it has no event.
@@ -126,7 +138,7 @@ impl Stream {
                         // The log was trimmed past this watcher while it lagged.
                         self.cursor = gone.current;
                         self.last_sent = Instant::now();
-                        return Some(reset_message(gone));
+                        return Some(vec![Bytes::from(reset_message(gone))]);
                     }
                     Err(err) => {
                         log::warn!("a watch stream ends: {err}");
@@ -135,21 +147,20 @@ impl Stream {
                 };
             self.cursor = taken.cursor;
             if !taken.events.is_empty() {
-                let mut chunk = String::new();
+                let mut chunks = Chunks::default();
                 for event in &taken.events {
-                    chunk.push_str(&format!(
-                        "id: {}\ndata: {}\n\n",
-                        event.version,
-                        event_json(event, self.values)
-                    ));
+                    chunks.push_str(&format!("id: {}\ndata: ", event.version));
+                    chunks.push_event(event, self.values);
+                    chunks.push_str("\n\n");
                 }
                 self.state.feed.count_sent(taken.events.len());
                 self.last_sent = Instant::now();
-                return Some(chunk);
+                return Some(chunks.into_chunks());
             }
             if progress_due {
                 self.last_sent = Instant::now();
-                return Some(message("progress", self.cursor, &position(self.cursor)));
+                let progress = message("progress", self.cursor, &position(self.cursor));
+                return Some(vec![Bytes::from(progress)]);
             }
             let progress_at = self.last_sent + self.state.watch_progress;
             first_of(self.registration.notify.notified(), progress_at).await;

@@ -6,7 +6,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Resp, Server, TestDatabase, request, signal, sweep_once, version};
+use crate::common::{
+    Resp, Server, TestDatabase, request, signal, store_version, sweep_once, version,
+};
 use serde_json::{Value, json};
 
 fn watch(server: &Server, query: &str) -> Resp {
@@ -790,4 +792,95 @@ fn on_postgresql_two_servers_expiry_timers_record_each_expiry_once() {
     assert_eq!(counts.len(), KEYS, "every key expired once: {counts:?}");
     assert!(counts.values().all(|n| *n == 1), "{counts:?}");
     assert_eq!(servers[0].get("/_stats").expect(200)["keys"], 0);
+}
+
+/// The peak resident memory of a process (`VmHWM`, KiB), where /proc tells it.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The security probe's scenario (API.md "Bounded memory"): a 40-byte SETRANGE pads a string
+/// with zero bytes, 16 MiB as stored (`\u0000` each), while 10 SSE watchers watch its prefix.
+/// Every watcher gets the event without the value (`value_omitted`), the event is rendered
+/// once for all of them, and the server's peak memory stays bounded (docs/WATCH.md, "Memory").
+/// Before events were shared and capped, the server peaked at 343 MB here (97 MB after).
+#[test]
+fn a_huge_value_reaches_ten_sse_watchers_as_value_omitted_within_a_memory_bound() {
+    const WATCHERS: usize = 10;
+    /// Zero bytes padded in: 6 bytes each as stored, just under the 16 MiB limit.
+    const OFFSET: usize = 2_790_000;
+    /// Bound on the server's peak RSS (VmHWM): the write path holds a few copies of the
+    /// 16 MiB stored value (the request's splice, its JSON form, SQLite's row and change-log
+    /// record, the feed's read of the log), about 100 MB over a ~20 MB idle server; no
+    /// watcher adds more than its registry entry and a small rendered event.
+    const MAX_PEAK_RSS_MB: u64 = 200;
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let before = store_version(&server);
+    let streams: Vec<Stream> = (0..WATCHERS)
+        .map(|_| Stream::open(&server.url("/_watch?prefix=app1:"), &[]))
+        .collect();
+    for stream in &streams {
+        assert_eq!(stream.status, 200);
+        assert_eq!(stream.next().event, "ready");
+    }
+    let idle_kib = peak_rss_kib(server.pid());
+
+    let reply = server
+        .post(
+            "/_upstash",
+            &json!(["SETRANGE", "app1:big", OFFSET.to_string(), "x"]).to_string(),
+        )
+        .expect(200);
+    assert_eq!(reply["result"], OFFSET as u64 + 1, "{reply}");
+    let small = version(&server.put("/app1:small", r#"{"value":"tiny"}"#).json());
+
+    for stream in &streams {
+        let big = stream.next();
+        assert_eq!(big.event, "message");
+        assert_eq!(big.data["key"], "app1:big", "{:?}", big.data);
+        assert_eq!(big.data["op"], "set");
+        assert_eq!(big.data["value_omitted"], true, "{:?}", big.data);
+        assert!(big.data.get("value").is_none(), "{:?}", big.data);
+        // A small value still comes with its event.
+        let next = stream.next();
+        assert_eq!(next.id, Some(small));
+        assert_eq!(next.data["value"], "tiny");
+        assert!(next.data.get("value_omitted").is_none(), "{:?}", next.data);
+    }
+    // The long poll says the same; values=false leaves the value out without the flag.
+    let (got, _) = events(&watch(&server, &format!("prefix=app1:&since={before}")));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0]["value_omitted"], true);
+    assert!(got[0].get("value").is_none());
+    assert_eq!(got[1]["value"], "tiny");
+    let (got, _) = events(&watch(
+        &server,
+        &format!("prefix=app1:&since={before}&values=false"),
+    ));
+    assert!(
+        got.iter()
+            .all(|e| e.get("value").is_none() && e.get("value_omitted").is_none()),
+        "{got:?}"
+    );
+
+    let Some(peak_kib) = peak_rss_kib(server.pid()) else {
+        eprintln!("no /proc/<pid>/status here: the memory bound is not measured");
+        return;
+    };
+    eprintln!(
+        "kv-server peak RSS: {} MB idle with {WATCHERS} watchers, {} MB after the event",
+        idle_kib.unwrap_or(0) / 1024,
+        peak_kib / 1024
+    );
+    assert!(
+        peak_kib / 1024 < MAX_PEAK_RSS_MB,
+        "peak RSS {} MB is over {MAX_PEAK_RSS_MB} MB",
+        peak_kib / 1024
+    );
+    // The value is whole for a client that GETs it.
+    let value = server.get("/app1:big").expect(200);
+    assert_eq!(value["value"].as_str().map(str::len), Some(OFFSET + 1));
 }

@@ -30,6 +30,10 @@ pub enum StoreError {
     /// An import would write a key that exists (`mode=fail_on_existing`; 409).
     #[error("key {0:?} exists (mode=fail_on_existing)")]
     KeyExists(String),
+    /// An operation for one type on a key that holds another (409 `wrong_type`; Redis's
+    /// WRONGTYPE).
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
     /// An Idempotency-Key sent again with another request (422).
     #[error("this Idempotency-Key was used with another request; use a new key for a new request")]
     IdempotencyKeyReused,
@@ -119,9 +123,10 @@ impl StoreError {
                 ErrorKind::Unprocessable
             }
             StoreError::PreconditionFailed(_) => ErrorKind::PreconditionFailed,
-            StoreError::NotAnInteger | StoreError::Overflow | StoreError::KeyExists(_) => {
-                ErrorKind::Conflict
-            }
+            StoreError::NotAnInteger
+            | StoreError::Overflow
+            | StoreError::KeyExists(_)
+            | StoreError::WrongType => ErrorKind::Conflict,
             StoreError::Conflict
             | StoreError::Unavailable(_)
             | StoreError::TimedOut { .. }
@@ -142,6 +147,7 @@ impl StoreError {
             StoreError::NotAnInteger => "not_an_integer",
             StoreError::Overflow => "overflow",
             StoreError::KeyExists(_) => "key_exists",
+            StoreError::WrongType => "wrong_type",
             StoreError::IdempotencyKeyReused => "idempotency_key_reused",
             StoreError::ResponseTooLarge { .. } => "response_too_large",
             StoreError::Conflict => "write_conflict",

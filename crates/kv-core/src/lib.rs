@@ -9,6 +9,7 @@ pub mod backend;
 pub mod budget;
 pub mod changes;
 pub mod clock;
+pub mod collections;
 pub mod cursor;
 pub mod database;
 pub mod deadline;

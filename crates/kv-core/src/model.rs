@@ -6,7 +6,14 @@ use diesel::prelude::*;
 use crate::expiry;
 use crate::schema::{kv_changes, kv_idempotency, kv_store};
 
+/// What a key holds: a string (a JSON value) or a collection of members.
+pub const STRING: &str = "string";
+pub const HASH: &str = "hash";
+pub const SET: &str = "set";
+
 /// One stored key. `value` is JSON text (validated before it is written); times are unix ms.
+/// A collection (`kind` other than [`STRING`]) has the value `null`, its members under its
+/// collection id `coll` (see `crate::collections`), and their count `length`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = kv_store)]
 #[diesel(treat_none_as_null = true, treat_none_as_default_value = false)]
@@ -17,9 +24,39 @@ pub struct KeyValue {
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: Option<i64>,
+    pub kind: String,
+    pub coll: Option<i64>,
+    pub length: Option<i64>,
 }
 
 impl KeyValue {
+    /// A string key's row.
+    pub fn string(
+        key: &str,
+        value: String,
+        version: i64,
+        created_at: i64,
+        updated_at: i64,
+        expires_at: Option<i64>,
+    ) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value,
+            version,
+            created_at,
+            updated_at,
+            expires_at,
+            kind: STRING.to_owned(),
+            coll: None,
+            length: None,
+        }
+    }
+
+    /// Whether the key holds a string.
+    pub fn is_string(&self) -> bool {
+        self.kind == STRING
+    }
+
     /// Whether this row is expired at `now` (and so absent for every operation).
     pub fn is_expired(&self, now: i64) -> bool {
         expiry::is_expired(self.expires_at, now)
@@ -31,13 +68,23 @@ impl KeyValue {
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
 #[diesel(table_name = kv_store)]
 pub struct StoredValue {
-    /// JSON text, validated before it was written.
+    /// JSON text, validated before it was written (`null` for a collection).
     pub value: String,
     pub version: i64,
     pub expires_at: Option<i64>,
+    /// What the key holds ([`STRING`], [`HASH`], [`SET`]).
+    pub kind: String,
+    /// A collection's id and member count.
+    pub coll: Option<i64>,
+    pub length: Option<i64>,
 }
 
 impl StoredValue {
+    /// Whether the key holds a string.
+    pub fn is_string(&self) -> bool {
+        self.kind == STRING
+    }
+
     /// Whether this row is expired at `now` (and so absent for every operation).
     pub fn is_expired(&self, now: i64) -> bool {
         expiry::is_expired(self.expires_at, now)
@@ -93,4 +140,7 @@ pub struct Change {
     pub expires_at: Option<i64>,
     /// When the change was made (unix ms): what the retention is measured against.
     pub at_ms: i64,
+    /// For a collection's write: its type and the command (`hset`); it carries no value.
+    pub kind: Option<String>,
+    pub command: Option<String>,
 }

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 
 use crate::backend::{self, DbConnection, with_conn};
 use crate::changes::{self, Change};
+use crate::collections;
 use crate::error::StoreError;
 use crate::idempotency::{find_records, put_records};
 use crate::model::{IdempotencyRecord, KeyValue};
@@ -75,13 +76,19 @@ impl Rows<'_> {
     ) -> Result<bool, StoreError> {
         Ok(match self {
             Rows::Staged(stage) => {
-                let expired = stage.row(conn, key)?.is_some_and(|row| row.is_expired(now));
+                let row = stage.row(conn, key)?;
+                let expired = row.as_ref().is_some_and(|row| row.is_expired(now));
+                if expired && row.as_ref().is_some_and(|row| row.coll.is_some()) {
+                    // Its members must be queued for removal: not in a batch's stage.
+                    return Err(stage.own_transaction());
+                }
                 if expired {
                     stage.remove(key);
                 }
                 expired
             }
             Rows::Direct => {
+                collections::discard_where_expired(conn, &[key.to_owned()], now)?;
                 with_conn!(conn, c => diesel::delete(
                     kv_store::table
                         .filter(kv_store::key.eq(key))

@@ -8,14 +8,43 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         expires_at -> Nullable<BigInt>,
+        kind -> Text,
+        coll -> Nullable<BigInt>,
+        length -> Nullable<BigInt>,
     }
 }
 
-// The store-wide version counter (one row): the last version handed out.
+// The store-wide version counter (one row): the last version handed out; and the last
+// collection id handed out.
 diesel::table! {
     kv_meta (id) {
         id -> Integer,
         version -> BigInt,
+        collections -> BigInt,
+    }
+}
+
+// A hash's fields, by collection id (see `collections`).
+diesel::table! {
+    kv_hash (coll, field) {
+        coll -> BigInt,
+        field -> Text,
+        value -> Text,
+    }
+}
+
+// A set's members, by collection id.
+diesel::table! {
+    kv_set (coll, member) {
+        coll -> BigInt,
+        member -> Text,
+    }
+}
+
+// Collections whose key is gone: their members are removed in bounded batches.
+diesel::table! {
+    kv_garbage (coll) {
+        coll -> BigInt,
     }
 }
 
@@ -50,6 +79,8 @@ diesel::table! {
         value -> Nullable<Text>,
         expires_at -> Nullable<BigInt>,
         at_ms -> BigInt,
+        kind -> Nullable<Text>,
+        command -> Nullable<Text>,
     }
 }
 
@@ -60,3 +91,5 @@ diesel::table! {
         version -> BigInt,
     }
 }
+
+diesel::allow_tables_to_appear_in_same_query!(kv_store, kv_hash, kv_set, kv_garbage);

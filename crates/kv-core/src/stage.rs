@@ -302,14 +302,7 @@ mod tests {
     use super::*;
 
     fn row(key: &str, value: &str) -> KeyValue {
-        KeyValue {
-            key: key.into(),
-            value: value.into(),
-            version: 1,
-            created_at: 0,
-            updated_at: 0,
-            expires_at: None,
-        }
+        KeyValue::string(key, value.into(), 1, 0, 0, None)
     }
 
     #[test]

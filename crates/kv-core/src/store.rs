@@ -10,6 +10,7 @@ use crate::args::{
 };
 use crate::backend::{self, Backend, DbConnection, with_conn};
 use crate::changes::{self, Change, ChangeOp};
+use crate::collections;
 use crate::error::StoreError;
 use crate::idempotency::{Answer, IdempotentRequest, StoredResponse};
 use crate::key::{validate_key, validate_writable_key};
@@ -357,6 +358,8 @@ impl Tx<'_> {
             value: row.map(|r| r.value.clone()),
             expires_at: row.and_then(|r| r.expires_at),
             at_ms: self.now,
+            kind: None,
+            command: None,
         };
         self.seq += 1;
         Ok(change)
@@ -390,6 +393,7 @@ impl Tx<'_> {
             .map(|key| self.change(ChangeOp::Expired, key, None))
             .collect::<Result<Vec<_>, _>>()?;
         changes::insert(self.conn, &log)?;
+        collections::discard_where_expired(self.conn, &keys, expired_by)?;
         let removed = with_conn!(self.conn, c => diesel::delete(
             kv_store::table
                 .filter(kv_store::key.eq_any(&keys))
@@ -415,6 +419,7 @@ impl Tx<'_> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
         let exists = row.is_some();
+        let found_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
             Lookup::Missing | Lookup::Expired => None,
@@ -423,19 +428,21 @@ impl Tx<'_> {
         if exists && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
         }
+        // A SET replaces whatever the key held, a collection too (as in Redis).
+        self.discard_members(found_coll)?;
         let version = self.write_version()?;
-        let row = KeyValue {
-            key: key.to_owned(),
-            value: args.value.clone(),
+        let row = KeyValue::string(
+            key,
+            args.value.clone(),
             version,
-            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
-            updated_at: self.now,
-            expires_at: match args.expiry {
+            live.as_ref().map_or(self.now, |r| r.created_at),
+            self.now,
+            match args.expiry {
                 SetExpiry::Persist => None,
                 SetExpiry::Keep => live.as_ref().and_then(|r| r.expires_at),
                 SetExpiry::At(at) => Some(at),
             },
-        };
+        );
         self.put(&row, exists)?;
         self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(SetOutcome {
@@ -453,11 +460,13 @@ impl Tx<'_> {
     ) -> Result<Lookup<i64>, StoreError> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
+        let coll = row.as_ref().and_then(|r| r.coll);
         let found = self.lookup(row);
         precondition.check(match &found {
             Lookup::Live(row) => Some(row.version),
             _ => None,
         })?;
+        self.discard_members(coll)?;
         match found {
             Lookup::Live(_) => {
                 self.remove(key)?;
@@ -507,27 +516,32 @@ impl Tx<'_> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
         let exists = row.is_some();
+        let expired_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
             Lookup::Missing | Lookup::Expired => None,
         };
         precondition.check(live.as_ref().map(|r| r.version))?;
+        if live.as_ref().is_some_and(|r| !r.is_string()) {
+            return Err(StoreError::WrongType);
+        }
         let current = live.as_ref().map(|r| counter_value(&r.value)).transpose()?;
         let next = args.apply(current.unwrap_or(0))?;
         if exists && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
+            self.discard_members(expired_coll)?;
         }
-        let row = KeyValue {
-            key: key.to_owned(),
-            value: next.to_string(),
-            version: self.write_version()?,
-            created_at: live.as_ref().map_or(self.now, |r| r.created_at),
-            updated_at: self.now,
-            expires_at: match &live {
+        let row = KeyValue::string(
+            key,
+            next.to_string(),
+            self.write_version()?,
+            live.as_ref().map_or(self.now, |r| r.created_at),
+            self.now,
+            match &live {
                 Some(row) => row.expires_at,
                 None => args.expires_at_if_created,
             },
-        };
+        );
         self.put(&row, exists)?;
         self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(row)
@@ -572,6 +586,158 @@ impl Tx<'_> {
         Ok(Answer::Fresh(response))
     }
 
+    /// Queues the members of the collection `coll` (a key's, about to be removed or replaced)
+    /// for removal. A PostgreSQL batch's request that does runs as a transaction of its own.
+    fn discard_members(&mut self, coll: Option<i64>) -> Result<(), StoreError> {
+        let Some(coll) = coll else {
+            return Ok(());
+        };
+        self.needs_own_transaction()?;
+        collections::discard(self.conn, coll)
+    }
+
+    /// The live collection of `key`, which must be of `kind`: `None` when the key is absent,
+    /// [`StoreError::WrongType`] when it holds something else.
+    pub fn collection(&mut self, key: &str, kind: &str) -> Result<Option<KeyValue>, StoreError> {
+        // Members are no set of staged rows: on PostgreSQL a transaction of its own.
+        self.needs_own_transaction()?;
+        match self.get(key)? {
+            Some(row) if row.kind == kind => Ok(Some(row)),
+            Some(_) => Err(StoreError::WrongType),
+            None => Ok(None),
+        }
+    }
+
+    /// The collection of `key` to write to: the live one (of `kind`, else
+    /// [`StoreError::WrongType`]), or a new, empty one (not stored until
+    /// [`Tx::collection_written`]; an expired row in its way is removed).
+    pub fn collection_for_write(&mut self, key: &str, kind: &str) -> Result<KeyValue, StoreError> {
+        validate_writable_key(key)?;
+        self.needs_own_transaction()?;
+        let row = self.locked_row(key)?;
+        let expired_coll = row.as_ref().and_then(|r| r.coll);
+        match self.lookup(row) {
+            Lookup::Live(row) if row.kind == kind => Ok(row),
+            Lookup::Live(_) => Err(StoreError::WrongType),
+            found => {
+                if matches!(found, Lookup::Expired) {
+                    self.remove(key)?;
+                    self.record(ChangeOp::Expired, key, None)?;
+                    self.discard_members(expired_coll)?;
+                }
+                Ok(KeyValue {
+                    key: key.to_owned(),
+                    value: "null".to_owned(),
+                    version: 0,
+                    created_at: self.now,
+                    updated_at: self.now,
+                    expires_at: None,
+                    kind: kind.to_owned(),
+                    coll: Some(collections::new_id(self.conn)?),
+                    length: Some(0),
+                })
+            }
+        }
+    }
+
+    /// Stores what a write command (`command`, as the change feed names it) did to the
+    /// collection `row` (from [`Tx::collection_for_write`]): its new member count `length`,
+    /// a new version, a change in the log. A collection left empty no longer exists.
+    pub fn collection_written(
+        &mut self,
+        mut row: KeyValue,
+        length: i64,
+        command: &str,
+    ) -> Result<(), StoreError> {
+        let stored = row.version != 0;
+        if length == 0 {
+            if stored {
+                self.remove(&row.key)?;
+                self.record(ChangeOp::Delete, &row.key, None)?;
+            }
+            return Ok(());
+        }
+        row.version = self.write_version()?;
+        row.updated_at = self.now;
+        row.length = Some(length);
+        self.put(&row, stored)?;
+        self.record_collection(&row, command)
+    }
+
+    /// Records the write `command` made to the collection `row`: a `set` change with its type
+    /// and the command, and no value (a watcher reads what it needs).
+    fn record_collection(&mut self, row: &KeyValue, command: &str) -> Result<(), StoreError> {
+        let mut change = self.change(ChangeOp::Set, &row.key, None)?;
+        change.expires_at = row.expires_at;
+        change.kind = Some(row.kind.clone());
+        change.command = Some(command.to_owned());
+        self.rows.log_change(self.conn, change)
+    }
+
+    /// The row of `to` made ready to be replaced: an expired one recorded as such, a
+    /// collection's members queued for removal. Whether a row is there.
+    fn clear_destination(&mut self, to: &str) -> Result<bool, StoreError> {
+        validate_writable_key(to)?;
+        let row = self.locked_row(to)?;
+        let exists = row.is_some();
+        let coll = row.as_ref().and_then(|r| r.coll);
+        if let Lookup::Expired = self.lookup(row) {
+            self.record(ChangeOp::Expired, to, None)?;
+        }
+        self.discard_members(coll)?;
+        Ok(exists)
+    }
+
+    /// RENAME: the key `from` (a string, or a collection with its members) and its expiry
+    /// move to `to`, replacing whatever `to` held; `NotFound` when `from` is absent.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<(), StoreError> {
+        validate_writable_key(from)?;
+        let Some(mut row) = self.get(from)? else {
+            return Err(StoreError::NotFound { expired: false });
+        };
+        let replaces = self.clear_destination(to)?;
+        row.key = to.to_owned();
+        row.version = self.write_version()?;
+        row.updated_at = self.now;
+        self.put(&row, replaces)?;
+        if row.is_string() {
+            self.record(ChangeOp::Set, to, Some(&row))?;
+        } else {
+            self.record_collection(&row, "rename")?;
+        }
+        self.remove(from)?;
+        self.record(ChangeOp::Delete, from, None)
+    }
+
+    /// COPY of the collection `source` to `to`, replacing whatever `to` held: a new collection
+    /// with the same members and expiry.
+    pub fn copy_collection(&mut self, source: &KeyValue, to: &str) -> Result<(), StoreError> {
+        self.needs_own_transaction()?;
+        let from = source
+            .coll
+            .ok_or_else(|| StoreError::Internal("a collection without an id".into()))?;
+        let replaces = self.clear_destination(to)?;
+        let coll = collections::new_id(self.conn)?;
+        collections::copy_members(self.conn, from, coll)?;
+        let row = KeyValue {
+            key: to.to_owned(),
+            version: self.write_version()?,
+            created_at: self.now,
+            updated_at: self.now,
+            coll: Some(coll),
+            ..source.clone()
+        };
+        self.put(&row, replaces)?;
+        self.record_collection(&row, "copy")
+    }
+
+    /// Removes up to [`collections::GARBAGE_BATCH`] members of discarded collections (a
+    /// transaction of its own); how many went.
+    pub fn collect_garbage(&mut self) -> Result<usize, StoreError> {
+        self.needs_own_transaction()?;
+        collections::collect_garbage(self.conn)
+    }
+
     /// The transaction's connection: for the statements of other modules.
     pub(crate) fn conn(&mut self) -> &mut DbConnection {
         self.conn
@@ -613,14 +779,17 @@ impl Tx<'_> {
                 }
                 _ => {}
             }
-            let row = KeyValue {
-                version: self.write_version()?,
-                created_at: live.map_or(self.now, |r| r.created_at),
-                updated_at: self.now,
-                expires_at: line.expires_at,
-                value: line.value,
-                key: line.key,
-            };
+            if let Some(coll) = live.and_then(|r| r.coll) {
+                collections::discard(self.conn, coll)?;
+            }
+            let row = KeyValue::string(
+                &line.key,
+                line.value,
+                self.write_version()?,
+                live.map_or(self.now, |r| r.created_at),
+                self.now,
+                line.expires_at,
+            );
             if expired.remove(&row.key) {
                 log.push(self.change(ChangeOp::Expired, &row.key, None)?);
             }
@@ -687,6 +856,7 @@ impl Tx<'_> {
             return Ok(0);
         }
         let version = self.write_version()?;
+        collections::discard_range(self.conn, &lower, upper.as_deref())?;
         let recorded = changes::record_range_removal(
             self.conn,
             version,
@@ -945,6 +1115,23 @@ pub fn sweep_expired(
         }
         let pause = started.elapsed().max(std::time::Duration::from_millis(5));
         std::thread::sleep(pause);
+    }
+}
+
+/// Removes the members of discarded collections (see `collections`), a bounded batch per
+/// transaction, until none are left or `stop` says so (kv-sweeper). Returns how many went.
+pub fn collect_garbage(
+    conn: &mut DbConnection,
+    now: i64,
+    stop: &dyn Fn() -> bool,
+) -> Result<u64, StoreError> {
+    let mut total = 0u64;
+    loop {
+        let removed = write(conn, now, |tx| tx.collect_garbage())?;
+        total += removed as u64;
+        if removed == 0 || stop() {
+            return Ok(total);
+        }
     }
 }
 

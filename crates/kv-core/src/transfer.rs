@@ -588,14 +588,14 @@ mod tests {
 
     #[test]
     fn an_export_line_parses_back_to_the_same_key_value_and_expiry() {
-        let row = KeyValue {
-            key: "user:1/α".into(),
-            value: r#"{"b":1,"a":[1.50,"x\ny"]}"#.into(),
-            version: 7,
-            created_at: 1,
-            updated_at: 2,
-            expires_at: Some(1_790_000_000_123),
-        };
+        let row = KeyValue::string(
+            "user:1/α",
+            r#"{"b":1,"a":[1.50,"x\ny"]}"#.into(),
+            7,
+            1,
+            2,
+            Some(1_790_000_000_123),
+        );
         let mut out = Vec::new();
         write_line(&mut out, &row).expect("line");
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1);

@@ -77,6 +77,79 @@ pub fn key_json(key: &str, stored: &StoredValue, now: i64) -> Result<Vec<u8>, St
     Ok(out)
 }
 
+/// The most members `GET /<key>` of a collection answers at a time.
+pub const COLLECTION_PAGE: i64 = 1000;
+
+/// The body of `GET /<key>` of a collection: `{"key","type","value","length","ttl_remaining",
+/// "ttl_remaining_ms","expires_at","version"}`, its value the members after `after` (at most
+/// [`COLLECTION_PAGE`], within `budget`) as JSON: a hash an object, a set an array in byte
+/// order; members are Redis strings, shown as their JSON values (see `redis::value`). With
+/// more to come, `"cursor"` continues (`GET /<key>?cursor=C`).
+pub fn collection_json(
+    conn: &mut crate::backend::DbConnection,
+    key: &str,
+    stored: &StoredValue,
+    now: i64,
+    after: Option<&str>,
+    budget: &crate::budget::ResponseBudget,
+) -> Result<Vec<u8>, StoreError> {
+    use crate::collections;
+    use crate::redis::value::stored_json;
+    let coll = stored
+        .coll
+        .ok_or_else(|| StoreError::Internal(format!("{key:?}: a collection without an id")))?;
+    let as_json = |text: &str| -> Result<Box<RawValue>, StoreError> {
+        RawValue::from_string(stored_json(text))
+            .map_err(|e| StoreError::Internal(format!("a member as JSON: {e}")))
+    };
+    let (value, last, count): (serde_json::Value, Option<String>, i64) = match stored.kind.as_str()
+    {
+        crate::model::HASH => {
+            let page = collections::hash_page(conn, coll, after, COLLECTION_PAGE)?;
+            let mut object = serde_json::Map::new();
+            for (field, value) in &page {
+                budget.charge(field.len() + value.len())?;
+                let raw = as_json(value)?;
+                object.insert(
+                    field.clone(),
+                    serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
+                );
+            }
+            let last = page.last().map(|(field, _)| field.clone());
+            (serde_json::Value::Object(object), last, page.len() as i64)
+        }
+        _ => {
+            let page = collections::set_page(conn, coll, after, COLLECTION_PAGE)?;
+            let mut items = Vec::with_capacity(page.len());
+            for member in &page {
+                budget.charge(member.len())?;
+                let raw = as_json(member)?;
+                items.push(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+            }
+            (
+                serde_json::Value::Array(items),
+                page.last().cloned(),
+                page.len() as i64,
+            )
+        }
+    };
+    let cursor = (count == COLLECTION_PAGE)
+        .then(|| last.map(|last| crate::cursor::encode(&last)))
+        .flatten();
+    let body = serde_json::json!({
+        "key": key,
+        "type": stored.kind,
+        "value": value,
+        "length": stored.length.unwrap_or(0),
+        "ttl_remaining": ttl_remaining_secs(stored.expires_at, now),
+        "ttl_remaining_ms": ttl_remaining_ms(stored.expires_at, now),
+        "expires_at": stored.expires_at.map(format_rfc3339_ms),
+        "version": stored.version,
+        "cursor": cursor,
+    });
+    serde_json::to_vec(&body).map_err(|e| StoreError::Internal(format!("a collection's body: {e}")))
+}
+
 /// `POST`/`PUT /<key>/` and a transaction's `set`.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -351,15 +424,12 @@ mod tests {
                         value: (*value).to_owned(),
                         version,
                         expires_at,
+                        kind: crate::model::STRING.to_owned(),
+                        coll: None,
+                        length: None,
                     };
-                    let row = KeyValue {
-                        key: (*key).to_owned(),
-                        value: (*value).to_owned(),
-                        version,
-                        created_at: now,
-                        updated_at: now,
-                        expires_at,
-                    };
+                    let row =
+                        KeyValue::string(key, (*value).to_owned(), version, now, now, expires_at);
                     let view = KeyView::new(row, now).expect("view");
                     assert_eq!(
                         String::from_utf8(key_json(key, &stored, now).expect("body"))

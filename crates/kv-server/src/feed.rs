@@ -83,11 +83,10 @@ impl Event {
     }
 }
 
-/// Renders one event as JSON.
+/// Renders one event as JSON (`change` gives its version, op, key, and a collection's type
+/// and command).
 fn render(
-    version: i64,
-    op: &str,
-    key: &str,
+    change: &Change,
     value: Option<&RawValue>,
     value_omitted: bool,
     expires_at: Option<Option<String>>,
@@ -97,6 +96,10 @@ fn render(
         version: i64,
         op: &'a str,
         key: &'a str,
+        #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+        kind: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        command: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         value: Option<&'a RawValue>,
         #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -105,9 +108,11 @@ fn render(
         expires_at: Option<Option<String>>,
     }
     let json = Json {
-        version,
-        op,
-        key,
+        version: change.version,
+        op: &change.op,
+        key: &change.key,
+        kind: change.kind.as_deref(),
+        command: change.command.as_deref(),
         value,
         value_omitted,
         expires_at,
@@ -130,22 +135,8 @@ impl From<Change> for Event {
             _ => None,
         };
         let expires_at = || set.then(|| change.expires_at.map(format_rfc3339_ms));
-        let with_value = render(
-            change.version,
-            &change.op,
-            &change.key,
-            value,
-            value_omitted,
-            expires_at(),
-        );
-        let without_value = render(
-            change.version,
-            &change.op,
-            &change.key,
-            None,
-            false,
-            expires_at(),
-        );
+        let with_value = render(&change, value, value_omitted, expires_at());
+        let without_value = render(&change, None, false, expires_at());
         Event {
             version: change.version,
             op: change.op,
@@ -570,6 +561,8 @@ mod tests {
             value,
             expires_at: None,
             at_ms: 0,
+            kind: None,
+            command: None,
         }
     }
 

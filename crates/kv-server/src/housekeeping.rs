@@ -1,6 +1,7 @@
 //! The server's own upkeep: it removes keys at their expiry time (so an `expired` event
-//! follows an expiry within a second, without waiting for kv-sweeper) and trims the change
-//! log to its retention.
+//! follows an expiry within a second, without waiting for kv-sweeper), removes the members of
+//! collections whose key is gone, in bounded batches, and trims the change log to its
+//! retention.
 //!
 //! A timer looks at the earliest expiry every [`TICK`]; once a row is [`GRACE`] past its
 //! expiry it removes expired rows in batches of [`BATCH`] through the writer (each batch a
@@ -31,6 +32,23 @@ pub fn spawn(state: web::Data<AppState>, retention: Retention, active_expiry: bo
             while !state.feed.is_closing() {
                 if remove_expired(&state).await < BATCH as usize {
                     sleep(TICK).await;
+                }
+            }
+        });
+    }
+    {
+        // The members of deleted, expired and overwritten collections, a bounded batch per
+        // transaction (other writes go on between batches).
+        let state = state.clone();
+        actix_web::rt::spawn(async move {
+            while !state.feed.is_closing() {
+                match state.write(now_ms(), |tx| tx.collect_garbage()).await {
+                    Ok(0) => sleep(TICK).await,
+                    Ok(_) => {}
+                    Err(err) => {
+                        log::warn!("removing the members of deleted collections failed: {err}");
+                        sleep(TICK).await;
+                    }
                 }
             }
         });

@@ -171,6 +171,12 @@ impl Sweeper {
                 if responses > 0 {
                     log::info!("deleted {responses} expired Idempotency-Key responses");
                 }
+                // The members of collections whose key is gone, a bounded batch at a time.
+                let members = store::collect_garbage(conn, now, &|| stop.load(Ordering::SeqCst))
+                    .map_err(|e| e.to_string())?;
+                if members > 0 {
+                    log::info!("removed {members} members of deleted collections");
+                }
                 let trimmed = changes::trim(conn, now, &retention).map_err(|e| e.to_string())?;
                 if trimmed > 0 {
                     log::info!("trimmed {trimmed} changes from the change log");

@@ -76,6 +76,12 @@ struct StartRow {
     updated_at: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     expires_at: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    kind: Option<String>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    coll: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    length: Option<i64>,
 }
 
 /// The start of a write batch, in one statement (one round trip): locks the version counter
@@ -94,7 +100,7 @@ pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Ba
            SELECT m.version AS locked, (SELECT version FROM kv_meta WHERE id = 1) AS seen \
            FROM kv_meta AS m WHERE m.id = 1 FOR UPDATE OF m), \
          found AS MATERIALIZED ( \
-           SELECT key, value, version, created_at, updated_at, expires_at \
+           SELECT key, value, version, created_at, updated_at, expires_at, kind, coll, length \
            FROM kv_store WHERE key = ANY($1)) \
          SELECT counter.locked, counter.seen, found.* FROM counter LEFT JOIN found ON true",
     )
@@ -120,6 +126,9 @@ pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Ba
                 created_at: row.created_at?,
                 updated_at: row.updated_at?,
                 expires_at: row.expires_at,
+                kind: row.kind?,
+                coll: row.coll,
+                length: row.length,
             })
         })
         .collect();
@@ -177,7 +186,7 @@ pub(crate) fn write_batch(
                                 $5::bigint[], $6::bigint[]) \
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
              created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-             expires_at = EXCLUDED.expires_at), \
+             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL), \
          removed AS (DELETE FROM kv_store WHERE key = ANY($7::text[])), \
          logged AS ( \
            INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \

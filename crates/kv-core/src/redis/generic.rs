@@ -56,12 +56,8 @@ fn remaining(src: &mut dyn Source, key: &str, millis: bool) -> Result<Reply, Sto
 
 pub(super) fn type_of(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     Ok(Reply::Str(
-        if src.row(call.args[0])?.is_some() {
-            "string"
-        } else {
-            "none"
-        }
-        .into(),
+        src.row(call.args[0])?
+            .map_or_else(|| "none".to_owned(), |row| row.kind),
     ))
 }
 
@@ -156,11 +152,11 @@ pub(super) fn renamenx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreE
     move_key(tx, call.args[0], call.args[1], true)
 }
 
-/// RENAME / RENAMENX: the value and its expiry move to `to`.
+/// RENAME / RENAMENX: the value (a collection's members too) and its expiry move to `to`.
 fn move_key(tx: &mut Tx<'_>, from: &str, to: &str, nx: bool) -> Result<Reply, StoreError> {
-    let Some(row) = tx.get(from)? else {
+    if tx.get(from)?.is_none() {
         return Ok(error("ERR no such key"));
-    };
+    }
     let done = if nx { Reply::Int(1) } else { Reply::Ok };
     if from == to {
         return Ok(if nx { Reply::Int(0) } else { Reply::Ok });
@@ -168,8 +164,7 @@ fn move_key(tx: &mut Tx<'_>, from: &str, to: &str, nx: bool) -> Result<Reply, St
     if nx && tx.get(to)?.is_some() {
         return Ok(Reply::Int(0));
     }
-    put_copy(tx, to, &row.value, row.expires_at)?;
-    tx.delete(from, &Precondition::default())?;
+    tx.rename(from, to)?;
     Ok(done)
 }
 
@@ -201,7 +196,11 @@ pub(super) fn copy(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
     if !replace && tx.get(to)?.is_some() {
         return Ok(Reply::Int(0));
     }
-    put_copy(tx, to, &row.value, row.expires_at)?;
+    if row.is_string() {
+        put_copy(tx, to, &row.value, row.expires_at)?;
+    } else {
+        tx.copy_collection(&row, to)?;
+    }
     Ok(Reply::Int(1))
 }
 
@@ -296,9 +295,14 @@ pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
     let Ok(after) = cursor::decode_decimal(cursor) else {
         return Ok(error("ERR invalid cursor"));
     };
-    let (mut pattern, mut count, mut strings) = (None, DEFAULT_SCAN_COUNT, true);
+    let (mut pattern, mut count, mut kind, mut with_type) = (None, DEFAULT_SCAN_COUNT, None, false);
     let mut rest = options.iter();
     while let Some(option) = rest.next() {
+        // Upstash's WITHTYPE: each key followed by its type.
+        if option.eq_ignore_ascii_case("withtype") {
+            with_type = true;
+            continue;
+        }
         let Some(arg) = rest.next() else {
             return Ok(error(SYNTAX));
         };
@@ -309,8 +313,7 @@ pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
                 Some(_) => return Ok(error(SYNTAX)),
                 None => return Ok(error(NOT_AN_INTEGER)),
             },
-            // Every key holds a string.
-            "type" => strings = arg.eq_ignore_ascii_case("string"),
+            "type" => kind = Some(arg.to_ascii_lowercase()),
             _ => return Ok(error(SYNTAX)),
         }
     }
@@ -318,12 +321,6 @@ pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
         Ok(glob) => glob,
         Err(reply) => return Ok(reply),
     };
-    if !strings {
-        return Ok(Reply::Array(vec![
-            Reply::Str("0".into()),
-            Reply::Array(Vec::new()),
-        ]));
-    }
     let count = count.min(MAX_SCAN_LIMIT);
     let (within, prefix) = listing_scope(pattern, call.within);
     // One more than asked: a page that ends the listing says so ("0") at once.
@@ -343,9 +340,19 @@ pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
     } else {
         page.next_after
     };
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        if kind.as_deref().is_some_and(|kind| kind != row.kind) {
+            continue;
+        }
+        keys.push(Reply::Str(row.key));
+        if with_type {
+            keys.push(Reply::Str(row.kind));
+        }
+    }
     Ok(Reply::Array(vec![
         Reply::Str(next.map_or_else(|| "0".to_owned(), |key| cursor::encode_decimal(&key))),
-        Reply::Array(rows.into_iter().map(|row| Reply::Str(row.key)).collect()),
+        Reply::Array(keys),
     ]))
 }
 

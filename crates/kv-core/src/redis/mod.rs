@@ -4,15 +4,16 @@
 //! answers a RESP2-shaped [`Reply`] with Redis's own error texts.
 //!
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
-//! each family has its file (`strings`, `generic` keys, `server`, and the homes of `hashes`,
-//! `lists`, `sets`, `zsets` and `scripting`); [`value`] maps Redis strings onto kvstore's JSON
-//! values; [`source`] is where read commands read; `call` and `reply` are what a command's
-//! function takes and answers.
+//! each family has its file (`strings`, `generic` keys, `server`, `hashes`, `sets`, and the
+//! homes of `lists`, `zsets` and `scripting`; `members` what hashes and sets share);
+//! [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
+//! read; `call` and `reply` are what a command's function takes and answers.
 
 mod call;
 mod generic;
 mod hashes;
 mod lists;
+mod members;
 mod reply;
 mod scripting;
 mod server;
@@ -88,7 +89,9 @@ impl Command {
         match spec.keys {
             KeySpec::Listing => KeyUse::Listing,
             KeySpec::Every => KeyUse::Every,
-            KeySpec::None | KeySpec::Range { .. } => KeyUse::Keys(spec.key_args(&self.arg_strs())),
+            KeySpec::None | KeySpec::Range { .. } | KeySpec::NumKeys { .. } => {
+                KeyUse::Keys(spec.key_args(&self.arg_strs()))
+            }
         }
     }
 
@@ -221,6 +224,7 @@ fn invalid_as_reply(result: Result<Reply, StoreError>) -> Result<Reply, StoreErr
     match result {
         Err(StoreError::Invalid { message, .. }) => Ok(Reply::Error(format!("ERR {message}"))),
         Err(StoreError::ResponseTooLarge { .. }) => Ok(Reply::Error(REPLY_TOO_LARGE.into())),
+        Err(StoreError::WrongType) => Ok(Reply::Error(StoreError::WrongType.to_string())),
         other => other,
     }
 }

@@ -18,6 +18,8 @@ pub trait Source {
     fn page(&mut self, within: Option<&[String]>, args: &ScanArgs) -> Result<ScanPage, StoreError>;
     /// How many keys are live.
     fn live_keys(&mut self) -> Result<i64, StoreError>;
+    /// The connection collections' members are read on (see `crate::collections`).
+    fn members(&mut self) -> Result<&mut DbConnection, StoreError>;
 }
 
 impl Source for Tx<'_> {
@@ -30,6 +32,9 @@ impl Source for Tx<'_> {
             value: row.value,
             version: row.version,
             expires_at: row.expires_at,
+            kind: row.kind,
+            coll: row.coll,
+            length: row.length,
         }))
     }
 
@@ -43,6 +48,12 @@ impl Source for Tx<'_> {
 
     fn live_keys(&mut self) -> Result<i64, StoreError> {
         store::stats_in(self)
+    }
+
+    fn members(&mut self) -> Result<&mut DbConnection, StoreError> {
+        // Members are no set of staged rows: on PostgreSQL a transaction of its own.
+        self.needs_own_transaction()?;
+        Ok(self.conn())
     }
 }
 
@@ -70,6 +81,10 @@ impl Source for Snapshot<'_> {
 
     fn live_keys(&mut self) -> Result<i64, StoreError> {
         store::live_keys(self.conn, self.now)
+    }
+
+    fn members(&mut self) -> Result<&mut DbConnection, StoreError> {
+        Ok(self.conn)
     }
 }
 

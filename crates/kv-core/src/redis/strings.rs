@@ -20,15 +20,24 @@ const TOO_LONG: &str =
     "ERR string exceeds maximum allowed size (16 MiB as stored in kvstore: a zero byte counts 6)";
 const INFINITE_SUM: &str = "ERR increment would produce NaN or Infinity";
 
-/// The value of `key` as a bulk string, or nil.
+/// The value of `key` as a bulk string, or nil (WRONGTYPE for a collection).
 pub(super) fn get_value(
     src: &mut dyn Source,
     call: &Call<'_>,
     key: &str,
 ) -> Result<Reply, StoreError> {
-    match src.row(key)? {
-        Some(row) => call.bulk(redis_string(&row.value)),
+    match string_of(src, key)? {
+        Some(text) => call.bulk(text),
         None => Ok(Reply::Nil),
+    }
+}
+
+/// The Redis string `key` holds, if any: [`StoreError::WrongType`] when it holds a collection.
+fn string_of(src: &mut dyn Source, key: &str) -> Result<Option<String>, StoreError> {
+    match src.row(key)? {
+        Some(row) if row.is_string() => Ok(Some(redis_string(&row.value))),
+        Some(_) => Err(StoreError::WrongType),
+        None => Ok(None),
     }
 }
 
@@ -36,10 +45,14 @@ pub(super) fn get(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreE
     get_value(src, call, call.args[0])
 }
 
+/// MGET: a key that holds a collection answers nil (as in Redis).
 pub(super) fn mget(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     call.args
         .iter()
-        .map(|key| get_value(src, call, key))
+        .map(|key| match get_value(src, call, key) {
+            Err(StoreError::WrongType) => Ok(Reply::Nil),
+            other => other,
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(Reply::Array)
 }
@@ -51,8 +64,7 @@ pub(super) fn getrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, S
     let (Some(start), Some(end)) = (redis_int(start), redis_int(end)) else {
         return Ok(error(NOT_AN_INTEGER));
     };
-    let text = src.row(key)?.map(|row| redis_string(&row.value));
-    let text = text.unwrap_or_default();
+    let text = string_of(src, key)?.unwrap_or_default();
     Ok(match byte_range(text.len(), start, end) {
         None => Reply::Str(String::new()),
         Some((from, to)) => match text.get(from..to) {
@@ -66,8 +78,7 @@ pub(super) fn getrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, S
 
 pub(super) fn strlen(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     Ok(Reply::Int(
-        src.row(call.args[0])?
-            .map_or(0, |row| redis_string(&row.value).len() as i64),
+        string_of(src, call.args[0])?.map_or(0, |text| text.len() as i64),
     ))
 }
 
@@ -155,7 +166,7 @@ pub(super) fn getset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
 
 pub(super) fn append(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
     let (key, value) = (call.args[0], call.args[1]);
-    let old = tx.get(key)?.map(|row| redis_string(&row.value));
+    let old = string_of(tx, key)?;
     let mut text = old.unwrap_or_default();
     if escaped_len(&text) + escaped_len(value) > MAX_STRING_BYTES {
         return Ok(error(TOO_LONG));
@@ -280,6 +291,9 @@ pub(super) fn getex(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
     let Some(row) = tx.get(key)? else {
         return Ok(Reply::Nil);
     };
+    if !row.is_string() {
+        return Err(StoreError::WrongType);
+    }
     let value = Reply::Str(redis_string(&row.value));
     match change {
         None => {}
@@ -308,7 +322,7 @@ pub(super) fn setrange(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreE
     if offset.saturating_add(value.len()) > MAX_STRING_BYTES {
         return Ok(error(TOO_LONG));
     }
-    let old = tx.get(key)?.map(|row| redis_string(&row.value));
+    let old = string_of(tx, key)?;
     let old = old.unwrap_or_default();
     // As stored: the old bytes kept, the zero bytes padded in (6 each), the new ones.
     let padding = offset.saturating_sub(old.len());
@@ -392,7 +406,7 @@ fn incr_by(
         // The REST API's counters are JSON integers; Redis's are strings that read as one,
         // such as a JSON string "5" set through the REST API. Or the sum overflowed.
         Err(StoreError::NotAnInteger | StoreError::Overflow) => {
-            let current = tx.get(key)?.map(|row| redis_string(&row.value));
+            let current = string_of(tx, key)?;
             let Some(n) = current.as_deref().and_then(redis_int) else {
                 return Ok(error(NOT_AN_INTEGER));
             };
@@ -415,9 +429,9 @@ pub(super) fn incrbyfloat(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, Sto
     let (key, by) = (call.args[0], call.args[1]);
     // The stored value is read first, as in Redis; an infinite one is a float too, whose sum
     // is then refused.
-    let current = match tx.get(key)? {
+    let current = match string_of(tx, key)? {
         None => Some(0.0),
-        Some(row) => parse_float(&redis_string(&row.value)),
+        Some(text) => parse_float(&text),
     };
     let (Some(current), Some(by)) = (current, parse_float(by)) else {
         return Ok(error(NOT_A_FLOAT));

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use super::call::Call;
 use super::reply::Reply;
 use super::source::Source;
-use super::{generic, server, strings};
+use super::{generic, hashes, server, sets, strings};
 use crate::error::StoreError;
 use crate::store::Tx;
 
@@ -66,6 +66,8 @@ pub enum KeySpec {
     Listing,
     /// Every key, counted or deleted (DBSIZE, FLUSHDB, FLUSHALL): refused to a scoped key.
     Every,
+    /// The argument at index `at` counts the keys that follow it (SINTERCARD, ZUNION, EVAL).
+    NumKeys { at: usize },
 }
 
 /// The first argument is the key.
@@ -170,6 +172,46 @@ pub static COMMANDS: &[Spec] = &[
     write("incrby", 3, FIRST, strings::incrby),
     write("decrby", 3, FIRST, strings::decrby),
     write("incrbyfloat", 3, FIRST, strings::incrbyfloat),
+    // hashes
+    read("hget", 3, FIRST, hashes::hget),
+    read("hmget", -3, FIRST, hashes::hmget),
+    read("hgetall", 2, FIRST, hashes::hgetall),
+    read("hkeys", 2, FIRST, hashes::hgetall),
+    read("hvals", 2, FIRST, hashes::hgetall),
+    read("hlen", 2, FIRST, hashes::hlen),
+    read("hexists", 3, FIRST, hashes::hexists),
+    read("hstrlen", 3, FIRST, hashes::hstrlen),
+    read("hrandfield", -2, FIRST, hashes::hrandfield),
+    read("hscan", -3, FIRST, hashes::hscan),
+    write("hset", -4, FIRST, hashes::hset),
+    write("hmset", -4, FIRST, hashes::hset),
+    write("hsetnx", 4, FIRST, hashes::hsetnx),
+    write("hdel", -3, FIRST, hashes::hdel),
+    write("hincrby", 4, FIRST, hashes::hincrby),
+    write("hincrbyfloat", 4, FIRST, hashes::hincrbyfloat),
+    // sets
+    read("scard", 2, FIRST, sets::scard),
+    read("sismember", 3, FIRST, sets::sismember),
+    read("smismember", -3, FIRST, sets::smismember),
+    read("smembers", 2, FIRST, sets::smembers),
+    read("srandmember", -2, FIRST, sets::srandmember),
+    read("sinter", -2, ALL, sets::scombine),
+    read("sunion", -2, ALL, sets::scombine),
+    read("sdiff", -2, ALL, sets::scombine),
+    read(
+        "sintercard",
+        -3,
+        KeySpec::NumKeys { at: 0 },
+        sets::sintercard,
+    ),
+    read("sscan", -3, FIRST, sets::sscan),
+    write("sadd", -3, FIRST, sets::sadd),
+    write("srem", -3, FIRST, sets::srem),
+    write("spop", -2, FIRST, sets::spop),
+    write("smove", 4, FIRST_TWO, sets::smove),
+    write("sinterstore", -3, ALL, sets::sstore),
+    write("sunionstore", -3, ALL, sets::sstore),
+    write("sdiffstore", -3, ALL, sets::sstore),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
@@ -195,8 +237,17 @@ impl Spec {
         }
     }
 
-    /// The arguments of `args` that are keys, by [`KeySpec::Range`] (none for the others).
+    /// The arguments of `args` that are keys, by [`KeySpec::Range`] or [`KeySpec::NumKeys`]
+    /// (none for the others).
     pub fn key_args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        if let KeySpec::NumKeys { at } = self.keys {
+            let count = args
+                .get(at)
+                .and_then(|n| super::value::redis_int(n))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+            return args.iter().skip(at + 1).take(count).copied().collect();
+        }
         let KeySpec::Range { first, last, step } = self.keys else {
             return Vec::new();
         };
@@ -244,6 +295,11 @@ mod tests {
         assert!(spec("get").key_args(&[]).is_empty());
         assert!(spec("ping").key_args(&["hello"]).is_empty());
         assert!(spec("keys").key_args(&["*"]).is_empty());
+        assert_eq!(
+            spec("sintercard").key_args(&["2", "a", "b", "LIMIT", "1"]),
+            vec!["a", "b"]
+        );
+        assert_eq!(spec("smove").key_args(&["a", "b", "m"]), vec!["a", "b"]);
     }
 
     #[test]

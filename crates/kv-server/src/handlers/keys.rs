@@ -12,8 +12,11 @@ use kv_core::now_ms;
 use kv_core::request::expiry_from_json;
 
 use super::bodies::{ExpireRequest, IncrRequest, SetRequest};
+use kv_core::budget::ResponseBudget;
 use kv_core::store::Lookup;
-use kv_core::view::{DeleteView, ExpireView, IncrView, KeyView, SetView, key_json};
+use kv_core::view::{
+    DeleteView, ExpireView, IncrView, KeyView, SetView, collection_json, key_json,
+};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::http::{etag, header_precondition, json_object, not_modified};
@@ -84,10 +87,36 @@ pub async fn get(
             .insert_header(etag(stored.version))
             .finish());
     }
+    let version = stored.version;
+    let body = if stored.is_string() {
+        key_json(&key, &stored, now)?
+    } else {
+        // A collection: its members, a page at a time (`?cursor=`).
+        let after = collection_cursor(req)?;
+        let max_response_bytes = state.max_response_bytes;
+        state
+            .db(move |conn| {
+                let budget = ResponseBudget::new(max_response_bytes);
+                collection_json(conn, &key, &stored, now, after.as_deref(), &budget)
+            })
+            .await?
+    };
     Ok(HttpResponse::Ok()
-        .insert_header(etag(stored.version))
+        .insert_header(etag(version))
         .content_type(ContentType::json())
-        .body(key_json(&key, &stored, now)?))
+        .body(body))
+}
+
+/// The `cursor` of `GET /<key>?cursor=C` (a collection's next page), decoded.
+fn collection_cursor(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let cursor = req
+        .query_string()
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("cursor="));
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(cursor) => Ok(kv_core::cursor::decode(cursor)?),
+    }
 }
 
 #[utoipa::path(head, path = "/{key}", tag = "keys", operation_id = "head_key",

@@ -13,6 +13,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::rt::time::{Instant, Sleep, sleep_until};
 use actix_web::web::Bytes;
@@ -31,7 +32,14 @@ pub async fn limit(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    if let Some(window) = req.app_data::<web::Data<ClientTimeout>>().map(|t| t.0) {
+    // A request without a body (most reads) has nothing to time: no timer for it.
+    let has_body = req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0");
+    let window = req.app_data::<web::Data<ClientTimeout>>().map(|t| t.0);
+    if let Some(window) = window.filter(|_| has_body) {
         let inner = req.take_payload();
         let started = Instant::now();
         let timed = TimedBody {

@@ -263,16 +263,16 @@ mod tests {
         );
         assert_eq!(cmd("keys", &["*"]).keys(), KeyUse::Listing);
         assert_eq!(cmd("dbsize", &[]).keys(), KeyUse::Every);
-        assert!(!cmd("hset", &["h", "f", "v"]).is_known());
+        assert!(!cmd("xadd", &["h", "f", "v"]).is_known());
         assert_eq!(
-            cmd("hset", &["h", "f", "v", "w"]).unknown(),
+            cmd("xadd", &["h", "f", "v", "w"]).unknown(),
             Reply::Error(
-                "ERR unknown command 'hset', with args beginning with: 'h' 'f' 'v' 'w' ".into()
+                "ERR unknown command 'xadd', with args beginning with: 'h' 'f' 'v' 'w' ".into()
             )
         );
         // Arguments while the list is under 128 bytes, the last one cut to fit.
         let long = "x".repeat(200);
-        let Reply::Error(text) = cmd("hset", &["a", &long, "b"]).unknown() else {
+        let Reply::Error(text) = cmd("xadd", &["a", &long, "b"]).unknown() else {
             panic!("an error");
         };
         let args = text.split_once("beginning with: ").expect("args").1;

@@ -9,6 +9,7 @@ mod bad_input;
 mod collection;
 mod conditional_writes;
 mod cors;
+mod data_types;
 mod durability;
 mod faults;
 mod hardening;

@@ -47,7 +47,22 @@ def test_strings_counters_and_expiry(redis):
     with pytest.raises(Exception, match="ERR value is not an integer"):
         redis.incr(k)
     with pytest.raises(Exception, match="ERR unknown command"):
-        redis.hset(unique("h"), "f", "v")
+        redis.lpush(unique("l"), "a")
+
+
+def test_hashes_and_sets(redis):
+    h = unique("h")
+    assert redis.hset(h, values={"f": "1", "g": "two"}) == 2
+    assert redis.hget(h, "f") == "1"
+    assert redis.hgetall(h) == {"f": "1", "g": "two"}
+    assert redis.hincrby(h, "f", 4) == 5
+    assert redis.hdel(h, "g") == 1
+    s = unique("s")
+    assert redis.sadd(s, "a", "b", "a") == 2
+    assert redis.sismember(s, "b") in (1, True)
+    assert sorted(redis.smembers(s)) == ["a", "b"]
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        redis.get(s)
 
 
 def test_pipeline_and_multi_exec(redis):

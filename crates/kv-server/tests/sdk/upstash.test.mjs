@@ -214,14 +214,33 @@ for (const [name, redis] of clients) {
       "0",
       keys.slice(0, 10),
     ]);
-    assert.deepEqual(await redis.scan("0", { match: `${prefix}:*`, type: "hash" }), ["0", []]);
+    assert.deepEqual(await redis.scan("0", { match: `${prefix}:*`, count: 100, type: "hash" }), [
+      "0",
+      [],
+    ]);
     const random = await redis.randomkey();
     assert.equal(typeof random, "string");
     assert.equal(await redis.exists(random), 1);
   });
 
+  test(`${name}: hashes and sets`, async () => {
+    const h = unique("h");
+    assert.equal(await redis.hset(h, { f: 1, g: "two" }), 2);
+    assert.equal(await redis.hget(h, "f"), 1);
+    assert.deepEqual(await redis.hgetall(h), { f: 1, g: "two" });
+    assert.equal(await redis.hincrby(h, "f", 4), 5);
+    assert.equal(await redis.hlen(h), 2);
+    assert.equal(await redis.hdel(h, "g"), 1);
+    assert.equal(await redis.type(h), "hash");
+    const s = unique("s");
+    assert.equal(await redis.sadd(s, "a", "b", "a"), 2);
+    assert.equal(await redis.sismember(s, "b"), 1);
+    assert.deepEqual((await redis.smembers(s)).sort(), ["a", "b"]);
+    assert.equal(await redis.scard(s), 2);
+    await assert.rejects(redis.get(s), /WRONGTYPE/);
+  });
+
   test(`${name}: unknown commands are errors, not failures of the server`, async () => {
-    await assert.rejects(redis.hset(unique("h"), { f: 1 }), /ERR unknown command 'hset'/);
     await assert.rejects(redis.lpush(unique("l"), "a"), /ERR unknown command 'lpush'/);
   });
 }

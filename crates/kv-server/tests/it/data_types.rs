@@ -1,0 +1,299 @@
+//! Hashes and sets over `/_upstash` (Redis 7's replies and errors), WRONGTYPE between types,
+//! the generic commands on collections (TYPE, EXISTS, DEL, EXPIRE, RENAME, COPY, SCAN TYPE),
+//! `GET /<key>` of a collection, and no member left behind once a collection's key is gone.
+
+use std::time::Duration;
+
+use crate::common::{Server, TestDatabase, request, wait_until};
+use serde_json::{Value, json};
+
+const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+/// One command: its result, or its error text.
+fn redis(server: &Server, command: Value) -> Result<Value, String> {
+    let resp = request(
+        "POST",
+        &server.url("/_upstash"),
+        &[("content-type", "application/json")],
+        Some(&command.to_string()),
+    );
+    let body = resp.json();
+    match body.get("error") {
+        Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
+        None => Ok(body["result"].clone()),
+    }
+}
+
+#[track_caller]
+fn ok(server: &Server, command: Value) -> Value {
+    redis(server, command.clone()).unwrap_or_else(|e| panic!("{command}: {e}"))
+}
+
+#[track_caller]
+fn err(server: &Server, command: Value) -> String {
+    match redis(server, command.clone()) {
+        Err(e) => e,
+        Ok(v) => panic!("{command} answered {v}"),
+    }
+}
+
+#[test]
+fn hashes_answer_as_redis_does() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    assert_eq!(ok(&server, json!(["HSET", "h", "a", "1", "b", "2"])), 2);
+    assert_eq!(ok(&server, json!(["HSET", "h", "a", "10", "c", "3"])), 1);
+    assert_eq!(ok(&server, json!(["HGET", "h", "a"])), "10");
+    assert_eq!(ok(&server, json!(["HGET", "h", "zz"])), Value::Null);
+    assert_eq!(ok(&server, json!(["HGET", "nohash", "a"])), Value::Null);
+    assert_eq!(
+        ok(&server, json!(["HMGET", "h", "a", "zz", "c"])),
+        json!(["10", null, "3"])
+    );
+    assert_eq!(
+        ok(&server, json!(["HGETALL", "h"])),
+        json!(["a", "10", "b", "2", "c", "3"])
+    );
+    assert_eq!(ok(&server, json!(["HKEYS", "h"])), json!(["a", "b", "c"]));
+    assert_eq!(ok(&server, json!(["HVALS", "h"])), json!(["10", "2", "3"]));
+    assert_eq!(ok(&server, json!(["HLEN", "h"])), 3);
+    assert_eq!(ok(&server, json!(["HEXISTS", "h", "b"])), 1);
+    assert_eq!(ok(&server, json!(["HSTRLEN", "h", "a"])), 2);
+    assert_eq!(ok(&server, json!(["HSETNX", "h", "a", "x"])), 0);
+    assert_eq!(ok(&server, json!(["HSETNX", "h", "d", "4"])), 1);
+    assert_eq!(ok(&server, json!(["HINCRBY", "h", "a", "5"])), 15);
+    assert_eq!(ok(&server, json!(["HINCRBY", "h", "new", "-3"])), -3);
+    assert_eq!(ok(&server, json!(["HINCRBYFLOAT", "h", "f", "1.5"])), "1.5");
+    assert_eq!(
+        err(&server, json!(["HINCRBY", "h", "f", "1"])),
+        "ERR hash value is not an integer"
+    );
+    assert_eq!(
+        err(&server, json!(["HINCRBY", "h", "a", "x"])),
+        "ERR value is not an integer or out of range"
+    );
+    assert_eq!(
+        err(&server, json!(["HINCRBYFLOAT", "h", "a", "x"])),
+        "ERR value is not a valid float"
+    );
+    assert_eq!(ok(&server, json!(["HMSET", "h", "m", "1"])), "OK");
+    assert_eq!(ok(&server, json!(["HDEL", "h", "m", "new", "f", "zz"])), 3);
+    assert_eq!(ok(&server, json!(["HLEN", "h"])), 4);
+    assert_eq!(
+        err(&server, json!(["HSET", "h", "a"])),
+        "ERR wrong number of arguments for 'hset' command"
+    );
+    assert_eq!(
+        err(&server, json!(["HGET", "h"])),
+        "ERR wrong number of arguments for 'hget' command"
+    );
+    let scan = ok(&server, json!(["HSCAN", "h", "0", "COUNT", "2"]));
+    assert_eq!(scan[1], json!(["a", "15", "b", "2"]));
+    let next = scan[0].as_str().expect("cursor").to_owned();
+    let scan = ok(
+        &server,
+        json!(["HSCAN", "h", next, "COUNT", "10", "NOVALUES"]),
+    );
+    assert_eq!(scan, json!(["0", ["c", "d"]]));
+    let pick = ok(&server, json!(["HRANDFIELD", "h", "-5", "WITHVALUES"]));
+    assert_eq!(pick.as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        ok(&server, json!(["HRANDFIELD", "h", "10"]))
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    // Emptied, the hash is gone.
+    assert_eq!(ok(&server, json!(["HDEL", "h", "a", "b", "c", "d"])), 4);
+    assert_eq!(ok(&server, json!(["EXISTS", "h"])), 0);
+    assert_eq!(ok(&server, json!(["TYPE", "h"])), "none");
+}
+
+#[test]
+fn sets_answer_as_redis_does() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    assert_eq!(ok(&server, json!(["SADD", "s", "b", "a", "c", "a"])), 3);
+    assert_eq!(ok(&server, json!(["SADD", "s", "a", "d"])), 1);
+    assert_eq!(ok(&server, json!(["SCARD", "s"])), 4);
+    assert_eq!(
+        ok(&server, json!(["SMEMBERS", "s"])),
+        json!(["a", "b", "c", "d"])
+    );
+    assert_eq!(ok(&server, json!(["SISMEMBER", "s", "b"])), 1);
+    assert_eq!(
+        ok(&server, json!(["SMISMEMBER", "s", "b", "x"])),
+        json!([1, 0])
+    );
+    assert_eq!(ok(&server, json!(["SREM", "s", "d", "x"])), 1);
+    ok(&server, json!(["SADD", "t", "b", "c", "e"]));
+    assert_eq!(ok(&server, json!(["SINTER", "s", "t"])), json!(["b", "c"]));
+    assert_eq!(
+        ok(&server, json!(["SUNION", "s", "t"])),
+        json!(["a", "b", "c", "e"])
+    );
+    assert_eq!(ok(&server, json!(["SDIFF", "s", "t"])), json!(["a"]));
+    assert_eq!(
+        ok(&server, json!(["SDIFF", "s", "missing"])),
+        json!(["a", "b", "c"])
+    );
+    assert_eq!(ok(&server, json!(["SINTERCARD", "2", "s", "t"])), 2);
+    assert_eq!(
+        ok(&server, json!(["SINTERCARD", "2", "s", "t", "LIMIT", "1"])),
+        1
+    );
+    assert_eq!(
+        err(&server, json!(["SINTERCARD", "0", "s"])),
+        "ERR numkeys should be greater than 0"
+    );
+    assert_eq!(ok(&server, json!(["SINTERSTORE", "dest", "s", "t"])), 2);
+    assert_eq!(ok(&server, json!(["SMEMBERS", "dest"])), json!(["b", "c"]));
+    assert_eq!(ok(&server, json!(["SUNIONSTORE", "dest", "s", "t"])), 4);
+    assert_eq!(
+        ok(&server, json!(["SDIFFSTORE", "dest", "missing", "t"])),
+        0
+    );
+    assert_eq!(
+        ok(&server, json!(["EXISTS", "dest"])),
+        0,
+        "an empty result leaves no key"
+    );
+    assert_eq!(ok(&server, json!(["SMOVE", "s", "t", "a"])), 1);
+    assert_eq!(ok(&server, json!(["SMOVE", "s", "t", "zz"])), 0);
+    assert_eq!(ok(&server, json!(["SISMEMBER", "t", "a"])), 1);
+    let popped = ok(&server, json!(["SPOP", "t", "2"]));
+    assert_eq!(popped.as_array().map(Vec::len), Some(2));
+    assert_eq!(ok(&server, json!(["SCARD", "t"])), 2);
+    assert_eq!(
+        ok(&server, json!(["SRANDMEMBER", "t", "-4"]))
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    assert!(ok(&server, json!(["SRANDMEMBER", "t"])).is_string());
+    assert_eq!(
+        ok(&server, json!(["SSCAN", "s", "0", "MATCH", "b*"])),
+        json!(["0", ["b"]])
+    );
+    assert_eq!(
+        err(&server, json!(["SPOP", "t", "-1"])),
+        "ERR value is out of range, must be positive"
+    );
+}
+
+#[test]
+fn a_command_of_one_type_on_a_key_of_another_is_wrongtype() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    ok(&server, json!(["SET", "str", "v"]));
+    ok(&server, json!(["HSET", "h", "f", "v"]));
+    ok(&server, json!(["SADD", "s", "m"]));
+    for command in [
+        json!(["HGET", "str", "f"]),
+        json!(["HSET", "s", "f", "v"]),
+        json!(["SADD", "h", "m"]),
+        json!(["SMEMBERS", "str"]),
+        json!(["GET", "h"]),
+        json!(["APPEND", "s", "x"]),
+        json!(["INCR", "h"]),
+        json!(["INCRBYFLOAT", "s", "1"]),
+        json!(["STRLEN", "h"]),
+        json!(["GETRANGE", "s", "0", "1"]),
+        json!(["SINTER", "s", "h"]),
+    ] {
+        assert_eq!(err(&server, command.clone()), WRONGTYPE, "{command}");
+    }
+    // MGET answers nil for a key of another type; SET replaces whatever the key held.
+    assert_eq!(ok(&server, json!(["MGET", "str", "h"])), json!(["v", null]));
+    assert_eq!(ok(&server, json!(["TYPE", "h"])), "hash");
+    assert_eq!(ok(&server, json!(["TYPE", "s"])), "set");
+    assert_eq!(ok(&server, json!(["TYPE", "str"])), "string");
+    assert_eq!(ok(&server, json!(["SET", "h", "now a string"])), "OK");
+    assert_eq!(ok(&server, json!(["GET", "h"])), "now a string");
+    // REST: incr of a set is 409 wrong_type.
+    server.post("/s/incr", "").expect_error(409, "wrong_type");
+}
+
+#[test]
+fn generic_commands_work_on_collections() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    ok(&server, json!(["HSET", "h", "a", "1", "b", "2"]));
+    ok(&server, json!(["SADD", "s", "x", "y"]));
+    ok(&server, json!(["SET", "str", "v"]));
+    assert_eq!(ok(&server, json!(["EXISTS", "h", "s", "str", "no"])), 3);
+    assert_eq!(ok(&server, json!(["EXPIRE", "h", "100"])), 1);
+    assert_eq!(ok(&server, json!(["TTL", "h"])), 100);
+    assert_eq!(ok(&server, json!(["PERSIST", "h"])), 1);
+    assert_eq!(ok(&server, json!(["RENAME", "h", "h2"])), "OK");
+    assert_eq!(
+        ok(&server, json!(["HGETALL", "h2"])),
+        json!(["a", "1", "b", "2"])
+    );
+    assert_eq!(ok(&server, json!(["EXISTS", "h"])), 0);
+    assert_eq!(ok(&server, json!(["COPY", "h2", "h3"])), 1);
+    ok(&server, json!(["HSET", "h3", "c", "3"]));
+    assert_eq!(ok(&server, json!(["HLEN", "h2"])), 2, "a copy is its own");
+    assert_eq!(ok(&server, json!(["HLEN", "h3"])), 3);
+    let scan = ok(
+        &server,
+        json!(["SCAN", "0", "TYPE", "hash", "COUNT", "100"]),
+    );
+    assert_eq!(scan[1], json!(["h2", "h3"]));
+    let scan = ok(&server, json!(["SCAN", "0", "COUNT", "100", "WITHTYPE"]));
+    assert_eq!(
+        scan[1],
+        json!(["h2", "hash", "h3", "hash", "s", "set", "str", "string"])
+    );
+    assert_eq!(ok(&server, json!(["DEL", "h2", "s"])), 2);
+    assert_eq!(ok(&server, json!(["DBSIZE"])), 2);
+    // GET /<key> of a collection: its members.
+    let body = server.get("/h3").expect(200);
+    assert_eq!(body["type"], "hash");
+    assert_eq!(body["length"], 3);
+    assert_eq!(body["value"], json!({"a": 1, "b": 2, "c": 3}));
+    assert_eq!(body["cursor"], Value::Null);
+    ok(&server, json!(["SADD", "tags", "red", "{\"a\":1}"]));
+    let body = server.get("/tags").expect(200);
+    assert_eq!(
+        body["value"],
+        json!(["red", {"a": 1}]),
+        "byte order: r before {{"
+    );
+    assert_eq!(server.get("/_stats").expect(200)["keys"], 3);
+}
+
+#[test]
+fn a_collection_whose_key_is_gone_leaves_no_member_behind() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let members: Vec<Value> = (0..3000).map(|i| json!(format!("m{i}"))).collect();
+    let mut sadd = vec![json!("SADD"), json!("big")];
+    sadd.extend(members);
+    assert_eq!(ok(&server, Value::Array(sadd)), 3000);
+    ok(&server, json!(["HSET", "h", "f", "v"]));
+    ok(&server, json!(["SADD", "exp", "m"]));
+    ok(&server, json!(["PEXPIRE", "exp", "50"]));
+    ok(&server, json!(["SADD", "over", "m"]));
+    // Deleted, overwritten, expired, flushed: every way a key goes.
+    ok(&server, json!(["DEL", "big"]));
+    ok(&server, json!(["SET", "over", "string now"]));
+    server.delete("/h").expect(200);
+    wait_until(Duration::from_secs(5), "the expired set removed", || {
+        ok(&server, json!(["EXISTS", "exp"])) == 0 && server.get("/_stats").expect(200)["keys"] == 1
+    });
+    ok(&server, json!(["SADD", "late", "m"]));
+    ok(&server, json!(["FLUSHDB"]));
+    // The server removes the members in batches; then none is left in any table.
+    let url: kv_core::DatabaseUrl = db.url.parse().expect("url");
+    let mut conn = kv_core::Store::open_connection(&url, &kv_core::ConnectionOptions::default())
+        .expect("connect");
+    wait_until(Duration::from_secs(10), "no member left", || {
+        kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
+            && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
+    });
+    assert_eq!(
+        kv_core::collections::orphan_members(&mut conn).expect("orphans"),
+        0
+    );
+}

@@ -51,6 +51,8 @@ impl Rows<'_> {
         replaces_row: bool,
     ) -> Result<(), StoreError> {
         match self {
+            // A batch writes string rows only (its statement knows no collection columns).
+            Rows::Staged(stage) if !row.is_string() => return Err(stage.own_transaction()),
             Rows::Staged(stage) => stage.put(row.clone()),
             Rows::Direct => backend::put_row(conn, row, replaces_row)?,
         }

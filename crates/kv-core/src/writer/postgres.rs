@@ -131,15 +131,24 @@ fn serve<C>(
         let plan = plan(c, batch);
         waiting.extend(plan.later);
         let mut staged = plan.staged;
-        let committed = run_batch(c, &mut staged, &plan.keys, &plan.record_keys);
+        let ran = run_batch(c, &mut staged, &plan.keys, &plan.record_keys);
         commits.fetch_add(1, Ordering::Release);
-        if let Err(err) = &committed {
+        if let Err(err) = &ran {
             log::warn!("a batch of {} writes failed: {err}", staged.len());
         }
-        for job in staged {
-            job.finish(committed.as_ref().map(|_| ()));
+        // Requests that found, past their first row, that they need a transaction of their
+        // own (a key that holds a collection) run alone after the batch, as discovery's do.
+        let late = ran.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
+        let committed = ran.map(|_| ());
+        let mut alone = plan.alone;
+        for (index, job) in staged.into_iter().enumerate() {
+            if late.contains(&index) {
+                alone.push(job);
+            } else {
+                job.finish(committed.as_ref().map(|_| ()));
+            }
         }
-        for mut job in plan.alone {
+        for mut job in alone {
             job.run_alone(c);
             job.finish(Ok(()));
         }
@@ -234,15 +243,17 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
 
 /// Runs `batch` against the staged rows of `keys` (and the idempotency records of
 /// `record_keys`, one statement more each way when there are any) in one transaction and
-/// commits it, again from the start after a passing fault.
+/// commits it, again from the start after a passing fault. Returns the indexes of the
+/// requests that asked, during the run, for a transaction of their own (they wrote nothing
+/// here).
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
     keys: &[String],
     record_keys: &[String],
-) -> Result<(), StoreError> {
+) -> Result<Vec<usize>, StoreError> {
     if batch.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let record_keys: Vec<&str> = record_keys.iter().map(String::as_str).collect();
@@ -257,8 +268,12 @@ fn run_batch(
             let mut stage = Stage::over(&keys, start.rows).with_records(&record_keys, records);
             let mut versions = BatchVersions::from(start.version);
             let first = versions.last();
-            for job in batch.iter_mut() {
+            let mut alone = Vec::new();
+            for (index, job) in batch.iter_mut().enumerate() {
                 job.run(conn, &mut versions, InBatch::Staged(&mut stage));
+                if stage.needs_own_transaction() {
+                    alone.push(index);
+                }
             }
             // A row read on its own failed: the transaction is aborted, whatever the requests
             // made of it.
@@ -271,7 +286,7 @@ fn run_batch(
                 postgres::write_batch(pg(conn)?, &puts, &removes, log, versions.last())?;
             }
             idempotency::put_records(conn, &stage.new_records())?;
-            Ok(())
+            Ok(alone)
         });
         match result {
             Err(err) if err.is_retryable() && attempt < MAX_BATCH_RETRIES => attempt += 1,

@@ -132,6 +132,10 @@ pub(super) fn hincrbyfloat(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, St
     let Some(by) = parse_float(by) else {
         return Ok(error(NOT_A_FLOAT));
     };
+    if !by.is_finite() {
+        // Redis 7 checks the increment first here (INCRBYFLOAT words it otherwise).
+        return Ok(error("ERR value is NaN or Infinity"));
+    }
     if let Err(reply) = check_member(field) {
         return Ok(reply);
     }

@@ -9,7 +9,7 @@ use super::members::{
     all_members, check_member, coll_of, count_arg, next_cursor, random_offsets, read_collection,
     scan_options,
 };
-use super::reply::{NOT_AN_INTEGER, Reply, error, wrong_args};
+use super::reply::{Reply, error, wrong_args};
 use super::source::Source;
 use super::value::redis_int;
 use crate::collections;
@@ -269,12 +269,10 @@ pub(super) fn scombine(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, S
 
 /// SINTERCARD numkeys key [key …] [LIMIT limit].
 pub(super) fn sintercard(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
-    let Some(numkeys) = redis_int(call.args[0]) else {
-        return Ok(error(NOT_AN_INTEGER));
+    let numkeys = match redis_int(call.args[0]) {
+        Some(n) if n > 0 => n,
+        _ => return Ok(error("ERR numkeys should be greater than 0")),
     };
-    if numkeys <= 0 {
-        return Ok(error("ERR numkeys should be greater than 0"));
-    }
     let numkeys = numkeys as usize;
     let Some(keys) = call.args.get(1..=numkeys) else {
         return Ok(error(

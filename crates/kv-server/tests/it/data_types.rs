@@ -297,3 +297,43 @@ fn a_collection_whose_key_is_gone_leaves_no_member_behind() {
         0
     );
 }
+
+#[test]
+fn a_collection_s_writes_reach_watchers_with_their_type_and_command() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let since = crate::common::store_version(&server);
+    ok(&server, json!(["HSET", "session:1", "user", "ada"]));
+    ok(&server, json!(["SADD", "tags", "red"]));
+    ok(&server, json!(["DEL", "tags"]));
+    let body = server
+        .get(&format!("/_watch?prefix=&since={since}&wait=1"))
+        .expect(200);
+    let events: Vec<(Value, Value, Value, Value)> = body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| {
+            (
+                e["op"].clone(),
+                e["key"].clone(),
+                e["type"].clone(),
+                e["command"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        vec![
+            (
+                json!("set"),
+                json!("session:1"),
+                json!("hash"),
+                json!("hset")
+            ),
+            (json!("set"), json!("tags"), json!("set"), json!("sadd")),
+            (json!("delete"), json!("tags"), Value::Null, Value::Null),
+        ]
+    );
+    assert!(body["events"][0].get("value").is_none(), "no value: {body}");
+}

@@ -4,29 +4,16 @@
 
 use super::call::Call;
 use super::members::{
-    all_fields, check_member, coll_of, count_arg, next_cursor, random_offsets, read_collection,
-    scan_options,
+    all_fields, check_member, coll_of, count_arg, for_write, length, next_cursor, random_offsets,
+    read_collection, scan_options,
 };
 use super::reply::{NOT_A_FLOAT, Reply, error, wrong_args};
 use super::source::Source;
 use super::value::{format_float, parse_float, redis_int};
 use crate::collections;
 use crate::error::StoreError;
-use crate::model::{HASH, KeyValue};
+use crate::model::HASH;
 use crate::store::Tx;
-
-/// The hash of `key` to write to, and its collection id.
-fn for_write(tx: &mut Tx<'_>, key: &str) -> Result<(KeyValue, i64), StoreError> {
-    let row = tx.collection_for_write(key, HASH)?;
-    let coll = row
-        .coll
-        .ok_or_else(|| StoreError::Internal("a hash row without a collection id".into()))?;
-    Ok((row, coll))
-}
-
-fn length(row: &KeyValue) -> i64 {
-    row.length.unwrap_or(0)
-}
 
 /// HSET key field value [field value …]: how many fields are new. HMSET: OK.
 pub(super) fn hset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
@@ -41,7 +28,7 @@ pub(super) fn hset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
             return Ok(reply);
         }
     }
-    let (row, coll) = for_write(tx, key)?;
+    let (row, coll) = for_write(tx, key, HASH)?;
     let mut added = 0;
     for pair in pairs.chunks(2) {
         if collections::hash_put(tx.conn(), coll, pair[0], pair[1])? {
@@ -67,7 +54,7 @@ pub(super) fn hsetnx(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
             return Ok(reply);
         }
     }
-    let (row, coll) = for_write(tx, key)?;
+    let (row, coll) = for_write(tx, key, HASH)?;
     if collections::hash_get(tx.conn(), coll, field)?.is_some() {
         return Ok(Reply::Int(0));
     }
@@ -110,7 +97,7 @@ pub(super) fn hincrby(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreEr
     if let Err(reply) = check_member(field) {
         return Ok(reply);
     }
-    let (row, coll) = for_write(tx, key)?;
+    let (row, coll) = for_write(tx, key, HASH)?;
     let current = collections::hash_get(tx.conn(), coll, field)?;
     let Some(n) = current.as_deref().map_or(Some(0), redis_int) else {
         return Ok(error("ERR hash value is not an integer"));
@@ -139,7 +126,7 @@ pub(super) fn hincrbyfloat(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, St
     if let Err(reply) = check_member(field) {
         return Ok(reply);
     }
-    let (row, coll) = for_write(tx, key)?;
+    let (row, coll) = for_write(tx, key, HASH)?;
     let current = collections::hash_get(tx.conn(), coll, field)?;
     let Some(n) = current.as_deref().map_or(Some(0.0), parse_float) else {
         return Ok(error("ERR hash value is not a float"));

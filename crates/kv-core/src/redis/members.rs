@@ -12,8 +12,9 @@ use crate::collections;
 use crate::cursor;
 use crate::error::StoreError;
 use crate::glob::Glob;
-use crate::model::StoredValue;
+use crate::model::{KeyValue, StoredValue};
 use crate::request::MAX_PATTERN_BYTES;
+use crate::store::Tx;
 
 /// Members read per statement when a command reads a whole collection.
 pub(super) const PAGE: i64 = 1000;
@@ -30,6 +31,24 @@ pub(super) fn read_collection(
         Some(_) => Err(StoreError::WrongType),
         None => Ok(None),
     }
+}
+
+/// The collection of `key` to write to (see `Tx::collection_for_write`), and its id.
+pub(super) fn for_write(
+    tx: &mut Tx<'_>,
+    key: &str,
+    kind: &str,
+) -> Result<(KeyValue, i64), StoreError> {
+    let row = tx.collection_for_write(key, kind)?;
+    let coll = row
+        .coll
+        .ok_or_else(|| StoreError::Internal(format!("a {kind} row without a collection id")))?;
+    Ok((row, coll))
+}
+
+/// A collection row's member count.
+pub(super) fn length(row: &KeyValue) -> i64 {
+    row.length.unwrap_or(0)
 }
 
 /// The collection id of a collection row.

@@ -6,28 +6,16 @@ use std::collections::BTreeSet;
 
 use super::call::Call;
 use super::members::{
-    all_members, check_member, coll_of, count_arg, next_cursor, random_offsets, read_collection,
-    scan_options,
+    all_members, check_member, coll_of, count_arg, for_write, length, next_cursor, random_offsets,
+    read_collection, scan_options,
 };
 use super::reply::{Reply, error, wrong_args};
 use super::source::Source;
 use super::value::redis_int;
 use crate::collections;
 use crate::error::StoreError;
-use crate::model::{KeyValue, SET};
+use crate::model::SET;
 use crate::store::Tx;
-
-fn for_write(tx: &mut Tx<'_>, key: &str) -> Result<(KeyValue, i64), StoreError> {
-    let row = tx.collection_for_write(key, SET)?;
-    let coll = row
-        .coll
-        .ok_or_else(|| StoreError::Internal("a set row without a collection id".into()))?;
-    Ok((row, coll))
-}
-
-fn length(row: &KeyValue) -> i64 {
-    row.length.unwrap_or(0)
-}
 
 /// SADD key member [member …]: how many are new.
 pub(super) fn sadd(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError> {
@@ -39,7 +27,7 @@ pub(super) fn sadd(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
             return Ok(reply);
         }
     }
-    let (row, coll) = for_write(tx, key)?;
+    let (row, coll) = for_write(tx, key, SET)?;
     let mut added = 0;
     for member in members {
         if collections::set_add(tx.conn(), coll, member)? {
@@ -137,7 +125,7 @@ pub(super) fn smove(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
     }
     let total = length(&source) - 1;
     tx.collection_written(source, total, call.name)?;
-    let (row, coll) = for_write(tx, to)?;
+    let (row, coll) = for_write(tx, to, SET)?;
     let added = collections::set_add(tx.conn(), coll, member)?;
     let total = length(&row) + i64::from(added);
     tx.collection_written(row, total, call.name)?;
@@ -307,7 +295,7 @@ pub(super) fn sstore(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErr
     if result.is_empty() {
         return Ok(Reply::Int(0));
     }
-    let (row, coll) = for_write(tx, destination)?;
+    let (row, coll) = for_write(tx, destination, SET)?;
     for member in &result {
         collections::set_add(tx.conn(), coll, member)?;
     }

@@ -30,10 +30,18 @@ pub struct KeyView {
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub version: i64,
+    /// A collection's type (`hash`, `set`; absent for a string). Its `value` is then `null`:
+    /// `GET /<key>` answers its members.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// A collection's member count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<i64>,
 }
 
 impl KeyView {
     pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
+        let kind = (!row.is_string()).then(|| row.kind.clone());
         let value = RawValue::from_string(row.value).map_err(|e| {
             StoreError::Internal(format!("stored value of {:?} is not JSON: {e}", row.key))
         })?;
@@ -42,6 +50,8 @@ impl KeyView {
             ttl_remaining_ms: ttl_remaining_ms(row.expires_at, now),
             expires_at: row.expires_at.map(format_rfc3339_ms),
             version: row.version,
+            kind,
+            length: row.length,
             key: row.key,
             value,
         })

@@ -337,3 +337,24 @@ fn a_collection_s_writes_reach_watchers_with_their_type_and_command() {
     );
     assert!(body["events"][0].get("value").is_none(), "no value: {body}");
 }
+
+#[test]
+fn listings_and_transactions_name_a_collection_s_type() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    ok(&server, json!(["HSET", "h", "a", "1", "b", "2"]));
+    ok(&server, json!(["SET", "s", "v"]));
+    let page = server.get("/_keys?values=true").expect(200);
+    assert_eq!(page["items"][0]["key"], "h");
+    assert_eq!(page["items"][0]["type"], "hash");
+    assert_eq!(page["items"][0]["length"], 2);
+    assert_eq!(page["items"][0]["value"], Value::Null);
+    assert!(
+        page["items"][1].get("type").is_none(),
+        "a string has no type field"
+    );
+    let tx = server
+        .post("/_tx", r#"{"ops":[{"op":"get","key":"h"}]}"#)
+        .expect(200);
+    assert_eq!(tx["results"][0]["type"], "hash");
+}

@@ -109,9 +109,54 @@ impl std::str::FromStr for ImportMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportLine {
     pub key: String,
-    /// Compact JSON text, as a SET stores it.
+    /// Compact JSON text, as a SET stores it (`null` for a collection).
     pub value: String,
     pub expires_at: Option<i64>,
+    /// A collection's members (a line with `"type":"hash"` or `"set"`); `None`: a string.
+    pub members: Option<Members>,
+}
+
+impl ImportLine {
+    /// How much a line weighs toward an import chunk's line count: a string 1, a collection
+    /// its members (at least 1).
+    pub fn weight(&self) -> u64 {
+        self.members.as_ref().map_or(1, |m| m.len().max(1) as u64)
+    }
+
+    /// A collection line without members: it creates nothing (an empty collection does not
+    /// exist) and leaves the key as it was.
+    pub fn is_empty_collection(&self) -> bool {
+        self.members.as_ref().is_some_and(Members::is_empty)
+    }
+}
+
+/// The members of a collection, as Redis strings: a hash's fields with their values (each
+/// field once), or a set's members (each once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Members {
+    Hash(Vec<(String, String)>),
+    Set(Vec<String>),
+}
+
+impl Members {
+    pub fn len(&self) -> usize {
+        match self {
+            Members::Hash(fields) => fields.len(),
+            Members::Set(members) => members.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// [`crate::model::HASH`] or [`crate::model::SET`].
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Members::Hash(_) => crate::model::HASH,
+            Members::Set(_) => crate::model::SET,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -302,3 +302,62 @@ pub fn copy_members(conn: &mut DbConnection, from: i64, to: i64) -> Result<(), S
     })?;
     Ok(())
 }
+
+/// Members inserted per statement by [`insert_hash`] and [`insert_set`]: three parameters a
+/// row stay under both databases' limits.
+const INSERT_BATCH: usize = 1000;
+
+/// Inserts the fields of a new hash `coll` (each field once), a statement per
+/// [`INSERT_BATCH`] of them (import, copy).
+pub(crate) fn insert_hash(
+    conn: &mut DbConnection,
+    coll: i64,
+    fields: &[(String, String)],
+) -> Result<(), StoreError> {
+    for batch in fields.chunks(INSERT_BATCH) {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(field, value)| {
+                (
+                    kv_hash::coll.eq(coll),
+                    kv_hash::field.eq(field),
+                    kv_hash::value.eq(value),
+                )
+            })
+            .collect();
+        with_conn!(conn, c => diesel::insert_into(kv_hash::table).values(&rows).execute(c))?;
+    }
+    Ok(())
+}
+
+/// Inserts the members of a new set `coll` (each once), as [`insert_hash`].
+pub(crate) fn insert_set(
+    conn: &mut DbConnection,
+    coll: i64,
+    members: &[String],
+) -> Result<(), StoreError> {
+    for batch in members.chunks(INSERT_BATCH) {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|member| (kv_set::coll.eq(coll), kv_set::member.eq(member)))
+            .collect();
+        with_conn!(conn, c => diesel::insert_into(kv_set::table).values(&rows).execute(c))?;
+    }
+    Ok(())
+}
+
+/// The collection id counter: every id handed out so far is at most this.
+pub(crate) fn last_id(conn: &mut DbConnection) -> Result<i64, StoreError> {
+    Ok(with_conn!(conn, c => kv_meta::table
+        .find(1)
+        .select(kv_meta::collections)
+        .get_result::<i64>(c))?)
+}
+
+/// Raises the collection id counter to at least `id` (a copy's target).
+pub(crate) fn raise_last_id(conn: &mut DbConnection, id: i64) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::update(kv_meta::table.find(1).filter(kv_meta::collections.lt(id)))
+        .set(kv_meta::collections.eq(id))
+        .execute(c))?;
+    Ok(())
+}

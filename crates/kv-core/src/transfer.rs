@@ -1,28 +1,39 @@
 //! Moving data in and out: export and import as NDJSON (one
-//! `{"key","value","expires_at","version"}` object a line), and the copy of a whole store from
-//! one database to another. `GET /_export`, `POST /_import` and the `kv-server export`,
-//! `import` and `copy` commands all run these.
+//! `{"key","value","expires_at","version"}` object a line for a string, and
+//! `{"key","type":"hash"|"set","value","expires_at","version"}` for a collection, its members
+//! as JSON values: see [`write_collection_line`]), and the copy of a whole store, collections
+//! with their members, from one database to another. `GET /_export`, `POST /_import` and the
+//! `kv-server export`, `import` and `copy` commands all run these.
 
 use std::io::BufRead;
 
 use serde_json::{Map, Value};
 
-use crate::args::{ImportLine, ImportMode, ScanArgs};
+use crate::args::{ImportLine, ImportMode, Members, ScanArgs};
 use crate::backend::{self, DbConnection};
 use crate::changes;
+use crate::collections;
 use crate::error::StoreError;
 use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;
 use crate::key::validate_writable_key;
-use crate::model::KeyValue;
+use crate::model::{self, KeyValue};
+use crate::redis::value::{redis_string, stored_json};
 use crate::request::parse_body;
 use crate::store::{self, Tx};
 
 /// Keys read from the database per statement while exporting or copying.
 const PAGE: usize = 1000;
 
+/// Members read from the database per statement while exporting or copying a collection.
+const MEMBER_PAGE: i64 = 1000;
+
+/// An export hands its lines to the sink once they reach this many bytes (and at the end of
+/// each page of keys): a page of large collections is not held whole.
+const EXPORT_FLUSH_BYTES: usize = 1 << 20;
+
 /// The fields of an export line; an import line may hold only these.
-const LINE_FIELDS: &[&str] = &["key", "value", "expires_at", "version"];
+const LINE_FIELDS: &[&str] = &["key", "type", "value", "expires_at", "version"];
 
 /// Which live keys an export takes: those under any of `prefixes` (none: every key) that
 /// match `pattern`, if given.
@@ -49,9 +60,13 @@ impl ExportFilter {
 }
 
 /// Writes the live keys `filter` selects, in byte order, as NDJSON lines handed to `sink` in
-/// chunks of up to `PAGE` lines; `sink` returns `false` to stop (the client went away). All
-/// of it is read in one snapshot ([`backend::read_snapshot`]): the export is the store as it
-/// was at one instant, and keys expired at `now` are left out. Returns the lines written.
+/// chunks of up to `PAGE` lines (or about [`EXPORT_FLUSH_BYTES`]); `sink` returns `false` to
+/// stop (the client went away). All of it is read in one snapshot ([`backend::read_snapshot`]):
+/// the export is the store as it was at one instant, and keys expired at `now` are left out;
+/// a collection's members are read on the same snapshot, [`MEMBER_PAGE`] a statement.
+/// Memory: the export streams, but one collection's line is built whole before it is handed
+/// on, so a collection of n members takes about its n members' JSON in memory at once.
+/// Returns the lines written.
 pub fn export(
     conn: &mut DbConnection,
     now: i64,
@@ -82,10 +97,19 @@ pub fn export(
                 if !page.rows.is_empty() {
                     let mut chunk = Vec::with_capacity(page.rows.len() * 64);
                     for row in &page.rows {
-                        write_line(&mut chunk, row)?;
+                        if row.is_string() {
+                            write_line(&mut chunk, row)?;
+                        } else {
+                            write_collection_line(&mut chunk, row, |after| {
+                                members_page(conn, row, after)
+                            })?;
+                        }
+                        lines += 1;
+                        if chunk.len() >= EXPORT_FLUSH_BYTES && !sink(std::mem::take(&mut chunk)) {
+                            return Ok(lines);
+                        }
                     }
-                    lines += page.rows.len() as u64;
-                    if !sink(chunk) {
+                    if !chunk.is_empty() && !sink(chunk) {
                         return Ok(lines);
                     }
                 }
@@ -99,7 +123,38 @@ pub fn export(
     })
 }
 
-/// One export line: the stored value spliced in as stored (compact JSON, so one line).
+/// Up to [`MEMBER_PAGE`] members of the collection `row` after `after` (a field or member),
+/// in byte order.
+fn members_page(
+    conn: &mut DbConnection,
+    row: &KeyValue,
+    after: Option<&str>,
+) -> Result<Members, StoreError> {
+    let coll = row.coll.ok_or_else(|| {
+        StoreError::Internal(format!("{:?}: a collection without an id", row.key))
+    })?;
+    match row.kind.as_str() {
+        model::HASH => Ok(Members::Hash(collections::hash_page(
+            conn,
+            coll,
+            after,
+            MEMBER_PAGE,
+        )?)),
+        model::SET => Ok(Members::Set(collections::set_page(
+            conn,
+            coll,
+            after,
+            MEMBER_PAGE,
+        )?)),
+        other => Err(StoreError::Internal(format!(
+            "{:?}: cannot export a key of type {other:?}",
+            row.key
+        ))),
+    }
+}
+
+/// One export line of a string: the stored value spliced in as stored (compact JSON, so one
+/// line), no `type`.
 pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
     let written = (|| {
         out.extend_from_slice(b"{\"key\":");
@@ -118,6 +173,131 @@ pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
         .map_err(|e| StoreError::Internal(format!("writing the export line of {:?}: {e}", row.key)))
 }
 
+/// One export line of a collection: `{"key","type":"hash","value":{field: member, …},
+/// "expires_at","version"}` or `{…,"type":"set","value":[member, …],…}`, fields and members in
+/// byte order, each member (a Redis string) as its JSON value ([`stored_json`]: `"1"` is `1`,
+/// `"red"` is `"red"`), which [`parse_line`] turns back into the same string. `page(after)`
+/// gives the members after `after` (all of them when it comes back with fewer than
+/// [`MEMBER_PAGE`]); the line is built whole in `out`.
+pub fn write_collection_line(
+    out: &mut Vec<u8>,
+    row: &KeyValue,
+    mut page: impl FnMut(Option<&str>) -> Result<Members, StoreError>,
+) -> Result<(), StoreError> {
+    let failed = |e: serde_json::Error| {
+        StoreError::Internal(format!("writing the export line of {:?}: {e}", row.key))
+    };
+    out.extend_from_slice(b"{\"key\":");
+    serde_json::to_writer(&mut *out, &row.key).map_err(failed)?;
+    out.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut *out, &row.kind).map_err(failed)?;
+    let hash = row.kind == model::HASH;
+    out.extend_from_slice(if hash {
+        b",\"value\":{"
+    } else {
+        b",\"value\":["
+    });
+    let mut after: Option<String> = None;
+    let mut first = true;
+    loop {
+        let members = page(after.as_deref())?;
+        let full = members.len() as i64 >= MEMBER_PAGE;
+        match members {
+            Members::Hash(fields) => {
+                for (field, value) in &fields {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, field).map_err(failed)?;
+                    out.push(b':');
+                    out.extend_from_slice(stored_json(value).as_bytes());
+                }
+                after = fields.last().map(|(field, _)| field.clone());
+            }
+            Members::Set(items) => {
+                for member in &items {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(stored_json(member).as_bytes());
+                }
+                after = items.last().cloned();
+            }
+        }
+        if !full || after.is_none() {
+            break;
+        }
+    }
+    out.push(if hash { b'}' } else { b']' });
+    out.extend_from_slice(b",\"expires_at\":");
+    match row.expires_at {
+        Some(at) => {
+            serde_json::to_writer(&mut *out, &expiry::format_rfc3339_ms(at)).map_err(failed)?
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(format!(",\"version\":{}}}\n", row.version).as_bytes());
+    Ok(())
+}
+
+/// A line's `"type"` and `"value"` as what the key holds: a string's JSON text, or a
+/// collection's members as Redis strings (each JSON value's compact text as
+/// [`redis_string`] reads it, so an exported collection imports back exactly).
+fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Members>), StoreError> {
+    let member = |value: &Value| -> Result<String, StoreError> {
+        let text = serde_json::to_string(value)
+            .map_err(|e| StoreError::Internal(format!("member not serializable: {e}")))?;
+        Ok(redis_string(&text))
+    };
+    let kind = match kind {
+        None | Some(Value::Null) => model::STRING.to_owned(),
+        Some(Value::String(kind)) => kind,
+        Some(_) => {
+            return Err(StoreError::invalid(
+                "invalid_line",
+                "\"type\" must be \"string\", \"hash\" or \"set\" (or absent: a string)",
+            ));
+        }
+    };
+    match (kind.as_str(), value) {
+        (model::STRING, value) => {
+            let value = serde_json::to_string(&value)
+                .map_err(|e| StoreError::Internal(format!("value not serializable: {e}")))?;
+            Ok((value, None))
+        }
+        (model::HASH, Value::Object(object)) => {
+            let fields = object
+                .iter()
+                .map(|(field, value)| Ok((field.clone(), member(value)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(("null".to_owned(), Some(Members::Hash(fields))))
+        }
+        (model::SET, Value::Array(items)) => {
+            let mut seen = std::collections::HashSet::with_capacity(items.len());
+            let mut members = Vec::with_capacity(items.len());
+            for item in &items {
+                let text = member(item)?;
+                if seen.insert(text.clone()) {
+                    members.push(text);
+                }
+            }
+            Ok(("null".to_owned(), Some(Members::Set(members))))
+        }
+        (model::HASH, _) => Err(StoreError::invalid(
+            "invalid_line",
+            "the \"value\" of a hash must be an object of its fields",
+        )),
+        (model::SET, _) => Err(StoreError::invalid(
+            "invalid_line",
+            "the \"value\" of a set must be an array of its members",
+        )),
+        (other, _) => Err(StoreError::invalid(
+            "invalid_line",
+            format!("unknown type {other:?}; a line's \"type\" is string, hash or set"),
+        )),
+    }
+}
+
 /// Parses one line (without its line break).
 pub fn parse_line(line: &[u8]) -> Result<ImportLine, StoreError> {
     let Some(Value::Object(mut object)) = parse_body(line)? else {
@@ -129,7 +309,9 @@ pub fn parse_line(line: &[u8]) -> Result<ImportLine, StoreError> {
     if let Some(unknown) = object.keys().find(|k| !LINE_FIELDS.contains(&k.as_str())) {
         return Err(StoreError::invalid(
             "invalid_line",
-            format!("unknown field {unknown:?}; a line has key, value, expires_at and version"),
+            format!(
+                "unknown field {unknown:?}; a line has key, type, value, expires_at and version"
+            ),
         ));
     }
     let key = match object.remove("key") {
@@ -156,12 +338,12 @@ pub fn parse_line(line: &[u8]) -> Result<ImportLine, StoreError> {
             ));
         }
     }
-    let value = serde_json::to_string(&value)
-        .map_err(|e| StoreError::Internal(format!("value not serializable: {e}")))?;
+    let (value, members) = parse_value(object.remove("type"), value)?;
     Ok(ImportLine {
         key,
         value,
         expires_at,
+        members,
     })
 }
 
@@ -241,10 +423,13 @@ fn read_lines(
     }
 }
 
-/// The most lines one import transaction applies. An import of no more lines (and no more
-/// than [`CHUNK_BYTES`]) is one transaction, all or nothing; a longer one is applied as a
-/// sequence of transactions of at most this many lines, one after the other, each all or
-/// nothing, so that it never holds the write lock for long: a chunk of 10,000 small lines
+/// The most lines one import transaction applies, a collection's line counting as many lines
+/// as it has members (at least 1: see [`ImportLine::weight`]), since each member is a row to
+/// write. An import of no more lines (and no more than [`CHUNK_BYTES`]) is one transaction, all
+/// or nothing; a longer one is applied as a sequence of transactions of at most this many
+/// lines, one after the other, each all or nothing (a collection's line whole in one of them,
+/// so a chunk may end up to one collection's members over this), so that it never holds the
+/// write lock for long: a chunk of 10,000 small lines
 /// holds SQLite's for about 65 ms in a release build (6.5 s a million keys) and 200–450 ms in
 /// a debug one on the 2-core development machine, well under the busy timeout (5 s by
 /// default) that other writers wait.
@@ -283,8 +468,9 @@ impl Chunk {
 }
 
 /// Parses every line of `input` (as [`for_each_line`], calling `f` with each) and splits it
-/// into the chunks it is applied in: [`CHUNK_LINES`] lines or [`CHUNK_BYTES`] bytes a chunk,
-/// whichever comes first. An input that is empty or blank is one empty chunk.
+/// into the chunks it is applied in: [`CHUNK_LINES`] lines (a collection's weighing its
+/// members) or [`CHUNK_BYTES`] bytes a chunk, whichever comes first. An input that is empty
+/// or blank is one empty chunk.
 pub fn plan_chunks(
     input: impl BufRead,
     max_line_bytes: usize,
@@ -307,13 +493,20 @@ fn plan_chunks_of(
         first_line: 1,
         last_line: 0,
     };
+    // The chunk's lines so far, a collection's weighing its members.
+    let mut weight = 0u64;
     read_lines(input, 1, max_line_bytes, |number, bytes, line| {
-        if let Some(line) = &line {
-            f(number, line)?;
-        }
+        weight += match &line {
+            Some(line) => {
+                f(number, line)?;
+                line.weight()
+            }
+            None => 1,
+        };
         open.len += bytes;
         open.last_line = number;
-        if open.last_line + 1 - open.first_line >= chunk_lines || open.len >= chunk_bytes {
+        if weight >= chunk_lines || open.len >= chunk_bytes {
+            weight = 0;
             chunks.push(open);
             open = Chunk {
                 offset: open.offset + open.len,
@@ -333,7 +526,7 @@ fn plan_chunks_of(
 /// `mode=fail_on_existing` for an import applied in several chunks, checked before the first:
 /// the first line (of `input`, all of the import) whose key is live at `now` is a
 /// `key_exists` error naming it. Lines whose `expires_at` has passed are not checked (the
-/// import skips them). Read-only: a key written after this check is still refused by the
+/// import skips them), nor are empty collections' (which write nothing). Read-only: a key written after this check is still refused by the
 /// chunk that comes to it, with the chunks before that one applied.
 pub fn find_existing(
     conn: &mut DbConnection,
@@ -357,7 +550,7 @@ pub fn find_existing(
         Ok::<_, StoreError>(())
     };
     for_each_line(input, max_line_bytes, |number, line| {
-        if expiry::is_expired(line.expires_at, now) {
+        if expiry::is_expired(line.expires_at, now) || line.is_empty_collection() {
             return Ok(());
         }
         pending.push((number, line.key));
@@ -390,8 +583,13 @@ impl std::ops::AddAssign for ImportSummary {
 
 /// Imports the lines of `input` in the transaction of `tx`: all of them or, on any error,
 /// none (the caller's transaction rolls back). Every key written takes the transaction's one
-/// new version, as the ops of a `/_tx` do. Lines are applied `PAGE` at a time (two
-/// statements each, see [`Tx::import_lines`]), so memory stays flat whatever the length.
+/// new version, as the ops of a `/_tx` do. String lines are applied `PAGE` at a time (two
+/// statements each, see [`Tx::import_lines`]), so memory stays flat whatever the length; a
+/// collection's line one at a time, in order with them ([`Tx::import_collection`]): it
+/// replaces the key (a collection it held has its members queued for removal) with a new
+/// collection of its members. A collection's line without members writes nothing and leaves
+/// the key as it was (an empty collection does not exist); it counts as neither imported nor
+/// skipped.
 pub fn import(
     tx: &mut Tx<'_>,
     input: impl BufRead,
@@ -438,6 +636,21 @@ fn import_from(
             summary.skipped_expired += 1;
             return Ok(());
         }
+        if line.members.is_some() {
+            if line.is_empty_collection() {
+                return Ok(());
+            }
+            // The string lines before it first: it sees what they wrote.
+            if !pending.is_empty() {
+                apply(tx, &mut pending, &mut summary)?;
+            }
+            if tx.import_collection(number, line, mode)? {
+                summary.imported += 1;
+            } else {
+                summary.skipped_existing += 1;
+            }
+            return Ok(());
+        }
         pending.push((number, line));
         if pending.len() == PAGE {
             apply(tx, &mut pending, &mut summary)?;
@@ -453,7 +666,8 @@ fn import_from(
 /// What a copy did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CopySummary {
-    /// Live keys copied, each with its value, expiry, version and times as they were.
+    /// Live keys copied, each with its value (or members), expiry, version and times as they
+    /// were.
     pub copied: u64,
     /// The target's version counter afterwards (at least the source's).
     pub version: i64,
@@ -461,10 +675,16 @@ pub struct CopySummary {
 
 /// Copies every live key of `source` into `target`, byte for byte with its expiry, version
 /// and times, and raises the target's version counter to the source's, so new writes there
-/// continue above every copied version. The source is read in one snapshot; the target is
-/// written in one transaction (nothing lands unless all of it does). A target that holds
-/// live keys is refused unless `overwrite`, which replaces keys of the same name and leaves
-/// the others.
+/// continue above every copied version. A collection comes with its members (read
+/// [`MEMBER_PAGE`] at a time, a statement per 1000 written) under a collection id above every
+/// id the target had handed out: its source id plus the target's id counter before the copy
+/// (so into a new database the ids stay as they were), and the target's counter is raised to
+/// its old value plus the source's, so ids it hands out later collide with none. The source is
+/// read in one snapshot; the target is written in one transaction (nothing lands unless all of
+/// it does). A target that holds live keys is refused unless `overwrite`, which replaces keys
+/// of the same name and leaves the others; a replaced row (live or expired) that held a
+/// collection has its members queued for removal (`kv_garbage`), as any overwrite does. The
+/// copy writes no change log (the target's watchers re-list).
 pub fn copy(
     source: &mut DbConnection,
     target: &mut DbConnection,
@@ -498,8 +718,9 @@ pub fn copy(
             }
             let mut copied = 0u64;
             let mut after = None;
+            let id_base = collections::last_id(target)?;
             loop {
-                let page = store::scan(
+                let mut page = store::scan(
                     source,
                     now,
                     &ScanArgs {
@@ -509,7 +730,20 @@ pub fn copy(
                         after,
                     },
                 )?;
-                // Six columns a row: 1000 rows stay under both databases' parameter limits.
+                // The target's rows these replace: a collection's members are queued.
+                let keys: Vec<&str> = page.rows.iter().map(|row| row.key.as_str()).collect();
+                for replaced in backend::rows_of(target, &keys)? {
+                    if let Some(coll) = replaced.coll {
+                        collections::discard(target, coll)?;
+                    }
+                }
+                for row in &mut page.rows {
+                    if let Some(coll) = row.coll {
+                        copy_members(source, target, row, coll, id_base + coll)?;
+                        row.coll = Some(id_base + coll);
+                    }
+                }
+                // Nine columns a row: 1000 rows stay under both databases' parameter limits.
                 backend::insert_rows(target, &page.rows)?;
                 copied += page.rows.len() as u64;
                 match page.next_after {
@@ -517,6 +751,7 @@ pub fn copy(
                     None => break,
                 }
             }
+            collections::raise_last_id(target, id_base + collections::last_id(source)?)?;
             backend::raise_version(target, source_version)?;
             let version = backend::current_version(target)?;
             // The copied rows come without their history: watchers of the target re-list.
@@ -524,6 +759,42 @@ pub fn copy(
             Ok(CopySummary { copied, version })
         })
     })
+}
+
+/// Copies the members of the collection `row` of `source` (id `from`) into `target` as the
+/// collection `to`, [`MEMBER_PAGE`] at a time.
+fn copy_members(
+    source: &mut DbConnection,
+    target: &mut DbConnection,
+    row: &KeyValue,
+    from: i64,
+    to: i64,
+) -> Result<(), StoreError> {
+    let mut after: Option<String> = None;
+    loop {
+        let (count, last) = match row.kind.as_str() {
+            model::HASH => {
+                let fields = collections::hash_page(source, from, after.as_deref(), MEMBER_PAGE)?;
+                collections::insert_hash(target, to, &fields)?;
+                (fields.len(), fields.last().map(|(field, _)| field.clone()))
+            }
+            model::SET => {
+                let members = collections::set_page(source, from, after.as_deref(), MEMBER_PAGE)?;
+                collections::insert_set(target, to, &members)?;
+                (members.len(), members.last().cloned())
+            }
+            other => {
+                return Err(StoreError::Internal(format!(
+                    "{:?}: cannot copy a key of type {other:?}",
+                    row.key
+                )));
+            }
+        };
+        if (count as i64) < MEMBER_PAGE || last.is_none() {
+            return Ok(());
+        }
+        after = last;
+    }
 }
 
 /// Writes a consistent copy of a SQLite store to `output` while others go on writing
@@ -608,6 +879,77 @@ mod tests {
     }
 
     #[test]
+    fn a_collection_line_parses_back_to_the_same_members_as_redis_strings() {
+        let tricky = [
+            "1",
+            "red",
+            "1.50",
+            "\"quoted\"",
+            "",
+            " 1",
+            "{\"b\":1,\"a\":2}",
+            "12345678901234567890123",
+            "null",
+            "h\u{e9}\n",
+        ];
+        let mut fields: Vec<(String, String)> = tricky
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (format!("f{i}"), (*m).to_owned()))
+            .collect();
+        fields.sort();
+        let mut members: Vec<String> = tricky.iter().map(|m| (*m).to_owned()).collect();
+        members.sort();
+        for (kind, all) in [
+            (model::HASH, Members::Hash(fields)),
+            (model::SET, Members::Set(members)),
+        ] {
+            let row = KeyValue {
+                kind: kind.to_owned(),
+                coll: Some(3),
+                length: Some(all.len() as i64),
+                ..KeyValue::string("c", "null".into(), 9, 1, 2, Some(1_790_000_000_123))
+            };
+            let mut out = Vec::new();
+            let mut pages = 0;
+            write_collection_line(&mut out, &row, |after| {
+                pages += 1;
+                Ok(match (after, &all) {
+                    (None, _) => all.clone(),
+                    (Some(_), Members::Hash(_)) => Members::Hash(Vec::new()),
+                    (Some(_), Members::Set(_)) => Members::Set(Vec::new()),
+                })
+            })
+            .expect("line");
+            assert_eq!(pages, 1, "a short page is the last");
+            let text = String::from_utf8(out).expect("utf8");
+            assert_eq!(text.matches('\n').count(), 1, "{text}");
+            assert!(
+                text.starts_with(&format!("{{\"key\":\"c\",\"type\":\"{kind}\",\"value\":")),
+                "{text}"
+            );
+            assert!(
+                text.contains(r#""red""#) && text.contains(r#""\"quoted\"""#),
+                "{text}"
+            );
+            let parsed = parse_line(text.trim_end().as_bytes()).expect("parse");
+            assert_eq!(parsed.members, Some(all), "{text}");
+            assert_eq!(parsed.value, "null");
+            assert_eq!(parsed.expires_at, row.expires_at);
+        }
+        let set = parse_line(br#"{"key":"s","type":"set","value":[1,"1",2]}"#).expect("set");
+        assert_eq!(
+            set.members,
+            Some(Members::Set(vec!["1".into(), "2".into()]))
+        );
+        let string = parse_line(br#"{"key":"s","type":"string","value":[1]}"#).expect("string");
+        assert_eq!((string.value.as_str(), string.members), ("[1]", None));
+        let empty = parse_line(br#"{"key":"e","type":"hash","value":{}}"#).expect("empty");
+        assert!(empty.is_empty_collection());
+        assert_eq!(empty.weight(), 1);
+    }
+
+    #[test]
     fn lines_are_numbered_blank_ones_skipped_and_errors_name_their_line() {
         let got = lines("{\"key\":\"a\",\"value\":1}\r\n\n  \n{\"key\":\"b\",\"value\":null}")
             .expect("lines");
@@ -628,6 +970,26 @@ mod tests {
                 "{\"key\":\"a\",\"value\":1,\"expires_at\":5}\n",
                 1,
                 "invalid_expires_at",
+            ),
+            (
+                "{\"key\":\"a\",\"type\":\"list\",\"value\":[1]}\n",
+                1,
+                "invalid_line",
+            ),
+            (
+                "{\"key\":\"a\",\"type\":\"hash\",\"value\":[1]}\n",
+                1,
+                "invalid_line",
+            ),
+            (
+                "{\"key\":\"a\",\"type\":\"set\",\"value\":{}}\n",
+                1,
+                "invalid_line",
+            ),
+            (
+                "{\"key\":\"a\",\"type\":1,\"value\":1}\n",
+                1,
+                "invalid_line",
             ),
             (
                 "{\"key\":\"a\",\"value\":1,\"version\":-1}\n",
@@ -672,6 +1034,14 @@ mod tests {
         assert_eq!(plan(100, 1000).len(), 1);
         let empty = plan_chunks_of(&b""[..], 100, 2, 40, |_, _| Ok(())).expect("plan");
         assert_eq!(empty.iter().map(at).collect::<Vec<_>>(), [(0, 0, 1, 0)]);
+        // A collection's line weighs its members: 3 of them fill a chunk of 2 lines alone.
+        let set = "{\"key\":\"s\",\"type\":\"set\",\"value\":[1,2,3]}\n"; // 41 bytes
+        let text = format!("{line}{set}{line}{line}");
+        let chunks = plan_chunks_of(text.as_bytes(), 100, 2, 1000, |_, _| Ok(())).expect("plan");
+        assert_eq!(
+            chunks.iter().map(at).collect::<Vec<_>>(),
+            [(0, 63, 1, 2), (63, 44, 3, 4)]
+        );
     }
 
     #[test]

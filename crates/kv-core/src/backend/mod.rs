@@ -470,6 +470,9 @@ pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[KeyValue]) -> QueryRe
                 kv_store::created_at.eq(diesel::upsert::excluded(kv_store::created_at)),
                 kv_store::updated_at.eq(diesel::upsert::excluded(kv_store::updated_at)),
                 kv_store::expires_at.eq(diesel::upsert::excluded(kv_store::expires_at)),
+                kv_store::kind.eq(diesel::upsert::excluded(kv_store::kind)),
+                kv_store::coll.eq(diesel::upsert::excluded(kv_store::coll)),
+                kv_store::length.eq(diesel::upsert::excluded(kv_store::length)),
             ))
             .execute(c),
     }

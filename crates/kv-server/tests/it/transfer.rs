@@ -214,6 +214,8 @@ fn a_bad_line_is_400_naming_it_and_nothing_of_the_import_lands() {
         ),
         (r#"{"key":"","value":1}"#, "invalid_key"),
         ("[1,2]", "invalid_line"),
+        (r#"{"key":"k","type":"list","value":[1]}"#, "invalid_line"),
+        (r#"{"key":"k","type":"hash","value":[1]}"#, "invalid_line"),
     ] {
         let body = format!("{good}\n\n{bad}\n{good}\n");
         let err = import(&server, "", &body).expect_error(400, code);
@@ -657,4 +659,202 @@ fn a_long_import_repeated_with_its_idempotency_key_gets_its_answer_back() {
     assert_eq!(again.expect(200), answer);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(store_version(&server), version, "nothing written again");
+}
+
+/// One `/_upstash` command's result (panics on an error).
+#[track_caller]
+fn redis(server: &Server, command: Value) -> Value {
+    let resp = request(
+        "POST",
+        &server.url("/_upstash"),
+        &[("content-type", "application/json")],
+        Some(&command.to_string()),
+    );
+    let body = resp.json();
+    assert!(body.get("error").is_none(), "{command}: {body}");
+    body["result"].clone()
+}
+
+/// Members that are Redis strings of every shape: numbers as written (and not), JSON text,
+/// a string literal with its quotes, empty, multibyte.
+const TRICKY: [&str; 10] = [
+    "1",
+    "red",
+    "1.50",
+    "\"quoted\"",
+    "",
+    " 1",
+    "{\"b\":1,\"a\":2}",
+    "12345678901234567890123",
+    "null",
+    "h\u{e9}\n",
+];
+
+/// A hash `h` (with a TTL), a set `s` and two strings.
+fn seed_collections(server: &Server) {
+    let mut hset = vec![json!("HSET"), json!("h")];
+    for (i, member) in TRICKY.iter().enumerate() {
+        hset.extend([json!(format!("f{i}")), json!(member)]);
+    }
+    assert_eq!(redis(server, Value::Array(hset)), json!(10));
+    assert_eq!(redis(server, json!(["EXPIRE", "h", 3600])), json!(1));
+    let mut sadd = vec![json!("SADD"), json!("s")];
+    sadd.extend(TRICKY.iter().map(|m| json!(m)));
+    assert_eq!(redis(server, Value::Array(sadd)), json!(10));
+    server
+        .put("/a", r#"{"value": {"x": [1, 2.50]}}"#)
+        .expect(201);
+    assert_eq!(redis(server, json!(["SET", "str", "1.50"])), json!("OK"));
+}
+
+/// What a database holds of the keys of [`seed_collections`], compared across databases.
+fn collections_of(server: &Server) -> Vec<Value> {
+    let mut out = Vec::new();
+    for key in ["h", "s", "a", "str"] {
+        out.push(redis(server, json!(["TYPE", key])));
+        let mut got = server.get(&format!("/{key}")).expect(200);
+        got.as_object_mut().expect("object").remove("version");
+        got.as_object_mut().expect("object").remove("ttl_remaining");
+        got.as_object_mut()
+            .expect("object")
+            .remove("ttl_remaining_ms");
+        out.push(got);
+    }
+    out.push(redis(server, json!(["HGETALL", "h"])));
+    let mut members: Vec<String> =
+        serde_json::from_value(redis(server, json!(["SMEMBERS", "s"]))).expect("members");
+    members.sort();
+    out.push(json!(members));
+    out.push(redis(server, json!(["GET", "str"])));
+    out
+}
+
+/// An export line without its version (an import writes at the target's next version).
+fn without_versions(ndjson: &str) -> Vec<Value> {
+    lines_of(ndjson)
+        .into_iter()
+        .map(|mut line| {
+            line.as_object_mut().expect("object").remove("version");
+            line
+        })
+        .collect()
+}
+
+#[test]
+fn hashes_and_sets_export_with_their_type_and_import_back_exactly() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    seed_collections(&server);
+    let export = server.get("/_export");
+    assert_eq!(export.status, 200, "{}", export.body);
+    let lines = lines_of(&export.body);
+    assert_eq!(keys_in(&export.body), ["a", "h", "s", "str"]);
+    assert_eq!(lines[1]["type"], json!("hash"));
+    assert_eq!(lines[1]["value"]["f0"], json!(1), "{}", lines[1]);
+    assert_eq!(lines[1]["value"]["f1"], json!("red"));
+    assert_eq!(lines[1]["value"]["f3"], json!("\"quoted\""));
+    assert!(lines[1]["expires_at"].is_string(), "{}", lines[1]);
+    assert_eq!(lines[2]["type"], json!("set"));
+    assert_eq!(lines[2]["value"].as_array().map(Vec::len), Some(10));
+    for string in [&lines[0], &lines[3]] {
+        assert!(
+            string.get("type").is_none(),
+            "a string line as before: {string}"
+        );
+    }
+    assert!(
+        export
+            .body
+            .starts_with(r#"{"key":"a","value":{"x":[1,2.50]},"expires_at":null,"version":4}"#),
+        "{}",
+        export.body
+    );
+
+    let target_db = TestDatabase::new();
+    let target = Server::start(&target_db);
+    // A hash already at `h` is replaced, not merged into; a string at `s` too.
+    redis(&target, json!(["HSET", "h", "old", "1"]));
+    redis(&target, json!(["SET", "s", "x"]));
+    let empty = r#"{"key":"e","type":"set","value":[]}"#;
+    let body = format!("{}{empty}\n", export.body);
+    let done = import(&target, "", &body).expect(200);
+    assert_eq!(done["imported"], json!(4), "{done}");
+    assert_eq!(collections_of(&target), collections_of(&server));
+    assert_eq!(
+        redis(&target, json!(["EXISTS", "e"])),
+        json!(0),
+        "an empty collection's line creates nothing"
+    );
+    assert_eq!(
+        without_versions(&target.get("/_export").body),
+        without_versions(&export.body),
+        "exported again, the same lines"
+    );
+
+    let skipped = import(&target, "?mode=skip_existing", &export.body).expect(200);
+    assert_eq!(skipped["skipped_existing"], json!(4), "{skipped}");
+    import(&target, "?mode=fail_on_existing", &export.body).expect_error(409, "key_exists");
+    // A new collection after the import takes an id of its own.
+    assert_eq!(redis(&target, json!(["SADD", "s2", "m"])), json!(1));
+    assert_eq!(collections_of(&target), collections_of(&server));
+
+    // The commands carry the type too.
+    let dumped = stdout_of_success(&command(&db.url, &["export"], ""));
+    assert_eq!(without_versions(&dumped), without_versions(&export.body));
+    let third = TestDatabase::new();
+    let loaded = command(&third.url, &["import"], &dumped);
+    assert!(loaded.status.success(), "{loaded:?}");
+    let third = Server::start(&third);
+    assert_eq!(collections_of(&third), collections_of(&server));
+}
+
+#[test]
+fn copy_brings_collections_with_their_members_and_new_ids_do_not_collide() {
+    let source = TestDatabase::sqlite();
+    let expected = {
+        let server = Server::start(&source);
+        seed_collections(&server);
+        redis(&server, json!(["SADD", "gone", "x"]));
+        redis(&server, json!(["DEL", "gone"]));
+        collections_of(&server)
+    };
+    let source_export = stdout_of_success(&command(&source.url, &["export"], ""));
+    let target = TestDatabase::sqlite();
+    let copied = command(&source.url, &["copy", "--to", &target.url], "");
+    assert!(copied.status.success(), "{copied:?}");
+    assert!(stderr_of(&copied).contains("copied 4 keys"), "{copied:?}");
+    {
+        let server = Server::start(&target);
+        assert_eq!(collections_of(&server), expected);
+        assert_eq!(server.get("/_export").body, source_export, "byte for byte");
+        // New collections take ids above the copied ones: none shares members with them.
+        for key in ["n1", "n2", "n3", "n4"] {
+            assert_eq!(redis(&server, json!(["HSET", key, "new", "1"])), json!(1));
+            assert_eq!(
+                redis(&server, json!(["SADD", format!("{key}s"), "new"])),
+                json!(1)
+            );
+        }
+        assert_eq!(collections_of(&server), expected);
+        // A collection at a key the copy will overwrite, and one it leaves alone.
+        redis(&server, json!(["HSET", "h", "extra", "1"]));
+    }
+    let refused = command(&source.url, &["copy", "--to", &target.url], "");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let overwritten = command(
+        &source.url,
+        &["copy", "--to", &target.url, "--overwrite"],
+        "",
+    );
+    assert!(overwritten.status.success(), "{overwritten:?}");
+    let server = Server::start(&target);
+    assert_eq!(collections_of(&server), expected, "replaced, not merged");
+    assert_eq!(
+        redis(&server, json!(["HGETALL", "n1"])),
+        json!(["new", "1"]),
+        "the target's other collections stay as they were"
+    );
+    assert_eq!(redis(&server, json!(["SMEMBERS", "n1s"])), json!(["new"]));
+    redis(&server, json!(["SADD", "later", "m"]));
+    assert_eq!(collections_of(&server), expected);
 }

@@ -10,8 +10,9 @@ use crate::error::StoreError;
 /// What a response's pieces cost beyond their own bytes (quotes, commas, a key's field names).
 pub const PIECE_OVERHEAD: usize = 16;
 
-/// The bytes one response may still take (shared by the parts of a request that run on
-/// different threads, such as a pipeline's reads and writes).
+/// The bytes one response may still take. `Sync`: the work that charges it runs on the
+/// writer's or a blocking thread; a write that may run again (a lost race, a batch run again)
+/// starts each run from a budget of its own, so a run that is thrown away charges nothing.
 #[derive(Debug)]
 pub struct ResponseBudget {
     left: AtomicUsize,
@@ -24,6 +25,11 @@ impl ResponseBudget {
             left: AtomicUsize::new(limit),
             limit,
         }
+    }
+
+    /// The bytes still left.
+    pub fn left(&self) -> usize {
+        self.left.load(Ordering::Acquire)
     }
 
     /// Takes `bytes` (plus [`PIECE_OVERHEAD`]) from the budget, or refuses them with

@@ -180,58 +180,65 @@ async fn run(
         })
         .collect();
     let (deadline, _client) = Deadline::after(state.request_timeout);
-    let deadline = deadline.watching(client);
     let bounds = Bounds {
         within: reach.0.as_ref().map(|scope| scope.prefixes().into()),
-        budget: Arc::new(ResponseBudget::new(state.max_response_bytes)),
-        deadline,
+        deadline: deadline.watching(client),
     };
     let now = now_ms();
+    // The response's budget, carried from part to part. Each run of a part (a write may run
+    // again: a lost race, a batch run again) starts from what the parts before it left.
+    let mut left = state.max_response_bytes;
     let mut replies = Vec::with_capacity(checked.len());
     for (place, part) in parts(checked, batch) {
         let reads = {
             let (bounds, part) = (bounds.clone(), part.clone());
             move |conn: &mut kv_core::DbConnection| {
                 let mut source = Snapshot { conn, now };
-                let context = bounds.context();
-                part.iter()
+                let budget = ResponseBudget::new(left);
+                let context = bounds.context(&budget);
+                let replies = part
+                    .iter()
                     .map(|command| match command {
                         Ok(command) => redis::read(&mut source, command, &context),
                         Err(reply) => Ok(reply.clone()),
                     })
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((replies, budget.left()))
             }
         };
-        replies.extend(match place {
+        let (part_replies, still_left) = match place {
             Place::Writer => {
                 let bounds = bounds.clone();
                 state
                     .write(now, move |tx| {
-                        redis::execute_all(tx, &part, &bounds.context())
+                        let budget = ResponseBudget::new(left);
+                        let replies = redis::execute_all(tx, &part, &bounds.context(&budget))?;
+                        Ok((replies, budget.left()))
                     })
                     .await?
             }
             Place::Listing => state.db(reads).await?,
             Place::Inline => state.read_short(reads).await?,
-        });
+        };
+        left = still_left;
+        replies.extend(part_replies);
     }
     Ok(replies)
 }
 
-/// What bounds a request's commands, shared by its parts: a scoped key's prefixes, the
-/// response's budget, the request's deadline.
+/// What bounds a request's commands, shared by its parts: a scoped key's prefixes and the
+/// request's deadline.
 #[derive(Clone)]
 struct Bounds {
     within: Option<Arc<[String]>>,
-    budget: Arc<ResponseBudget>,
     deadline: Deadline,
 }
 
 impl Bounds {
-    fn context(&self) -> Context<'_> {
+    fn context<'a>(&'a self, budget: &'a ResponseBudget) -> Context<'a> {
         Context {
             within: self.within.as_deref(),
-            budget: &self.budget,
+            budget,
             deadline: &self.deadline,
         }
     }

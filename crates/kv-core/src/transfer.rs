@@ -60,10 +60,10 @@ impl ExportFilter {
 }
 
 /// Writes the live keys `filter` selects, in byte order, as NDJSON lines handed to `sink` in
-/// chunks of up to `PAGE` lines (or about [`EXPORT_FLUSH_BYTES`]); `sink` returns `false` to
+/// chunks of up to `PAGE` lines (or about `EXPORT_FLUSH_BYTES`); `sink` returns `false` to
 /// stop (the client went away). All of it is read in one snapshot ([`backend::read_snapshot`]):
 /// the export is the store as it was at one instant, and keys expired at `now` are left out;
-/// a collection's members are read on the same snapshot, [`MEMBER_PAGE`] a statement.
+/// a collection's members are read on the same snapshot, `MEMBER_PAGE` a statement.
 /// Memory: the export streams, but one collection's line is built whole before it is handed
 /// on, so a collection of n members takes about its n members' JSON in memory at once.
 /// Returns the lines written.
@@ -123,7 +123,7 @@ pub fn export(
     })
 }
 
-/// Up to [`MEMBER_PAGE`] members of the collection `row` after `after` (a field or member),
+/// Up to `MEMBER_PAGE` members of the collection `row` after `after` (a field or member),
 /// in byte order.
 fn members_page(
     conn: &mut DbConnection,
@@ -178,7 +178,7 @@ pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
 /// byte order, each member (a Redis string) as its JSON value ([`stored_json`]: `"1"` is `1`,
 /// `"red"` is `"red"`), which [`parse_line`] turns back into the same string. `page(after)`
 /// gives the members after `after` (all of them when it comes back with fewer than
-/// [`MEMBER_PAGE`]); the line is built whole in `out`.
+/// `MEMBER_PAGE`); the line is built whole in `out`.
 pub fn write_collection_line(
     out: &mut Vec<u8>,
     row: &KeyValue,
@@ -676,7 +676,7 @@ pub struct CopySummary {
 /// Copies every live key of `source` into `target`, byte for byte with its expiry, version
 /// and times, and raises the target's version counter to the source's, so new writes there
 /// continue above every copied version. A collection comes with its members (read
-/// [`MEMBER_PAGE`] at a time, a statement per 1000 written) under a collection id above every
+/// `MEMBER_PAGE` at a time, a statement per 1000 written) under a collection id above every
 /// id the target had handed out: its source id plus the target's id counter before the copy
 /// (so into a new database the ids stay as they were), and the target's counter is raised to
 /// its old value plus the source's, so ids it hands out later collide with none. The source is
@@ -762,7 +762,7 @@ pub fn copy(
 }
 
 /// Copies the members of the collection `row` of `source` (id `from`) into `target` as the
-/// collection `to`, [`MEMBER_PAGE`] at a time.
+/// collection `to`, `MEMBER_PAGE` at a time.
 fn copy_members(
     source: &mut DbConnection,
     target: &mut DbConnection,

@@ -334,12 +334,16 @@ pub struct ImportView {
     pub skipped_existing: u64,
     /// Lines whose `expires_at` had passed.
     pub skipped_expired: u64,
-    /// The version every imported key took, or null when nothing was written.
+    /// The version the last imported key took, or null when nothing was written.
     #[schema(required = true)]
     pub version: Option<i64>,
+    /// The transactions the import was applied in: 1 for an import of at most 10,000 lines
+    /// and 4 MiB (all or nothing); more for a longer one, each of them all or nothing.
+    pub chunks: u64,
 }
 
 impl ImportView {
+    /// An import applied in one transaction (set `chunks` for more).
     pub fn new(summary: crate::transfer::ImportSummary, version: Option<i64>) -> Self {
         ImportView {
             status: OK,
@@ -347,6 +351,7 @@ impl ImportView {
             skipped_existing: summary.skipped_existing,
             skipped_expired: summary.skipped_expired,
             version,
+            chunks: 1,
         }
     }
 }

@@ -10,7 +10,7 @@ use kv_core::store::Tx;
 use kv_core::transfer::{self, Chunk, ExportFilter, ImportSummary};
 use kv_core::view::ImportView;
 use kv_core::{StoreError, now_ms};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::auth::Reach;
 use crate::error::{ApiError, ErrorBody};
@@ -95,16 +95,6 @@ pub struct ImportQuery {
     mode: Option<String>,
 }
 
-/// `POST /_import`'s answer: what it did, and in how many transactions.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ImportAnswer {
-    #[serde(flatten)]
-    pub view: ImportView,
-    /// The transactions the import was applied in: 1 for an import of at most 10,000 lines
-    /// and 4 MiB (all or nothing); more for a longer one, each of them all or nothing.
-    pub chunks: u64,
-}
-
 /// `POST /_import`: NDJSON lines as `GET /_export` writes them. The body is written to a temp
 /// file as it arrives, checked whole (every line, every key within a scoped key's reach),
 /// then applied: in one transaction (all or nothing) when it has at most
@@ -117,7 +107,7 @@ pub struct ImportAnswer {
     ),
     request_body(content = Option<String>, content_type = "text/plain", description = "NDJSON: one `{\"key\",\"value\",\"expires_at\"?,\"version\"?}` a line, as `GET /_export` writes them; read whatever the Content-Type (`application/x-ndjson` is apt). Empty: nothing to import. Up to 10,000 lines and 4 MiB are applied all or nothing; a longer import in chunks of that size, one transaction each"),
     responses(
-        (status = 200, description = "Imported (or nothing to import)", body = ImportAnswer),
+        (status = 200, description = "Imported (or nothing to import)", body = ImportView),
         (status = 409, description = "mode=fail_on_existing and a key exists; nothing imported (an import in chunks: `committed_lines` says what was)", body = ErrorBody),
     ))]
 pub async fn import(
@@ -168,7 +158,7 @@ pub async fn import(
                     let summary = transfer::import(tx, input, max_line, mode)?;
                     Ok(ImportView::new(summary, tx.written_version()))
                 },
-                |view| StoredResponse::json(200, &ImportAnswer { view, chunks: 1 }, None),
+                |view| StoredResponse::json(200, &view, None),
             )
             .await
     };
@@ -253,15 +243,9 @@ async fn import_in_chunks(
             let render = move |(done, written): (ImportSummary, Option<i64>)| {
                 let mut total = summary;
                 total += done;
-                let view = ImportView::new(total, written.or(version));
-                StoredResponse::json(
-                    200,
-                    &ImportAnswer {
-                        view,
-                        chunks: count,
-                    },
-                    None,
-                )
+                let mut view = ImportView::new(total, written.or(version));
+                view.chunks = count;
+                StoredResponse::json(200, &view, None)
             };
             return state
                 .write_answer(idempotent, now_ms(), apply, render)

@@ -87,22 +87,17 @@ impl AppState {
         };
         let answer = self.store.write(now, op);
         futures_util::pin_mut!(answer);
-        // A little past the busy timeout: a database locked by another process answers busy
-        // at the busy timeout itself, and that answer (a fault /_health reports) comes first.
-        let waited = actix_web::rt::time::sleep(self.busy_timeout + GIVE_UP_MARGIN);
+        let waited = actix_web::rt::time::sleep(self.busy_timeout);
         futures_util::pin_mut!(waited);
         let result = match futures_util::future::select(answer, waited).await {
             Either::Left((result, _)) => result,
-            // Not a fault of the database (not one for /_health): the writer is busy.
+            // The writer is busy (a long request, or a database another process holds): as a
+            // busy database, this is a fault /_health reports until a write goes through.
             Either::Right(((), answer)) => match turn.give_up() {
-                Ok(()) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "busy: the writer did not start this write within {} ms \
-                         (--busy-timeout-ms)",
-                        self.busy_timeout.as_millis()
-                    ))
-                    .into());
-                }
+                Ok(()) => Err(StoreError::Unavailable(format!(
+                    "busy: the writer did not start this write within {} ms (--busy-timeout-ms)",
+                    self.busy_timeout.as_millis()
+                ))),
                 Err(()) => answer.await,
             },
         };
@@ -171,9 +166,6 @@ impl AppState {
 /// [`AppState::write`]): whichever comes first wins.
 #[derive(Debug, Default)]
 struct WriteTurn(AtomicU8);
-
-/// How long past the busy timeout a write that has not started is given up.
-const GIVE_UP_MARGIN: Duration = Duration::from_millis(100);
 
 const QUEUED: u8 = 0;
 const STARTED: u8 = 1;

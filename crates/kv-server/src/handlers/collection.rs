@@ -6,7 +6,7 @@ use kv_core::deadline::Deadline;
 use kv_core::request::{query_flag, scan_args};
 use kv_core::store::{self, KeyScope};
 use kv_core::view::{BulkDeleteView, ItemsPage, KeyView, KeysPage, ScanView, StatsView, TxView};
-use kv_core::{cursor, now_ms, tx};
+use kv_core::{StoreError, cursor, now_ms, tx};
 use serde::Deserialize;
 
 use crate::auth::{Access, Reach};
@@ -30,6 +30,9 @@ pub struct KeysQuery {
     cursor: Option<String>,
     values: Option<String>,
     all: Option<String>,
+    /// Only keys of this type (`string`, `hash`, `set`).
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 /// `GET /_keys`: one page of live keys (or items with values) in byte order.
@@ -40,6 +43,7 @@ pub struct KeysQuery {
         ("limit" = Option<i64>, Query, description = "Keys per page, 1–1000 (default 100)", minimum = 1, maximum = 1000),
         ("cursor" = Option<String>, Query, description = "The `cursor` of the previous page"),
         ("values" = Option<String>, Query, description = "`true`/`1`: items with values", pattern = "^(true|false|1|0)$"),
+        ("type" = Option<String>, Query, description = "Only keys of this type (a page may then hold fewer keys while more remain)", pattern = "^(string|hash|set|list|zset)$"),
     ),
     responses(
         (status = 200, description = "A page; only `cursor: null` means done", body = ScanView),
@@ -59,15 +63,29 @@ pub async fn scan(
         q.cursor.as_deref(),
     )?;
     let with_values = query_flag("values", q.values.as_deref())?;
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some(kind @ ("string" | "hash" | "set" | "list" | "zset")) => Some(kind.to_owned()),
+        Some(other) => {
+            return Err(StoreError::invalid(
+                "invalid_parameter",
+                format!("type must be string, hash, set, list or zset, not {other:?}"),
+            )
+            .into());
+        }
+    };
     let now = now_ms();
     let max_response_bytes = state.max_response_bytes;
     let body = state
         .db(move |conn| {
-            let page = match &within {
+            let mut page = match &within {
                 Some(prefixes) => store::scan_within(conn, now, prefixes, &args)?,
                 None => store::scan(conn, now, &args)?,
             };
             let cursor = page.next_after.as_deref().map(cursor::encode);
+            if let Some(kind) = &kind {
+                page.rows.retain(|row| &row.kind == kind);
+            }
             Ok(if with_values {
                 let budget = ResponseBudget::new(max_response_bytes);
                 for row in &page.rows {

@@ -358,3 +358,20 @@ fn listings_and_transactions_name_a_collection_s_type() {
         .expect(200);
     assert_eq!(tx["results"][0]["type"], "hash");
 }
+
+#[test]
+fn keys_list_by_type() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    ok(&server, json!(["HSET", "a:h", "f", "v"]));
+    ok(&server, json!(["SADD", "a:s", "m"]));
+    ok(&server, json!(["SET", "a:str", "v"]));
+    let keys = |query: &str| server.get(&format!("/_keys?{query}")).expect(200)["keys"].clone();
+    assert_eq!(keys("type=hash"), json!(["a:h"]));
+    assert_eq!(keys("type=set&prefix=a:"), json!(["a:s"]));
+    assert_eq!(keys("type=string"), json!(["a:str"]));
+    assert_eq!(keys("type=zset"), json!([]));
+    server
+        .get("/_keys?type=tree")
+        .expect_error(400, "invalid_parameter");
+}

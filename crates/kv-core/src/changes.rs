@@ -65,14 +65,30 @@ pub(crate) fn record_range_removal(
 /// A read of the log: changes in version order, then where the read stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRead {
-    /// Whole versions: a transaction's changes are never split.
+    /// Whole versions: a transaction's changes are never split. A value longer than the read's
+    /// `max_value_bytes` is not read: `None`, with its change's index in `omitted`.
     pub changes: Vec<Change>,
+    /// The changes (by index in `changes`) whose value was too long to read.
+    pub omitted: Vec<usize>,
     /// Every change at or below this version is gone from the log.
     pub trimmed: i64,
     /// Every change at or below this version has been read (those above `after`, that is):
     /// the store's current version, or the last version read when the read stopped early.
     pub scanned: i64,
 }
+
+/// A change as [`read_after`] selects it, its value cut to NULL when long.
+type ChangeRow = (
+    i64,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    i64,
+    Option<String>,
+    Option<String>,
+);
 
 /// The changes with versions above `after`: at least `max_rows` rows when there are that many
 /// (more to finish the last version), all read from one snapshot together with the trim mark
@@ -81,6 +97,7 @@ pub fn read_after(
     conn: &mut DbConnection,
     after: i64,
     max_rows: usize,
+    max_value_bytes: usize,
 ) -> Result<LogRead, StoreError> {
     let limit = i64::try_from(max_rows.max(1)).unwrap_or(i64::MAX);
     backend::read_snapshot(conn, |conn| {
@@ -89,29 +106,68 @@ pub fn read_after(
             .find(1)
             .select(kv_meta::version)
             .get_result(c))?;
-        let mut changes: Vec<Change> = with_conn!(conn, c => kv_changes::table
+        // A long value stays in the database: the query returns NULL and a flag instead.
+        let value = format!("CASE WHEN length(value) > {max_value_bytes} THEN NULL ELSE value END");
+        let long = format!("COALESCE(length(value) > {max_value_bytes}, FALSE)");
+        let columns = || {
+            (
+                (
+                    kv_changes::version,
+                    kv_changes::seq,
+                    kv_changes::key,
+                    kv_changes::op,
+                    diesel::dsl::sql::<Nullable<Text>>(&value),
+                    kv_changes::expires_at,
+                    kv_changes::at_ms,
+                    kv_changes::kind,
+                    kv_changes::command,
+                ),
+                diesel::dsl::sql::<diesel::sql_types::Bool>(&long),
+            )
+        };
+        let mut rows: Vec<(ChangeRow, bool)> = with_conn!(conn, c => kv_changes::table
             .filter(kv_changes::version.gt(after))
             .order((kv_changes::version.asc(), kv_changes::seq.asc()))
             .limit(limit)
-            .select(Change::as_select())
+            .select(columns())
             .load(c))?;
-        let full = changes.len() as i64 == limit;
-        let scanned = match changes.last() {
-            Some(last) if full => {
-                let (version, seq) = (last.version, last.seq);
-                let rest: Vec<Change> = with_conn!(conn, c => kv_changes::table
+        let full = rows.len() as i64 == limit;
+        let scanned = match rows.last() {
+            Some((last, _)) if full => {
+                let (version, seq) = (last.0, last.1);
+                let rest: Vec<(ChangeRow, bool)> = with_conn!(conn, c => kv_changes::table
                     .filter(kv_changes::version.eq(version))
                     .filter(kv_changes::seq.gt(seq))
                     .order(kv_changes::seq.asc())
-                    .select(Change::as_select())
+                    .select(columns())
                     .load(c))?;
-                changes.extend(rest);
+                rows.extend(rest);
                 version
             }
             _ => current.max(after),
         };
+        let omitted = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (_, long))| long.then_some(index))
+            .collect();
+        let changes = rows
+            .into_iter()
+            .map(|(row, _)| Change {
+                version: row.0,
+                seq: row.1,
+                key: row.2,
+                op: row.3,
+                value: row.4,
+                expires_at: row.5,
+                at_ms: row.6,
+                kind: row.7,
+                command: row.8,
+            })
+            .collect();
         Ok(LogRead {
             changes,
+            omitted,
             trimmed,
             scanned,
         })

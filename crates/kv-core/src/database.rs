@@ -281,7 +281,12 @@ impl FeedConnection {
 
     /// The changes above `after`, at least `max_rows` when there are that many (see
     /// [`changes::read_after`]).
-    pub fn read_after(&mut self, after: i64, max_rows: usize) -> Result<LogRead, StoreError> {
-        changes::read_after(&mut self.conn, after, max_rows)
+    pub fn read_after(
+        &mut self,
+        after: i64,
+        max_rows: usize,
+        max_value_bytes: usize,
+    ) -> Result<LogRead, StoreError> {
+        changes::read_after(&mut self.conn, after, max_rows, max_value_bytes)
     }
 }

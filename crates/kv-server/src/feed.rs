@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
-use kv_core::changes::{Change, ChangeOp};
+use kv_core::changes::{Change, ChangeOp, LogRead};
 use kv_core::expiry::format_rfc3339_ms;
 use kv_core::{FeedConnection, FeedConnector, StoreError};
 use serde_json::value::RawValue;
@@ -120,16 +120,18 @@ fn render(
     Bytes::from(serde_json::to_string(&json).unwrap_or_default())
 }
 
-impl From<Change> for Event {
-    /// Renders the change (its value, when it is too large, is dropped here: neither the
-    /// feed's memory nor a watcher holds it afterwards).
-    fn from(change: Change) -> Self {
+impl Event {
+    /// Renders the change; `long`: its value was too long to read from the log (see
+    /// [`read_log`]). A value too large is dropped here: neither the feed's memory nor a
+    /// watcher holds it afterwards.
+    pub fn new(change: Change, long: bool) -> Self {
         let set = change.op == ChangeOp::Set.as_str();
         let value_omitted = set
-            && change
-                .value
-                .as_ref()
-                .is_some_and(|v| v.len() > MAX_EVENT_VALUE_BYTES);
+            && (long
+                || change
+                    .value
+                    .as_ref()
+                    .is_some_and(|v| v.len() > MAX_EVENT_VALUE_BYTES));
         let value = match &change.value {
             Some(text) if set && !value_omitted => serde_json::from_str::<&RawValue>(text).ok(),
             _ => None,
@@ -404,12 +406,8 @@ impl Feed {
     /// was trimmed past what the feed had read (another process trimmed it, or `kv-server
     /// copy` replaced the store), memory would have a gap: it is emptied from there, so
     /// that watchers below the trim mark read the log and learn that their history is gone.
-    fn publish(&self, changes: Vec<Change>, trimmed: i64, scanned: i64) {
-        // Rendered before the lock is taken; each change's value is dropped as it is rendered.
-        let events: Vec<Arc<Event>> = changes
-            .into_iter()
-            .map(|change| Arc::new(Event::from(change)))
-            .collect();
+    fn publish(&self, events: Vec<Event>, trimmed: i64, scanned: i64) {
+        let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
         let mut woken: HashSet<u64> = HashSet::new();
         let mut state = lock(&self.shared.state);
         if trimmed > state.head {
@@ -514,6 +512,16 @@ fn follow(
     }
 }
 
+/// The events of a read of the change log (values longer than [`MAX_EVENT_VALUE_BYTES`] were
+/// not read: they are omitted).
+pub fn events_of(read: LogRead) -> Vec<Event> {
+    read.changes
+        .into_iter()
+        .enumerate()
+        .map(|(index, change)| Event::new(change, read.omitted.contains(&index)))
+        .collect()
+}
+
 /// Reads the log above the feed's head until it is read to the end (only the store's
 /// version while no watcher is registered).
 fn catch_up(feed: &Feed, conn: &mut FeedConnection) -> Result<(), StoreError> {
@@ -524,9 +532,11 @@ fn catch_up(feed: &Feed, conn: &mut FeedConnection) -> Result<(), StoreError> {
     }
     loop {
         let head = feed.head();
-        let read = conn.read_after(head, READ_ROWS)?;
+        let read = conn.read_after(head, READ_ROWS, MAX_EVENT_VALUE_BYTES)?;
         let more = read.changes.len() >= READ_ROWS;
-        feed.publish(read.changes, read.trimmed, read.scanned);
+        let (trimmed, scanned) = (read.trimmed, read.scanned);
+        // Rendered before the lock is taken; each change's value is dropped as it is rendered.
+        feed.publish(events_of(read), trimmed, scanned);
         if !more {
             return Ok(());
         }
@@ -572,7 +582,7 @@ mod tests {
 
     #[test]
     fn an_event_carries_a_value_up_to_the_limit_and_omits_a_larger_one() {
-        let small = Event::from(change("set", Some("{\"a\":[1,2]}".into())));
+        let small = Event::new(change("set", Some("{\"a\":[1,2]}".into())), false);
         assert_eq!(
             json(&small, true),
             serde_json::json!({"version":7,"op":"set","key":"k\"1","value":{"a":[1,2]},"expires_at":null})
@@ -582,7 +592,7 @@ mod tests {
             serde_json::json!({"version":7,"op":"set","key":"k\"1","expires_at":null})
         );
         let at_limit = format!("\"{}\"", "x".repeat(MAX_EVENT_VALUE_BYTES - 2));
-        let event = Event::from(change("set", Some(at_limit.clone())));
+        let event = Event::new(change("set", Some(at_limit.clone())), false);
         assert!(!event.value_omitted);
         assert_eq!(
             json(&event, true)["value"].as_str().map(str::len),
@@ -590,7 +600,7 @@ mod tests {
         );
 
         let large = format!("\"{}\"", "\\u0000".repeat(MAX_EVENT_VALUE_BYTES / 6 + 1));
-        let event = Event::from(change("set", Some(large)));
+        let event = Event::new(change("set", Some(large)), false);
         assert!(event.value_omitted);
         assert_eq!(
             json(&event, true),
@@ -606,7 +616,11 @@ mod tests {
             event.size()
         );
 
-        let deleted = Event::from(change("delete", None));
+        // A value the log read left out (too long to read) is omitted too.
+        let unread = Event::new(change("set", None), true);
+        assert_eq!(json(&unread, true)["value_omitted"], true);
+        assert!(json(&unread, true).get("value").is_none());
+        let deleted = Event::new(change("delete", None), false);
         assert_eq!(
             json(&deleted, true),
             serde_json::json!({"version":7,"op":"delete","key":"k\"1"})
@@ -615,7 +629,7 @@ mod tests {
 
     #[test]
     fn every_watcher_sends_the_same_rendered_text() {
-        let event = Event::from(change("set", Some("\"v\"".into())));
+        let event = Event::new(change("set", Some("\"v\"".into())), false);
         let (a, b) = (event.json(true).clone(), event.json(true).clone());
         assert_eq!(a.as_ptr(), b.as_ptr(), "shared, not copied");
     }

@@ -13,7 +13,7 @@ use kv_core::request::query_flag;
 
 use crate::auth::Reach;
 use crate::error::ApiError;
-use crate::feed::{Event, Filters, FromMemory, Taken};
+use crate::feed::{Event, Filters, FromMemory, MAX_EVENT_VALUE_BYTES, Taken, events_of};
 use crate::state::AppState;
 
 /// Filters one watch may name (keys and prefixes together).
@@ -202,7 +202,7 @@ pub(crate) async fn collect(
         }
         let after = cursor;
         let read = state
-            .db(move |conn| changes::read_after(conn, after, LOG_PAGE_ROWS))
+            .db(move |conn| changes::read_after(conn, after, LOG_PAGE_ROWS, MAX_EVENT_VALUE_BYTES))
             .await?;
         if read.trimmed > after {
             // Trimmed while this watcher was behind.
@@ -214,19 +214,20 @@ pub(crate) async fn collect(
             }));
         }
         let mut last_version = None;
-        for change in read.changes {
-            if events.len() >= limit && last_version != Some(change.version) {
+        let scanned = read.scanned;
+        for event in events_of(read) {
+            if events.len() >= limit && last_version != Some(event.version) {
                 return Ok(Ok(Taken {
                     events,
                     cursor: last_version.unwrap_or(cursor),
                 }));
             }
-            last_version = Some(change.version);
-            if filters.matches(&change.key) {
-                events.push(Arc::new(Event::from(change)));
+            last_version = Some(event.version);
+            if filters.matches(&event.key) {
+                events.push(Arc::new(event));
             }
         }
-        cursor = read.scanned.max(cursor);
+        cursor = scanned.max(cursor);
         if events.len() >= limit {
             return Ok(Ok(Taken { events, cursor }));
         }

@@ -122,7 +122,7 @@ fn render(
 
 impl Event {
     /// Renders the change; `long`: its value was too long to read from the log (see
-    /// [`read_log`]). A value too large is dropped here: neither the feed's memory nor a
+    /// [`events_of`]). A value too large is dropped here: neither the feed's memory nor a
     /// watcher holds it afterwards.
     pub fn new(change: Change, long: bool) -> Self {
         let set = change.op == ChangeOp::Set.as_str();

@@ -131,18 +131,19 @@ impl ImportLine {
 }
 
 /// The members of a collection, as Redis strings: a hash's fields with their values (each
-/// field once), or a set's members (each once).
+/// field once), a set's members (each once), or a list's elements (in order).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Members {
     Hash(Vec<(String, String)>),
     Set(Vec<String>),
+    List(Vec<String>),
 }
 
 impl Members {
     pub fn len(&self) -> usize {
         match self {
             Members::Hash(fields) => fields.len(),
-            Members::Set(members) => members.len(),
+            Members::Set(members) | Members::List(members) => members.len(),
         }
     }
 
@@ -155,6 +156,7 @@ impl Members {
         match self {
             Members::Hash(_) => crate::model::HASH,
             Members::Set(_) => crate::model::SET,
+            Members::List(_) => crate::model::LIST,
         }
     }
 }

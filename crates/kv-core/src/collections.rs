@@ -9,7 +9,7 @@ use diesel::sql_types::BigInt;
 
 use crate::backend::{DbConnection, with_conn};
 use crate::error::StoreError;
-use crate::schema::{kv_garbage, kv_hash, kv_meta, kv_set};
+use crate::schema::{kv_garbage, kv_hash, kv_list, kv_meta, kv_set};
 
 /// Members removed per statement by [`collect_garbage`].
 pub const GARBAGE_BATCH: i64 = 5000;
@@ -93,12 +93,11 @@ pub fn collect_garbage(conn: &mut DbConnection) -> Result<usize, StoreError> {
         return Ok(0);
     };
     let mut removed = 0;
-    for table in ["kv_hash", "kv_set"] {
-        let member = if table == "kv_hash" {
-            "field"
-        } else {
-            "member"
-        };
+    for (table, member) in [
+        ("kv_hash", "field"),
+        ("kv_set", "member"),
+        ("kv_list", "pos"),
+    ] {
         removed += match conn {
             DbConnection::Sqlite(c) => diesel::sql_query(format!(
                 "DELETE FROM {table} WHERE coll = ? AND {member} IN \
@@ -147,7 +146,12 @@ pub fn orphan_members(conn: &mut DbConnection) -> Result<i64, StoreError> {
             .filter(kv_set::coll.ne_all(queued))
             .count()
             .get_result(c)?;
-        QueryResult::Ok(hash + set)
+        let list: i64 = kv_list::table
+            .filter(kv_list::coll.ne_all(referenced))
+            .filter(kv_list::coll.ne_all(queued))
+            .count()
+            .get_result(c)?;
+        QueryResult::Ok(hash + set + list)
     })?)
 }
 
@@ -298,8 +302,108 @@ pub fn copy_members(conn: &mut DbConnection, from: i64, to: i64) -> Result<(), S
                     .select((to.into_sql::<diesel::sql_types::BigInt>(), kv_set::member)),
             )
             .into_columns((kv_set::coll, kv_set::member))
+            .execute(c)?;
+        diesel::insert_into(kv_list::table)
+            .values(
+                kv_list::table
+                    .filter(kv_list::coll.eq(from))
+                    .select((to.into_sql::<diesel::sql_types::BigInt>(), kv_list::pos, kv_list::value)),
+            )
+            .into_columns((kv_list::coll, kv_list::pos, kv_list::value))
             .execute(c)
     })?;
+    Ok(())
+}
+
+/// The position of a list's head (its smallest), or `None` for no element.
+pub fn list_head(conn: &mut DbConnection, coll: i64) -> Result<Option<i64>, StoreError> {
+    Ok(with_conn!(conn, c => kv_list::table
+        .filter(kv_list::coll.eq(coll))
+        .order(kv_list::pos.asc())
+        .select(kv_list::pos)
+        .first::<i64>(c)
+        .optional())?)
+}
+
+/// Writes the element at position `pos` (a new one, or over the one there).
+pub fn list_put(
+    conn: &mut DbConnection,
+    coll: i64,
+    pos: i64,
+    value: &str,
+) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::insert_into(kv_list::table)
+        .values((kv_list::coll.eq(coll), kv_list::pos.eq(pos), kv_list::value.eq(value)))
+        .on_conflict((kv_list::coll, kv_list::pos))
+        .do_update()
+        .set(kv_list::value.eq(value))
+        .execute(c))?;
+    Ok(())
+}
+
+/// The elements at positions `from..=to`, in order.
+pub fn list_range(
+    conn: &mut DbConnection,
+    coll: i64,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(with_conn!(conn, c => kv_list::table
+        .filter(kv_list::coll.eq(coll))
+        .filter(kv_list::pos.between(from, to))
+        .order(kv_list::pos.asc())
+        .select((kv_list::pos, kv_list::value))
+        .load(c))?)
+}
+
+/// Removes the elements at positions `from..=to`.
+pub fn list_remove_range(
+    conn: &mut DbConnection,
+    coll: i64,
+    from: i64,
+    to: i64,
+) -> Result<usize, StoreError> {
+    Ok(with_conn!(conn, c => diesel::delete(
+        kv_list::table
+            .filter(kv_list::coll.eq(coll))
+            .filter(kv_list::pos.between(from, to)),
+    )
+    .execute(c))?)
+}
+
+/// Writes `values` as the whole list from position `head` on (LREM and LINSERT renumber:
+/// O(n), as Redis allows them).
+pub fn list_rewrite(
+    conn: &mut DbConnection,
+    coll: i64,
+    head: i64,
+    values: &[String],
+) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::delete(kv_list::table.filter(kv_list::coll.eq(coll))).execute(c))?;
+    insert_list(conn, coll, head, values)
+}
+
+/// Inserts `values` at positions `head`, `head + 1`, … (no element there yet).
+pub fn insert_list(
+    conn: &mut DbConnection,
+    coll: i64,
+    head: i64,
+    values: &[String],
+) -> Result<(), StoreError> {
+    for (chunk, values) in values.chunks(500).enumerate() {
+        let rows: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                (
+                    kv_list::coll.eq(coll),
+                    kv_list::pos.eq(head + (chunk * 500 + i) as i64),
+                    kv_list::value.eq(value.as_str()),
+                )
+            })
+            .collect();
+        with_conn!(conn, c => diesel::insert_into(kv_list::table).values(&rows).execute(c))?;
+    }
     Ok(())
 }
 

@@ -41,6 +41,15 @@ diesel::table! {
     }
 }
 
+// A list's elements at consecutive positions, by collection id.
+diesel::table! {
+    kv_list (coll, pos) {
+        coll -> BigInt,
+        pos -> BigInt,
+        value -> Text,
+    }
+}
+
 // Collections whose key is gone: their members are removed in bounded batches.
 diesel::table! {
     kv_garbage (coll) {
@@ -92,4 +101,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(kv_store, kv_hash, kv_set, kv_garbage);
+diesel::allow_tables_to_appear_in_same_query!(kv_store, kv_hash, kv_set, kv_list, kv_garbage);

@@ -844,6 +844,7 @@ impl Tx<'_> {
         match &members {
             Members::Hash(fields) => collections::insert_hash(self.conn, coll, fields)?,
             Members::Set(items) => collections::insert_set(self.conn, coll, items)?,
+            Members::List(items) => collections::insert_list(self.conn, coll, 0, items)?,
         }
         let row = KeyValue {
             key: line.key,

@@ -146,6 +146,13 @@ fn members_page(
             after,
             MEMBER_PAGE,
         )?)),
+        // A list pages by offset: `after` counts the elements read before.
+        model::LIST => {
+            let offset = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+            let head = collections::list_head(conn, coll)?.unwrap_or(0) + offset;
+            let page = collections::list_range(conn, coll, head, head + MEMBER_PAGE - 1)?;
+            Ok(Members::List(page.into_iter().map(|(_, v)| v).collect()))
+        }
         other => Err(StoreError::Internal(format!(
             "{:?}: cannot export a key of type {other:?}",
             row.key
@@ -223,6 +230,19 @@ pub fn write_collection_line(
                 }
                 after = items.last().cloned();
             }
+            Members::List(items) => {
+                for element in &items {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(stored_json(element).as_bytes());
+                }
+                let read = after
+                    .as_deref()
+                    .and_then(|a| a.parse::<usize>().ok())
+                    .unwrap_or(0);
+                after = Some((read + items.len()).to_string());
+            }
         }
         if !full || after.is_none() {
             break;
@@ -283,6 +303,14 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
             }
             Ok(("null".to_owned(), Some(Members::Set(members))))
         }
+        (model::LIST, Value::Array(items)) => {
+            let elements = items.iter().map(member).collect::<Result<Vec<_>, _>>()?;
+            Ok(("null".to_owned(), Some(Members::List(elements))))
+        }
+        (model::LIST, _) => Err(StoreError::invalid(
+            "invalid_line",
+            "the \"value\" of a list must be an array of its elements",
+        )),
         (model::HASH, _) => Err(StoreError::invalid(
             "invalid_line",
             "the \"value\" of a hash must be an object of its fields",
@@ -293,7 +321,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
         )),
         (other, _) => Err(StoreError::invalid(
             "invalid_line",
-            format!("unknown type {other:?}; a line's \"type\" is string, hash or set"),
+            format!("unknown type {other:?}; a line's \"type\" is string, hash, set or list"),
         )),
     }
 }
@@ -783,6 +811,20 @@ fn copy_members(
                 collections::insert_set(target, to, &members)?;
                 (members.len(), members.last().cloned())
             }
+            model::LIST => {
+                let offset = after
+                    .as_deref()
+                    .and_then(|a| a.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let head = collections::list_head(source, from)?.unwrap_or(0) + offset;
+                let page = collections::list_range(source, from, head, head + MEMBER_PAGE - 1)?;
+                let values: Vec<String> = page.into_iter().map(|(_, v)| v).collect();
+                collections::insert_list(target, to, offset, &values)?;
+                (
+                    values.len(),
+                    Some((offset + values.len() as i64).to_string()),
+                )
+            }
             other => {
                 return Err(StoreError::Internal(format!(
                     "{:?}: cannot copy a key of type {other:?}",
@@ -918,6 +960,7 @@ mod tests {
                     (None, _) => all.clone(),
                     (Some(_), Members::Hash(_)) => Members::Hash(Vec::new()),
                     (Some(_), Members::Set(_)) => Members::Set(Vec::new()),
+                    (Some(_), Members::List(_)) => Members::List(Vec::new()),
                 })
             })
             .expect("line");
@@ -972,7 +1015,7 @@ mod tests {
                 "invalid_expires_at",
             ),
             (
-                "{\"key\":\"a\",\"type\":\"list\",\"value\":[1]}\n",
+                "{\"key\":\"a\",\"type\":\"zset\",\"value\":[1]}\n",
                 1,
                 "invalid_line",
             ),

@@ -128,6 +128,24 @@ pub fn collection_json(
             let last = page.last().map(|(field, _)| field.clone());
             (serde_json::Value::Object(object), last, page.len() as i64)
         }
+        crate::model::LIST => {
+            // A list pages by offset: the cursor counts the elements before the page.
+            let offset = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+            let head = collections::list_head(conn, coll)?.unwrap_or(0) + offset;
+            let page = collections::list_range(conn, coll, head, head + COLLECTION_PAGE - 1)?;
+            let mut items = Vec::with_capacity(page.len());
+            for (_, element) in &page {
+                budget.charge(element.len())?;
+                let raw = as_json(element)?;
+                items.push(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+            }
+            let next = (offset + page.len() as i64).to_string();
+            (
+                serde_json::Value::Array(items),
+                Some(next),
+                page.len() as i64,
+            )
+        }
         _ => {
             let page = collections::set_page(conn, coll, after, COLLECTION_PAGE)?;
             let mut items = Vec::with_capacity(page.len());

@@ -1,4 +1,4 @@
--- Redis data types beside strings. A key row says what its key holds (kind: string, hash, set)
+-- Redis data types beside strings. A key row says what its key holds (kind: string, hash, set, list)
 -- and, for a collection, its id (coll, from the kv_meta counter) and member count (length);
 -- its value column is then 'null'. Members live in one table per type, keyed by (collection,
 -- member): a key row renamed keeps its members, and a collection that is deleted, expired or
@@ -21,6 +21,15 @@ CREATE TABLE kv_set (
     coll   BIGINT NOT NULL,
     member TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (coll, member)
+);
+
+-- A list's elements at consecutive positions (the head's is the smallest): a push takes the
+-- position before the head or after the tail, so no other element moves.
+CREATE TABLE kv_list (
+    coll  BIGINT NOT NULL,
+    pos   BIGINT NOT NULL,
+    value TEXT   NOT NULL,
+    PRIMARY KEY (coll, pos)
 );
 
 CREATE TABLE kv_garbage (

@@ -1,4 +1,5 @@
 DROP TABLE kv_garbage;
+DROP TABLE kv_list;
 DROP TABLE kv_set;
 DROP TABLE kv_hash;
 ALTER TABLE kv_changes DROP COLUMN command;

@@ -1,4 +1,4 @@
-//! What hash and set commands share: reading a key as a collection of one type (WRONGTYPE
+//! What hash, set and list commands share: reading a key as a collection of one type (WRONGTYPE
 //! otherwise), paging through all of a collection's members within the request's bounds, the
 //! options of HSCAN and SSCAN, and picking members at random.
 

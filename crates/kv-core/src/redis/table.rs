@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use super::call::Call;
 use super::reply::Reply;
 use super::source::Source;
-use super::{generic, hashes, server, sets, strings};
+use super::{generic, hashes, lists, server, sets, strings};
 use crate::error::StoreError;
 use crate::store::Tx;
 
@@ -212,6 +212,24 @@ pub static COMMANDS: &[Spec] = &[
     write("sinterstore", -3, ALL, sets::sstore),
     write("sunionstore", -3, ALL, sets::sstore),
     write("sdiffstore", -3, ALL, sets::sstore),
+    // lists
+    read("llen", 2, FIRST, lists::llen),
+    read("lindex", 3, FIRST, lists::lindex),
+    read("lrange", 4, FIRST, lists::lrange),
+    read("lpos", -3, FIRST, lists::lpos),
+    write("lpush", -3, FIRST, lists::push),
+    write("rpush", -3, FIRST, lists::push),
+    write("lpushx", -3, FIRST, lists::push),
+    write("rpushx", -3, FIRST, lists::push),
+    write("lpop", -2, FIRST, lists::pop),
+    write("rpop", -2, FIRST, lists::pop),
+    write("lset", 4, FIRST, lists::lset),
+    write("ltrim", 4, FIRST, lists::ltrim),
+    write("lrem", 4, FIRST, lists::lrem),
+    write("linsert", 5, FIRST, lists::linsert),
+    write("lmove", 5, FIRST_TWO, lists::lmove),
+    write("rpoplpush", 3, FIRST_TWO, lists::rpoplpush),
+    write("lmpop", -4, KeySpec::NumKeys { at: 0 }, lists::lmpop),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =

@@ -375,3 +375,41 @@ fn keys_list_by_type() {
         .get("/_keys?type=tree")
         .expect_error(400, "invalid_parameter");
 }
+
+#[test]
+fn lists_keep_their_order_through_get_export_and_import() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    assert_eq!(ok(&server, json!(["RPUSH", "q", "b", "c", "{\"a\":1}"])), 3);
+    assert_eq!(ok(&server, json!(["LPUSH", "q", "a"])), 4);
+    assert_eq!(
+        ok(&server, json!(["LRANGE", "q", "0", "-1"])),
+        json!(["a", "b", "c", "{\"a\":1}"])
+    );
+    assert_eq!(ok(&server, json!(["TYPE", "q"])), "list");
+    let body = server.get("/q").expect(200);
+    assert_eq!(body["type"], "list");
+    assert_eq!(body["length"], 4);
+    assert_eq!(body["value"], json!(["a", "b", "c", {"a": 1}]));
+    // Export, then import into a fresh database: the same list, in order.
+    let export = server.get("/_export").body;
+    assert!(
+        export.contains(r#""type":"list","value":["a","b","c",{"a":1}]"#),
+        "{export}"
+    );
+    let other = TestDatabase::new();
+    let target = Server::start(&other);
+    target.post("/_import", &export).expect(200);
+    assert_eq!(
+        ok(&target, json!(["LRANGE", "q", "0", "-1"])),
+        json!(["a", "b", "c", "{\"a\":1}"])
+    );
+    // A queue: pushes at one end, pops at the other, a thousand times over.
+    for i in 0..1000 {
+        ok(&server, json!(["RPUSH", "jobs", format!("job{i}")]));
+    }
+    for i in 0..1000 {
+        assert_eq!(ok(&server, json!(["LPOP", "jobs"])), format!("job{i}"));
+    }
+    assert_eq!(ok(&server, json!(["EXISTS", "jobs"])), 0);
+}

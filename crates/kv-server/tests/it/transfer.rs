@@ -214,7 +214,7 @@ fn a_bad_line_is_400_naming_it_and_nothing_of_the_import_lands() {
         ),
         (r#"{"key":"","value":1}"#, "invalid_key"),
         ("[1,2]", "invalid_line"),
-        (r#"{"key":"k","type":"list","value":[1]}"#, "invalid_line"),
+        (r#"{"key":"k","type":"zset","value":[1]}"#, "invalid_line"),
         (r#"{"key":"k","type":"hash","value":[1]}"#, "invalid_line"),
     ] {
         let body = format!("{good}\n\n{bad}\n{good}\n");

@@ -47,7 +47,7 @@ def test_strings_counters_and_expiry(redis):
     with pytest.raises(Exception, match="ERR value is not an integer"):
         redis.incr(k)
     with pytest.raises(Exception, match="ERR unknown command"):
-        redis.lpush(unique("l"), "a")
+        redis.zadd(unique("z"), {"a": 1})
 
 
 def test_hashes_and_sets(redis):
@@ -63,6 +63,11 @@ def test_hashes_and_sets(redis):
     assert sorted(redis.smembers(s)) == ["a", "b"]
     with pytest.raises(Exception, match="WRONGTYPE"):
         redis.get(s)
+    lst = unique("l")
+    assert redis.rpush(lst, "a", "b") == 2
+    assert redis.lpush(lst, "z") == 3
+    assert redis.lrange(lst, 0, -1) == ["z", "a", "b"]
+    assert redis.lpop(lst) == "z"
 
 
 def test_pipeline_and_multi_exec(redis):

@@ -238,10 +238,16 @@ for (const [name, redis] of clients) {
     assert.deepEqual((await redis.smembers(s)).sort(), ["a", "b"]);
     assert.equal(await redis.scard(s), 2);
     await assert.rejects(redis.get(s), /WRONGTYPE/);
+    const l = unique("l");
+    assert.equal(await redis.rpush(l, "a", "b"), 2);
+    assert.equal(await redis.lpush(l, "z"), 3);
+    assert.deepEqual(await redis.lrange(l, 0, -1), ["z", "a", "b"]);
+    assert.equal(await redis.lpop(l), "z");
+    assert.equal(await redis.llen(l), 2);
   });
 
   test(`${name}: unknown commands are errors, not failures of the server`, async () => {
-    await assert.rejects(redis.lpush(unique("l"), "a"), /ERR unknown command 'lpush'/);
+    await assert.rejects(redis.zadd(unique("z"), { score: 1, member: "a" }), /ERR unknown command 'zadd'/);
   });
 }
 

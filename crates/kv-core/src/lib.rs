@@ -10,6 +10,7 @@ pub mod budget;
 pub mod changes;
 pub mod clock;
 pub mod collections;
+pub mod copy;
 pub mod cursor;
 pub mod database;
 pub mod deadline;

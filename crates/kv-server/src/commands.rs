@@ -121,13 +121,13 @@ pub fn run(config: &Settings, command: &Command) -> Result<(), String> {
             );
         }
         Command::Backup { output } => {
-            let bytes = transfer::backup_sqlite(&mut conn, output).map_err(failed)?;
+            let bytes = kv_core::copy::backup_sqlite(&mut conn, output).map_err(failed)?;
             eprintln!("backed up to {} ({bytes} bytes)", output.display());
         }
         Command::Copy { to, overwrite } => {
             let mut target = open(to, &options)?;
             let summary =
-                transfer::copy(&mut conn, &mut target, now, *overwrite).map_err(failed)?;
+                kv_core::copy::copy(&mut conn, &mut target, now, *overwrite).map_err(failed)?;
             eprintln!(
                 "copied {} keys to {}; its version counter is at {}",
                 summary.copied,

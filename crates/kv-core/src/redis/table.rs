@@ -237,7 +237,12 @@ static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
 
 /// The declaration of the command called `name` (any case), if there is one.
 pub fn lookup(name: &str) -> Option<&'static Spec> {
-    BY_NAME.get(name.to_ascii_lowercase().as_str()).copied()
+    // The SDKs send names in lowercase: no copy for them.
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        BY_NAME.get(name.to_ascii_lowercase().as_str()).copied()
+    } else {
+        BY_NAME.get(name).copied()
+    }
 }
 
 impl Spec {

@@ -1,9 +1,8 @@
 //! Commands on keys whatever they hold: EXISTS, DEL, TTL and EXPIRE and their variants,
 //! PERSIST, TYPE, RENAME, COPY, and the listings KEYS, SCAN and RANDOMKEY.
 
-use std::hash::{BuildHasher, Hasher};
-
 use super::call::Call;
+use super::members::random;
 use super::reply::{NOT_AN_INTEGER, Reply, SYNTAX, error, wrong_args};
 use super::source::Source;
 use super::value::redis_int;
@@ -354,13 +353,6 @@ pub(super) fn scan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
         Reply::Str(next.map_or_else(|| "0".to_owned(), |key| cursor::encode_decimal(&key))),
         Reply::Array(keys),
     ]))
-}
-
-/// A random number (std's hasher keys are random per process and per call).
-fn random() -> u64 {
-    std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish()
 }
 
 /// RANDOMKEY: a key from the page of keys after a random point of the key space (so not

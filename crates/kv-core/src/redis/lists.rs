@@ -249,25 +249,14 @@ pub(super) fn lpos(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Store
             _ => return Ok(error(SYNTAX)),
         }
     }
-    let Some((coll, head, len)) = for_read(src, key)? else {
+    let Some(list) = for_read(src, key)? else {
         return Ok(if count.is_some() {
             Reply::Array(Vec::new())
         } else {
             Reply::Nil
         });
     };
-    let mut values = Vec::with_capacity(len.min(10_000) as usize);
-    let mut at = 0;
-    while at < len {
-        call.deadline.check()?;
-        let last = (at + super::members::PAGE - 1).min(len - 1);
-        values.extend(
-            collections::list_range(src.members()?, coll, head + at, head + last)?
-                .into_iter()
-                .map(|(_, value)| value),
-        );
-        at = last + 1;
-    }
+    let values = all_elements(src, call, list)?;
     let scan: Box<dyn Iterator<Item = (usize, &String)>> = if rank > 0 {
         Box::new(values.iter().enumerate())
     } else {
@@ -361,15 +350,20 @@ pub(super) fn ltrim(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
     Ok(Reply::Ok)
 }
 
-/// The whole list, for LREM and LINSERT.
-fn all_values(tx: &mut Tx<'_>, list: &List, call: &Call<'_>) -> Result<Vec<String>, StoreError> {
-    let mut values = Vec::with_capacity(list.len.min(10_000) as usize);
+/// Every element of the list `coll` (from position `head`, `len` of them), for LPOS, LREM and
+/// LINSERT, page by page within the deadline.
+fn all_elements(
+    src: &mut dyn Source,
+    call: &Call<'_>,
+    (coll, head, len): (i64, i64, i64),
+) -> Result<Vec<String>, StoreError> {
+    let mut values = Vec::with_capacity(len.min(10_000) as usize);
     let mut at = 0;
-    while at < list.len {
+    while at < len {
         call.deadline.check()?;
-        let last = (at + super::members::PAGE - 1).min(list.len - 1);
+        let last = (at + super::members::PAGE - 1).min(len - 1);
         values.extend(
-            collections::list_range(tx.conn(), list.coll, list.head + at, list.head + last)?
+            collections::list_range(src.members()?, coll, head + at, head + last)?
                 .into_iter()
                 .map(|(_, value)| value),
         );
@@ -389,7 +383,7 @@ pub(super) fn lrem(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
     let Some(mut list) = existing(tx, key)? else {
         return Ok(Reply::Int(0));
     };
-    let values = all_values(tx, &list, call)?;
+    let values = all_elements(tx, call, (list.coll, list.head, list.len))?;
     let limit = if count == 0 {
         usize::MAX
     } else {
@@ -440,7 +434,7 @@ pub(super) fn linsert(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreEr
     let Some(mut list) = existing(tx, key)? else {
         return Ok(Reply::Int(0));
     };
-    let mut values = all_values(tx, &list, call)?;
+    let mut values = all_elements(tx, call, (list.coll, list.head, list.len))?;
     let Some(at) = values.iter().position(|value| value == pivot) else {
         return Ok(Reply::Int(-1));
     };

@@ -14,10 +14,6 @@ use crate::schema::{kv_garbage, kv_hash, kv_list, kv_meta, kv_set};
 /// Members removed per statement by [`collect_garbage`].
 pub const GARBAGE_BATCH: i64 = 5000;
 
-/// The most members a reply of a whole collection (HGETALL, SMEMBERS, …) may hold: beyond,
-/// the client is asked to page (HSCAN, SSCAN).
-pub const MAX_WHOLE_READ: i64 = 1_000_000;
-
 /// A new collection id (from the counter in `kv_meta`, in the write transaction).
 pub(crate) fn new_id(conn: &mut DbConnection) -> Result<i64, StoreError> {
     Ok(with_conn!(conn, c => diesel::update(kv_meta::table.find(1))

@@ -106,13 +106,13 @@ impl std::str::FromStr for ImportMode {
 }
 
 /// One import line, validated like a SET of that key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImportLine {
     pub key: String,
     /// Compact JSON text, as a SET stores it (`null` for a collection).
     pub value: String,
     pub expires_at: Option<i64>,
-    /// A collection's members (a line with `"type":"hash"` or `"set"`); `None`: a string.
+    /// A collection's members (a line with a `"type"` other than `"string"`); `None`: a string.
     pub members: Option<Members>,
 }
 
@@ -131,12 +131,14 @@ impl ImportLine {
 }
 
 /// The members of a collection, as Redis strings: a hash's fields with their values (each
-/// field once), a set's members (each once), or a list's elements (in order).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// field once), a set's members (each once), a list's elements (in order), or a sorted
+/// set's members with their scores (each member once).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Members {
     Hash(Vec<(String, String)>),
     Set(Vec<String>),
     List(Vec<String>),
+    Zset(Vec<(String, f64)>),
 }
 
 impl Members {
@@ -144,6 +146,7 @@ impl Members {
         match self {
             Members::Hash(fields) => fields.len(),
             Members::Set(members) | Members::List(members) => members.len(),
+            Members::Zset(members) => members.len(),
         }
     }
 
@@ -151,12 +154,13 @@ impl Members {
         self.len() == 0
     }
 
-    /// [`crate::model::HASH`] or [`crate::model::SET`].
+    /// The type these are the members of ([`crate::model::HASH`], …).
     pub fn kind(&self) -> &'static str {
         match self {
             Members::Hash(_) => crate::model::HASH,
             Members::Set(_) => crate::model::SET,
             Members::List(_) => crate::model::LIST,
+            Members::Zset(_) => crate::model::ZSET,
         }
     }
 }

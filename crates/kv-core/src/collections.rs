@@ -1,4 +1,5 @@
-//! The members of collections (hashes and sets), by collection id, the same SQL on both
+//! The members of collections (hashes, sets and lists; sorted sets in `sorted_sets`), by
+//! collection id, the same SQL on both
 //! databases; and the garbage queue: a collection whose key is deleted, expired or overwritten
 //! is queued in `kv_garbage`, and [`collect_garbage`] removes its members in bounded batches,
 //! so that dropping a million members never holds other writes for long. Every member
@@ -9,7 +10,7 @@ use diesel::sql_types::BigInt;
 
 use crate::backend::{DbConnection, with_conn};
 use crate::error::StoreError;
-use crate::schema::{kv_garbage, kv_hash, kv_list, kv_meta, kv_set};
+use crate::schema::{kv_garbage, kv_hash, kv_list, kv_meta, kv_set, kv_zset, kv_zset_block};
 
 /// Members removed per statement by [`collect_garbage`].
 pub const GARBAGE_BATCH: i64 = 5000;
@@ -93,6 +94,10 @@ pub fn collect_garbage(conn: &mut DbConnection) -> Result<usize, StoreError> {
         ("kv_hash", "field"),
         ("kv_set", "member"),
         ("kv_list", "pos"),
+        ("kv_zset", "member"),
+        // A block's member is not unique in its set: more than a batch may go, but blocks
+        // are few (one per 1,024 members).
+        ("kv_zset_block", "member"),
     ] {
         removed += match conn {
             DbConnection::Sqlite(c) => diesel::sql_query(format!(
@@ -147,7 +152,12 @@ pub fn orphan_members(conn: &mut DbConnection) -> Result<i64, StoreError> {
             .filter(kv_list::coll.ne_all(queued))
             .count()
             .get_result(c)?;
-        QueryResult::Ok(hash + set + list)
+        let zset: i64 = kv_zset::table
+            .filter(kv_zset::coll.ne_all(referenced))
+            .filter(kv_zset::coll.ne_all(queued))
+            .count()
+            .get_result(c)?;
+        QueryResult::Ok(hash + set + list + zset)
     })?)
 }
 
@@ -306,6 +316,32 @@ pub fn copy_members(conn: &mut DbConnection, from: i64, to: i64) -> Result<(), S
                     .select((to.into_sql::<diesel::sql_types::BigInt>(), kv_list::pos, kv_list::value)),
             )
             .into_columns((kv_list::coll, kv_list::pos, kv_list::value))
+            .execute(c)?;
+        diesel::insert_into(kv_zset::table)
+            .values(
+                kv_zset::table
+                    .filter(kv_zset::coll.eq(from))
+                    .select((to.into_sql::<diesel::sql_types::BigInt>(), kv_zset::member, kv_zset::score)),
+            )
+            .into_columns((kv_zset::coll, kv_zset::member, kv_zset::score))
+            .execute(c)?;
+        diesel::insert_into(kv_zset_block::table)
+            .values(
+                kv_zset_block::table
+                    .filter(kv_zset_block::coll.eq(from))
+                    .select((
+                        to.into_sql::<diesel::sql_types::BigInt>(),
+                        kv_zset_block::score,
+                        kv_zset_block::member,
+                        kv_zset_block::size,
+                    )),
+            )
+            .into_columns((
+                kv_zset_block::coll,
+                kv_zset_block::score,
+                kv_zset_block::member,
+                kv_zset_block::size,
+            ))
             .execute(c)
     })?;
     Ok(())

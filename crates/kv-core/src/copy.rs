@@ -8,6 +8,7 @@ use crate::changes;
 use crate::collections;
 use crate::error::StoreError;
 use crate::model::{self, KeyValue};
+use crate::sorted_sets;
 use crate::store;
 use crate::transfer::{MEMBER_PAGE, PAGE};
 
@@ -145,6 +146,12 @@ fn copy_members(
                     Some((offset + values.len() as i64).to_string()),
                 )
             }
+            model::ZSET => {
+                let members =
+                    sorted_sets::page_by_member(source, from, after.as_deref(), MEMBER_PAGE)?;
+                sorted_sets::insert_all(target, to, &members)?;
+                (members.len(), members.last().map(|(member, _)| member.clone()))
+            }
             other => {
                 return Err(StoreError::Internal(format!(
                     "{:?}: cannot copy a key of type {other:?}",
@@ -153,6 +160,9 @@ fn copy_members(
             }
         };
         if (count as i64) < MEMBER_PAGE || last.is_none() {
+            if row.kind == model::ZSET {
+                sorted_sets::build_blocks(target, to, row.length.unwrap_or(0))?;
+            }
             return Ok(());
         }
         after = last;

@@ -28,6 +28,7 @@ pub mod redis;
 pub mod request;
 mod rows;
 pub mod schema;
+pub mod sorted_sets;
 pub mod stage;
 pub mod store;
 pub mod transfer;

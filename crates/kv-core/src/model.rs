@@ -11,6 +11,7 @@ pub const STRING: &str = "string";
 pub const HASH: &str = "hash";
 pub const SET: &str = "set";
 pub const LIST: &str = "list";
+pub const ZSET: &str = "zset";
 
 /// One stored key. `value` is JSON text (validated before it is written); times are unix ms.
 /// A collection (`kind` other than [`STRING`]) has the value `null`, its members under its

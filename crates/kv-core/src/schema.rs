@@ -50,6 +50,26 @@ diesel::table! {
     }
 }
 
+// A sorted set's members with their scores, by collection id (see `sorted_sets`).
+diesel::table! {
+    kv_zset (coll, member) {
+        coll -> BigInt,
+        member -> Text,
+        score -> Double,
+    }
+}
+
+// The rank blocks of a large sorted set: where each starts in (score, member) order, and
+// how many members it holds.
+diesel::table! {
+    kv_zset_block (coll, score, member) {
+        coll -> BigInt,
+        score -> Double,
+        member -> Text,
+        size -> BigInt,
+    }
+}
+
 // Collections whose key is gone: their members are removed in bounded batches.
 diesel::table! {
     kv_garbage (coll) {
@@ -101,4 +121,12 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(kv_store, kv_hash, kv_set, kv_list, kv_garbage);
+diesel::allow_tables_to_appear_in_same_query!(
+    kv_store,
+    kv_hash,
+    kv_set,
+    kv_list,
+    kv_zset,
+    kv_zset_block,
+    kv_garbage
+);

@@ -17,7 +17,8 @@ use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;
 use crate::key::validate_writable_key;
 use crate::model::{self, KeyValue};
-use crate::redis::value::{redis_string, stored_json};
+use crate::sorted_sets;
+use crate::redis::value::{redis_string, score_from_json, score_json, stored_json};
 use crate::request::parse_body;
 use crate::store::{self, Tx};
 
@@ -152,6 +153,12 @@ fn members_page(
             let page = collections::list_range(conn, coll, head, head + MEMBER_PAGE - 1)?;
             Ok(Members::List(page.into_iter().map(|(_, v)| v).collect()))
         }
+        model::ZSET => Ok(Members::Zset(sorted_sets::page_by_member(
+            conn,
+            coll,
+            after,
+            MEMBER_PAGE,
+        )?)),
         other => Err(StoreError::Internal(format!(
             "{:?}: cannot export a key of type {other:?}",
             row.key
@@ -180,8 +187,9 @@ pub fn write_line(out: &mut Vec<u8>, row: &KeyValue) -> Result<(), StoreError> {
 }
 
 /// One export line of a collection: `{"key","type":"hash","value":{field: member, …},
-/// "expires_at","version"}` or `{…,"type":"set","value":[member, …],…}`, fields and members in
-/// byte order, each member (a Redis string) as its JSON value ([`stored_json`]: `"1"` is `1`,
+/// "expires_at","version"}`, `{…,"type":"set","value":[member, …],…}`, a list's elements in
+/// order, or `{…,"type":"zset","value":[[member, score], …],…}`; fields and members in byte
+/// order, scores JSON numbers (or `"inf"`, `"-inf"`), each member (a Redis string) as its JSON value ([`stored_json`]: `"1"` is `1`,
 /// `"red"` is `"red"`), which [`parse_line`] turns back into the same string. `page(after)`
 /// gives the members after `after` (all of them when it comes back with fewer than
 /// `MEMBER_PAGE`); the line is built whole in `out`.
@@ -229,6 +237,19 @@ pub fn write_collection_line(
                 }
                 after = items.last().cloned();
             }
+            Members::Zset(items) => {
+                for (member, score) in &items {
+                    if !std::mem::take(&mut first) {
+                        out.push(b',');
+                    }
+                    out.push(b'[');
+                    out.extend_from_slice(stored_json(member).as_bytes());
+                    out.push(b',');
+                    serde_json::to_writer(&mut *out, &score_json(*score)).map_err(failed)?;
+                    out.push(b']');
+                }
+                after = items.last().map(|(member, _)| member.clone());
+            }
             Members::List(items) => {
                 for element in &items {
                     if !std::mem::take(&mut first) {
@@ -274,7 +295,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
         Some(_) => {
             return Err(StoreError::invalid(
                 "invalid_line",
-                "\"type\" must be \"string\", \"hash\" or \"set\" (or absent: a string)",
+                "\"type\" must be \"string\", \"hash\", \"set\", \"list\" or \"zset\" (or absent: a string)",
             ));
         }
     };
@@ -306,6 +327,28 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
             let elements = items.iter().map(member).collect::<Result<Vec<_>, _>>()?;
             Ok(("null".to_owned(), Some(Members::List(elements))))
         }
+        (model::ZSET, Value::Array(items)) => {
+            // A member given twice keeps its last score (as ZADD).
+            let mut at = std::collections::HashMap::with_capacity(items.len());
+            let mut members: Vec<(String, f64)> = Vec::with_capacity(items.len());
+            for item in &items {
+                let pair = match item {
+                    Value::Array(pair) if pair.len() == 2 => pair,
+                    _ => return Err(zset_shape()),
+                };
+                let text = member(&pair[0])?;
+                let score = score_from_json(&pair[1]).ok_or_else(zset_shape)?;
+                match at.get(&text) {
+                    Some(&i) => members[i] = (text, score),
+                    None => {
+                        at.insert(text.clone(), members.len());
+                        members.push((text, score));
+                    }
+                }
+            }
+            Ok(("null".to_owned(), Some(Members::Zset(members))))
+        }
+        (model::ZSET, _) => Err(zset_shape()),
         (model::LIST, _) => Err(StoreError::invalid(
             "invalid_line",
             "the \"value\" of a list must be an array of its elements",
@@ -320,9 +363,18 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
         )),
         (other, _) => Err(StoreError::invalid(
             "invalid_line",
-            format!("unknown type {other:?}; a line's \"type\" is string, hash, set or list"),
+            format!(
+                "unknown type {other:?}; a line's \"type\" is string, hash, set, list or zset"
+            ),
         )),
     }
+}
+
+fn zset_shape() -> StoreError {
+    StoreError::invalid(
+        "invalid_line",
+        "the \"value\" of a zset must be an array of [member, score] pairs; a score is a number, \"inf\" or \"-inf\"",
+    )
 }
 
 /// Parses one line (without its line break).

@@ -93,7 +93,7 @@ pub const COLLECTION_PAGE: i64 = 1000;
 /// The body of `GET /<key>` of a collection: `{"key","type","value","length","ttl_remaining",
 /// "ttl_remaining_ms","expires_at","version"}`, its value the members after `after` (at most
 /// [`COLLECTION_PAGE`], within `budget`) as JSON: a hash an object, a set an array in byte
-/// order; members are Redis strings, shown as their JSON values (see `redis::value`). With
+/// order, a list an array in order, a sorted set an array of `[member, score]` by score; members are Redis strings, shown as their JSON values (see `redis::value`). With
 /// more to come, `"cursor"` continues (`GET /<key>?cursor=C`).
 pub fn collection_json(
     conn: &mut crate::backend::DbConnection,
@@ -138,6 +138,27 @@ pub fn collection_json(
                 budget.charge(element.len())?;
                 let raw = as_json(element)?;
                 items.push(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+            }
+            let next = (offset + page.len() as i64).to_string();
+            (
+                serde_json::Value::Array(items),
+                Some(next),
+                page.len() as i64,
+            )
+        }
+        crate::model::ZSET => {
+            // A sorted set pages by rank, as a list by offset.
+            let offset = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+            let page = crate::sorted_sets::by_rank(conn, coll, offset, COLLECTION_PAGE)?;
+            let mut items = Vec::with_capacity(page.len());
+            for (member, score) in &page {
+                budget.charge(member.len() + 24)?;
+                let raw = as_json(member)?;
+                items.push(serde_json::json!([
+                    serde_json::from_str::<serde_json::Value>(raw.get())
+                        .unwrap_or(serde_json::Value::Null),
+                    crate::redis::value::score_json(*score),
+                ]));
             }
             let next = (offset + page.len() as i64).to_string();
             (

@@ -5,7 +5,9 @@
 //! straight to their positions (O(log n + k)); LREM and LINSERT renumber (O(n), as Redis's).
 
 use super::call::Call;
-use super::members::{check_member, coll_of, for_write, read_collection};
+use super::members::{
+    check_member, coll_of, for_write, index_offset, index_range, read_collection,
+};
 use super::reply::{NOT_AN_INTEGER, Reply, SYNTAX, error, wrong_args};
 use super::source::Source;
 use super::value::redis_int;
@@ -160,18 +162,6 @@ fn for_read(src: &mut dyn Source, key: &str) -> Result<Option<(i64, i64, i64)>, 
     Ok(Some((coll, head, row.length.unwrap_or(0))))
 }
 
-/// Redis's index `i` of a list of `len` as an offset from the head (negative: from the end).
-fn offset(i: i64, len: i64) -> i64 {
-    if i < 0 { len + i } else { i }
-}
-
-/// LRANGE's and LTRIM's `[start, stop]` as offsets within `0..len`, or `None`: empty.
-fn range(start: i64, stop: i64, len: i64) -> Option<(i64, i64)> {
-    let start = offset(start, len).max(0);
-    let stop = offset(stop, len).min(len - 1);
-    (start <= stop && start < len).then_some((start, stop))
-}
-
 /// LLEN key.
 pub(super) fn llen(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     let found = read_collection(src, call.args[0], LIST)?;
@@ -186,7 +176,7 @@ pub(super) fn lindex(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Sto
     let Some((coll, head, len)) = for_read(src, call.args[0])? else {
         return Ok(Reply::Nil);
     };
-    let at = offset(index, len);
+    let at = index_offset(index, len);
     if at < 0 || at >= len {
         return Ok(Reply::Nil);
     }
@@ -205,7 +195,7 @@ pub(super) fn lrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Sto
     let Some((coll, head, len)) = for_read(src, call.args[0])? else {
         return Ok(Reply::Array(Vec::new()));
     };
-    let Some((from, to)) = range(start, stop, len) else {
+    let Some((from, to)) = index_range(start, stop, len) else {
         return Ok(Reply::Array(Vec::new()));
     };
     let mut items = Vec::new();
@@ -302,7 +292,7 @@ pub(super) fn lset(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
     let Some(list) = existing(tx, key)? else {
         return Ok(error("ERR no such key"));
     };
-    let at = offset(index, list.len);
+    let at = index_offset(index, list.len);
     if at < 0 || at >= list.len {
         return Ok(error("ERR index out of range"));
     }
@@ -323,7 +313,7 @@ pub(super) fn ltrim(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreErro
         return Ok(Reply::Ok);
     };
     let (head, len) = (list.head, list.len);
-    match range(start, stop, len) {
+    match index_range(start, stop, len) {
         None => {
             collections::list_remove_range(tx.conn(), list.coll, head, head + len - 1)?;
             list.len = 0;

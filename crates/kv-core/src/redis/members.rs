@@ -161,6 +161,20 @@ pub(super) fn random() -> u64 {
         .finish()
 }
 
+/// Redis's index `i` of a list or sorted set of `len` as an offset from the head (negative:
+/// from the end).
+pub(super) fn index_offset(i: i64, len: i64) -> i64 {
+    if i < 0 { len + i } else { i }
+}
+
+/// LRANGE's, LTRIM's and ZRANGE's `[start, stop]` as offsets within `0..len`, or `None`:
+/// empty.
+pub(super) fn index_range(start: i64, stop: i64, len: i64) -> Option<(i64, i64)> {
+    let start = index_offset(start, len).max(0);
+    let stop = index_offset(stop, len).min(len - 1);
+    (start <= stop && start < len).then_some((start, stop))
+}
+
 /// The offsets (0‥`length`) that HRANDFIELD / SRANDMEMBER `count` pick: `count` distinct ones
 /// (all when `count` ≥ `length`) for a positive count, `-count` with repeats for a negative.
 pub(super) fn random_offsets(length: i64, count: i64) -> Vec<i64> {

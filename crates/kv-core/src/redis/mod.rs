@@ -89,7 +89,10 @@ impl Command {
         match spec.keys {
             KeySpec::Listing => KeyUse::Listing,
             KeySpec::Every => KeyUse::Every,
-            KeySpec::None | KeySpec::Range { .. } | KeySpec::NumKeys { .. } => {
+            KeySpec::None
+            | KeySpec::Range { .. }
+            | KeySpec::NumKeys { .. }
+            | KeySpec::DestinationNumKeys => {
                 KeyUse::Keys(spec.key_args(&self.arg_strs()))
             }
         }

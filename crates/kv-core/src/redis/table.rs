@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use super::call::Call;
 use super::reply::Reply;
 use super::source::Source;
-use super::{generic, hashes, lists, server, sets, strings};
+use super::{generic, hashes, lists, server, sets, strings, zsets};
 use crate::error::StoreError;
 use crate::store::Tx;
 
@@ -68,6 +68,9 @@ pub enum KeySpec {
     Every,
     /// The argument at index `at` counts the keys that follow it (SINTERCARD, ZUNION, EVAL).
     NumKeys { at: usize },
+    /// The first argument is a destination key, the second counts the keys that follow it
+    /// (ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE).
+    DestinationNumKeys,
 }
 
 /// The first argument is the key.
@@ -230,6 +233,58 @@ pub static COMMANDS: &[Spec] = &[
     write("lmove", 5, FIRST_TWO, lists::lmove),
     write("rpoplpush", 3, FIRST_TWO, lists::rpoplpush),
     write("lmpop", -4, KeySpec::NumKeys { at: 0 }, lists::lmpop),
+    // sorted sets
+    read("zcard", 2, FIRST, zsets::zcard),
+    read("zscore", 3, FIRST, zsets::zscore),
+    read("zmscore", -3, FIRST, zsets::zmscore),
+    read("zrank", -3, FIRST, zsets::zrank),
+    read("zrevrank", -3, FIRST, zsets::zrank),
+    read("zcount", 4, FIRST, zsets::zcount),
+    read("zlexcount", 4, FIRST, zsets::zcount),
+    read("zrange", -4, FIRST, zsets::zrange),
+    read("zrangebyscore", -4, FIRST, zsets::zrange),
+    read("zrevrangebyscore", -4, FIRST, zsets::zrange),
+    read("zrangebylex", -4, FIRST, zsets::zrange),
+    read("zrevrangebylex", -4, FIRST, zsets::zrange),
+    read("zrevrange", -4, FIRST, zsets::zrange),
+    read("zrandmember", -2, FIRST, zsets::zrandmember),
+    read("zscan", -3, FIRST, zsets::zscan),
+    read("zunion", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
+    read("zinter", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
+    read("zdiff", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
+    read(
+        "zintercard",
+        -3,
+        KeySpec::NumKeys { at: 0 },
+        zsets::zintercard,
+    ),
+    write("zadd", -4, FIRST, zsets::zadd),
+    write("zincrby", 4, FIRST, zsets::zincrby),
+    write("zrem", -3, FIRST, zsets::zrem),
+    write("zpopmin", -2, FIRST, zsets::zpop),
+    write("zpopmax", -2, FIRST, zsets::zpop),
+    write("zremrangebyrank", 4, FIRST, zsets::zremrange),
+    write("zremrangebyscore", 4, FIRST, zsets::zremrange),
+    write("zremrangebylex", 4, FIRST, zsets::zremrange),
+    write("zrangestore", -5, FIRST_TWO, zsets::zrangestore),
+    write(
+        "zunionstore",
+        -4,
+        KeySpec::DestinationNumKeys,
+        zsets::zcombinestore,
+    ),
+    write(
+        "zinterstore",
+        -4,
+        KeySpec::DestinationNumKeys,
+        zsets::zcombinestore,
+    ),
+    write(
+        "zdiffstore",
+        -4,
+        KeySpec::DestinationNumKeys,
+        zsets::zcombinestore,
+    ),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =
@@ -260,16 +315,26 @@ impl Spec {
         }
     }
 
-    /// The arguments of `args` that are keys, by [`KeySpec::Range`] or [`KeySpec::NumKeys`]
-    /// (none for the others).
+    /// The keys counted by the argument at index `at`, which follow it.
+    fn counted_keys<'a>(&self, args: &[&'a str], at: usize) -> Vec<&'a str> {
+        let count = args
+            .get(at)
+            .and_then(|n| super::value::redis_int(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0);
+        args.iter().skip(at + 1).take(count).copied().collect()
+    }
+
+    /// The arguments of `args` that are keys, by [`KeySpec::Range`], [`KeySpec::NumKeys`] or
+    /// [`KeySpec::DestinationNumKeys`] (none for the others).
     pub fn key_args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        if self.keys == KeySpec::DestinationNumKeys {
+            let mut keys: Vec<&str> = args.first().copied().into_iter().collect();
+            keys.extend(self.counted_keys(args, 1));
+            return keys;
+        }
         if let KeySpec::NumKeys { at } = self.keys {
-            let count = args
-                .get(at)
-                .and_then(|n| super::value::redis_int(n))
-                .and_then(|n| usize::try_from(n).ok())
-                .unwrap_or(0);
-            return args.iter().skip(at + 1).take(count).copied().collect();
+            return self.counted_keys(args, at);
         }
         let KeySpec::Range { first, last, step } = self.keys else {
             return Vec::new();
@@ -323,6 +388,11 @@ mod tests {
             vec!["a", "b"]
         );
         assert_eq!(spec("smove").key_args(&["a", "b", "m"]), vec!["a", "b"]);
+        assert_eq!(
+            spec("zunionstore").key_args(&["d", "2", "a", "b", "WEIGHTS", "1", "2"]),
+            vec!["d", "a", "b"]
+        );
+        assert_eq!(spec("zunion").key_args(&["1", "a", "WITHSCORES"]), vec!["a"]);
     }
 
     #[test]

@@ -114,6 +114,48 @@ fn at_most_17_decimals(text: String, x: f64) -> String {
     }
 }
 
+/// How Redis 7.0 prints a sorted set's score (`%.17g`): `inf`, `-inf`, or 17 significant
+/// digits with trailing zeros cut, in exponent form below 1e-4 or from 1e17 on.
+pub fn format_score(x: f64) -> String {
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.to_owned();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0" } else { "0" }.to_owned();
+    }
+    let scientific = format!("{x:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let trim = |text: &str| -> String {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
+    if !(-4..17).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.unsigned_abs())
+    } else {
+        trim(&format!("{x:.*}", (16 - exponent) as usize))
+    }
+}
+
+/// A score as JSON: a number, or the strings `"inf"` and `"-inf"` (JSON has no infinity).
+pub fn score_json(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or_else(|| Value::String(format_score(x)), Value::Number)
+}
+
+/// A score given as JSON: a number, or a string Redis reads as a float (`"inf"`, `"-inf"`,
+/// `"1.5"`).
+pub fn score_from_json(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(text) => parse_float(text),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +218,31 @@ mod tests {
         ] {
             assert_eq!(redis_int(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn scores_print_like_redis_7_0() {
+        for (x, text) in [
+            (1.0, "1"),
+            (1.5, "1.5"),
+            (0.1, "0.10000000000000001"),
+            (-2.25, "-2.25"),
+            (1e17, "1e+17"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (1e16, "10000000000000000"),
+            (0.0001, "0.0001"),
+            (0.00001, "1.0000000000000001e-05"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (0.0, "0"),
+            (3.0e-300, "3.0000000000000002e-300"),
+        ] {
+            assert_eq!(format_score(x), text, "{x:?}");
+        }
+        assert_eq!(score_json(f64::NEG_INFINITY), Value::String("-inf".into()));
+        assert_eq!(score_from_json(&score_json(2.5)), Some(2.5));
+        assert_eq!(score_from_json(&Value::String("+inf".into())), Some(f64::INFINITY));
+        assert_eq!(score_from_json(&Value::Bool(true)), None);
     }
 
     #[test]

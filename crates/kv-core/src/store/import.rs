@@ -11,6 +11,7 @@ use crate::collections;
 use crate::error::StoreError;
 use crate::key::validate_writable_key;
 use crate::model::KeyValue;
+use crate::sorted_sets;
 
 impl Tx<'_> {
     /// Lines of an import (see [`crate::transfer::import`]), in order: each writes its key
@@ -108,6 +109,10 @@ impl Tx<'_> {
             Members::Hash(fields) => collections::insert_hash(self.conn, coll, fields)?,
             Members::Set(items) => collections::insert_set(self.conn, coll, items)?,
             Members::List(items) => collections::insert_list(self.conn, coll, 0, items)?,
+            Members::Zset(items) => {
+                sorted_sets::insert_all(self.conn, coll, items)?;
+                sorted_sets::build_blocks(self.conn, coll, items.len() as i64)?;
+            }
         }
         let row = KeyValue {
             key: line.key,

@@ -1,0 +1,592 @@
+//! The members of sorted sets, by collection id, and how ranks are answered.
+//!
+//! `kv_zset` holds (collection, member, score): its primary key finds a member's score, its
+//! index on (collection, score, member) gives the order, so a range by score or by lex is an
+//! index range: O(log n + k). Ranks need more, as a B-tree does not count: `kv_zset_block`
+//! splits a large sorted set's order into blocks of [`HALF`] to [`SPLIT`] members, each row
+//! the position its block starts at and how many members it holds. A rank is the sum of the
+//! sizes of the blocks before the member's block (≤ n / 1,024 rows) plus a count within its
+//! block (≤ 2,048 index entries): about 1,000 + 2,000 index steps at a million members,
+//! against the 500,000 a plain count would take. A write keeps the blocks exact: one size
+//! changes, a block over [`SPLIT`] is cut in two, one under [`MERGE`] joins the one before. A
+//! sorted set of at most [`SPLIT`] members has no block rows: it is one block.
+//!
+//! Positions in the order are [`Cut`]s: "before every member at or after (score, member)".
+//! Score and lex bounds become cuts (an exclusive score bound is the next double; an exclusive
+//! lex bound is the member followed by byte 1, the next string, since members hold no zero
+//! byte), so every range is `[from, to)` and every count is `below(to) - below(from)`.
+
+use std::borrow::Cow;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Double, Text};
+
+use crate::backend::{DbConnection, with_conn};
+use crate::error::StoreError;
+use crate::schema::{kv_zset, kv_zset_block};
+
+/// A block is cut in two when it would hold more than this.
+pub const SPLIT: i64 = 2048;
+/// The size of each half of a block that was cut in two.
+pub const HALF: i64 = SPLIT / 2;
+/// A block that falls under this joins the block before it (when they fit in one).
+pub const MERGE: i64 = SPLIT / 8;
+/// Members inserted per statement: three parameters a row stay under both databases' limits.
+const INSERT_BATCH: usize = 1000;
+
+/// A position in a sorted set's order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cut {
+    /// Before every member at or after (score, member) in (score, byte order of member).
+    At(f64, String),
+    /// After every member.
+    End,
+}
+
+impl Cut {
+    /// Before every member.
+    pub fn start() -> Cut {
+        Cut::At(f64::NEG_INFINITY, String::new())
+    }
+
+    /// Just after the member (score, member).
+    pub fn after(score: f64, member: &str) -> Cut {
+        Cut::At(score, format!("{member}\u{1}"))
+    }
+
+    /// Before the first member whose score is above `score` (`score` included: ≤).
+    pub fn above_score(score: f64) -> Cut {
+        if score == f64::INFINITY {
+            Cut::End
+        } else {
+            Cut::At(score.next_up(), String::new())
+        }
+    }
+
+    /// Before the first member whose score is at least `score`.
+    pub fn at_score(score: f64) -> Cut {
+        Cut::At(score, String::new())
+    }
+}
+
+#[derive(QueryableByName, Debug, Clone)]
+struct Block {
+    #[diesel(sql_type = Double)]
+    score: f64,
+    #[diesel(sql_type = Text)]
+    member: String,
+    #[diesel(sql_type = BigInt)]
+    size: i64,
+}
+
+impl Block {
+    fn is_first(&self) -> bool {
+        self.score == f64::NEG_INFINITY && self.member.is_empty()
+    }
+}
+
+#[derive(QueryableByName)]
+struct Entry {
+    #[diesel(sql_type = Text)]
+    member: String,
+    #[diesel(sql_type = Double)]
+    score: f64,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// `sql` with its `?` placeholders numbered (`$1`, `$2`, …) for PostgreSQL.
+fn numbered(conn: &DbConnection, sql: &'static str) -> Cow<'static, str> {
+    match conn {
+        DbConnection::Sqlite(_) => Cow::Borrowed(sql),
+        DbConnection::Postgres(_) => {
+            let mut out = String::with_capacity(sql.len() + 8);
+            let mut n = 0;
+            for ch in sql.chars() {
+                if ch == '?' {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                } else {
+                    out.push(ch);
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+/// A member's score.
+pub fn score(conn: &mut DbConnection, coll: i64, member: &str) -> Result<Option<f64>, StoreError> {
+    Ok(with_conn!(conn, c => kv_zset::table
+        .find((coll, member))
+        .select(kv_zset::score)
+        .first::<f64>(c)
+        .optional())?)
+}
+
+/// Sets `member`'s score in the sorted set `coll` of `length` members (before this write),
+/// whose score was `old` (`None`: a new member).
+pub fn put(
+    conn: &mut DbConnection,
+    coll: i64,
+    length: i64,
+    member: &str,
+    score: f64,
+    old: Option<f64>,
+) -> Result<(), StoreError> {
+    let score = if score == 0.0 { 0.0 } else { score }; // one zero: SQLite keeps no "-0"
+    let mut length = length;
+    if let Some(old) = old {
+        if old == score {
+            return Ok(());
+        }
+        remove(conn, coll, member, old)?;
+        length -= 1;
+    }
+    with_conn!(conn, c => diesel::insert_into(kv_zset::table)
+        .values((kv_zset::coll.eq(coll), kv_zset::member.eq(member), kv_zset::score.eq(score)))
+        .execute(c))?;
+    match block_of(conn, coll, score, member)? {
+        None if length + 1 > SPLIT => build_blocks(conn, coll, length + 1),
+        None => Ok(()),
+        Some(block) if block.size + 1 > SPLIT => {
+            let Some((member, score)) = nth_from(conn, coll, block.score, &block.member, HALF)?
+            else {
+                return Err(StoreError::Internal("a block shorter than its size".into()));
+            };
+            set_size(conn, coll, &block, HALF)?;
+            insert_block(conn, coll, score, &member, block.size + 1 - HALF)
+        }
+        Some(block) => set_size(conn, coll, &block, block.size + 1),
+    }
+}
+
+/// Removes `member` (whose score is `score`); whether it was there.
+pub fn remove(
+    conn: &mut DbConnection,
+    coll: i64,
+    member: &str,
+    score: f64,
+) -> Result<bool, StoreError> {
+    let removed =
+        with_conn!(conn, c => diesel::delete(kv_zset::table.find((coll, member))).execute(c))?;
+    if removed == 0 {
+        return Ok(false);
+    }
+    if let Some(block) = block_of(conn, coll, score, member)? {
+        shrink(conn, coll, block, 1)?;
+    }
+    Ok(true)
+}
+
+/// `block` lost `by` members: its size drops, and a small block joins the one before it.
+fn shrink(conn: &mut DbConnection, coll: i64, block: Block, by: i64) -> Result<(), StoreError> {
+    let size = block.size - by;
+    if block.is_first() || size >= MERGE {
+        return set_size(conn, coll, &block, size);
+    }
+    let Some(before) = block_before(conn, coll, &block)? else {
+        return set_size(conn, coll, &block, size);
+    };
+    if before.size + size > SPLIT {
+        return set_size(conn, coll, &block, size);
+    }
+    delete_block(conn, coll, &block)?;
+    set_size(conn, coll, &before, before.size + size)
+}
+
+/// The block `(score, member)` is in, if the set has blocks.
+fn block_of(
+    conn: &mut DbConnection,
+    coll: i64,
+    score: f64,
+    member: &str,
+) -> Result<Option<Block>, StoreError> {
+    let sql = numbered(
+        conn,
+        "SELECT score, member, size FROM kv_zset_block WHERE coll = ? AND (score, member) <= (?, ?) \
+         ORDER BY score DESC, member DESC LIMIT 1",
+    );
+    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+        .bind::<BigInt, _>(coll)
+        .bind::<Double, _>(score)
+        .bind::<Text, _>(member)
+        .get_result::<Block>(c)
+        .optional())?)
+}
+
+/// The block before `block`.
+fn block_before(
+    conn: &mut DbConnection,
+    coll: i64,
+    block: &Block,
+) -> Result<Option<Block>, StoreError> {
+    let sql = numbered(
+        conn,
+        "SELECT score, member, size FROM kv_zset_block WHERE coll = ? AND (score, member) < (?, ?) \
+         ORDER BY score DESC, member DESC LIMIT 1",
+    );
+    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+        .bind::<BigInt, _>(coll)
+        .bind::<Double, _>(block.score)
+        .bind::<Text, _>(&block.member)
+        .get_result::<Block>(c)
+        .optional())?)
+}
+
+/// Every block of the set, in order (none for a set of at most [`SPLIT`] members).
+fn blocks(conn: &mut DbConnection, coll: i64) -> Result<Vec<Block>, StoreError> {
+    let sql = numbered(
+        conn,
+        "SELECT score, member, size FROM kv_zset_block WHERE coll = ? ORDER BY score, member",
+    );
+    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+        .bind::<BigInt, _>(coll)
+        .load::<Block>(c))?)
+}
+
+fn set_size(conn: &mut DbConnection, coll: i64, block: &Block, size: i64) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::update(
+        kv_zset_block::table.find((coll, block.score, block.member.as_str())),
+    )
+    .set(kv_zset_block::size.eq(size))
+    .execute(c))?;
+    Ok(())
+}
+
+fn insert_block(
+    conn: &mut DbConnection,
+    coll: i64,
+    score: f64,
+    member: &str,
+    size: i64,
+) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::insert_into(kv_zset_block::table)
+        .values((
+            kv_zset_block::coll.eq(coll),
+            kv_zset_block::score.eq(score),
+            kv_zset_block::member.eq(member),
+            kv_zset_block::size.eq(size),
+        ))
+        .execute(c))?;
+    Ok(())
+}
+
+fn delete_block(conn: &mut DbConnection, coll: i64, block: &Block) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::delete(
+        kv_zset_block::table.find((coll, block.score, block.member.as_str())),
+    )
+    .execute(c))?;
+    Ok(())
+}
+
+/// The member `n` places after the position (score, member) (0: the first at or after it).
+fn nth_from(
+    conn: &mut DbConnection,
+    coll: i64,
+    score: f64,
+    member: &str,
+    n: i64,
+) -> Result<Option<(String, f64)>, StoreError> {
+    let page = range(conn, coll, &Cut::At(score, member.to_owned()), &Cut::End, false, n, 1)?;
+    Ok(page.into_iter().next())
+}
+
+/// Writes the blocks of the set `coll` of `length` members afresh (after a bulk insert).
+pub fn build_blocks(conn: &mut DbConnection, coll: i64, length: i64) -> Result<(), StoreError> {
+    with_conn!(conn, c => diesel::delete(kv_zset_block::table.filter(kv_zset_block::coll.eq(coll)))
+        .execute(c))?;
+    if length <= SPLIT {
+        return Ok(());
+    }
+    let (mut score, mut member) = (f64::NEG_INFINITY, String::new());
+    let mut left = length;
+    while left > SPLIT {
+        let Some((next_member, next_score)) = nth_from(conn, coll, score, &member, HALF)? else {
+            break;
+        };
+        insert_block(conn, coll, score, &member, HALF)?;
+        (score, member) = (next_score, next_member);
+        left -= HALF;
+    }
+    insert_block(conn, coll, score, &member, left)
+}
+
+/// How many members come before `cut`, in a set of `length` members.
+pub fn below(
+    conn: &mut DbConnection,
+    coll: i64,
+    length: i64,
+    cut: &Cut,
+) -> Result<i64, StoreError> {
+    let Cut::At(score, member) = cut else {
+        return Ok(length);
+    };
+    let (before, from) = match block_of(conn, coll, *score, member)? {
+        None => (0, Cut::start()),
+        Some(block) => {
+            let sql = numbered(
+                conn,
+                "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM kv_zset_block \
+                 WHERE coll = ? AND (score, member) < (?, ?)",
+            );
+            let before = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+                .bind::<BigInt, _>(coll)
+                .bind::<Double, _>(block.score)
+                .bind::<Text, _>(&block.member)
+                .get_result::<Count>(c))?
+            .n;
+            (before, Cut::At(block.score, block.member))
+        }
+    };
+    Ok(before + count(conn, coll, &from, cut)?)
+}
+
+/// How many members lie in `[from, to)`.
+fn count(conn: &mut DbConnection, coll: i64, from: &Cut, to: &Cut) -> Result<i64, StoreError> {
+    let Cut::At(from_score, from_member) = from else {
+        return Ok(0);
+    };
+    Ok(match to {
+        Cut::At(to_score, to_member) => {
+            let sql = numbered(
+                conn,
+                "SELECT COUNT(*) AS n FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+                 AND (score, member) < (?, ?)",
+            );
+            with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+                .bind::<BigInt, _>(coll)
+                .bind::<Double, _>(*from_score)
+                .bind::<Text, _>(from_member)
+                .bind::<Double, _>(*to_score)
+                .bind::<Text, _>(to_member)
+                .get_result::<Count>(c))?
+        }
+        Cut::End => {
+            let sql = numbered(
+                conn,
+                "SELECT COUNT(*) AS n FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?)",
+            );
+            with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+                .bind::<BigInt, _>(coll)
+                .bind::<Double, _>(*from_score)
+                .bind::<Text, _>(from_member)
+                .get_result::<Count>(c))?
+        }
+    }
+    .n)
+}
+
+/// The members in `[from, to)` (score order; descending when `reverse`), skipping `offset`,
+/// at most `limit` (negative: all) of them, with their scores.
+pub fn range(
+    conn: &mut DbConnection,
+    coll: i64,
+    from: &Cut,
+    to: &Cut,
+    reverse: bool,
+    offset: i64,
+    limit: i64,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let Cut::At(from_score, from_member) = from else {
+        return Ok(Vec::new());
+    };
+    let limit = if limit < 0 { i64::MAX } else { limit };
+    let (to_score, to_member, bounded) = match to {
+        Cut::At(score, member) => (*score, member.as_str(), true),
+        Cut::End => (f64::INFINITY, "", false),
+    };
+    let sql = match (bounded, reverse) {
+        (true, false) => {
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND (score, member) < (?, ?) ORDER BY score, member LIMIT ? OFFSET ?"
+        }
+        (true, true) => {
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND (score, member) < (?, ?) ORDER BY score DESC, member DESC LIMIT ? OFFSET ?"
+        }
+        // Unbounded above: the last two placeholders are compared to nothing.
+        (false, false) => {
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND ? IS NOT NULL AND ? IS NOT NULL ORDER BY score, member LIMIT ? OFFSET ?"
+        }
+        (false, true) => {
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND ? IS NOT NULL AND ? IS NOT NULL ORDER BY score DESC, member DESC LIMIT ? OFFSET ?"
+        }
+    };
+    let sql = numbered(conn, sql);
+    let rows = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+        .bind::<BigInt, _>(coll)
+        .bind::<Double, _>(*from_score)
+        .bind::<Text, _>(from_member)
+        .bind::<Double, _>(to_score)
+        .bind::<Text, _>(to_member)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load::<Entry>(c))?;
+    Ok(rows.into_iter().map(|e| (e.member, e.score)).collect())
+}
+
+/// The members at ranks `start..start + count` (0: the lowest), in order.
+pub fn by_rank(
+    conn: &mut DbConnection,
+    coll: i64,
+    start: i64,
+    count: i64,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    let mut from = Cut::start();
+    let mut offset = start;
+    for block in blocks(conn, coll)? {
+        if offset < block.size {
+            from = Cut::At(block.score, block.member);
+            break;
+        }
+        offset -= block.size;
+    }
+    range(conn, coll, &from, &Cut::End, false, offset, count)
+}
+
+/// Removes the members in `[from, to)`; how many went. The blocks the range touches are
+/// counted again (those left empty go).
+pub fn remove_range(
+    conn: &mut DbConnection,
+    coll: i64,
+    from: &Cut,
+    to: &Cut,
+) -> Result<i64, StoreError> {
+    let Cut::At(from_score, from_member) = from else {
+        return Ok(0);
+    };
+    let (to_score, to_member, bounded) = match to {
+        Cut::At(score, member) => (*score, member.as_str(), true),
+        Cut::End => (f64::INFINITY, "", false),
+    };
+    let sql = numbered(
+        conn,
+        if bounded {
+            "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND (score, member) < (?, ?)"
+        } else {
+            "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND ? IS NOT NULL AND ? IS NOT NULL"
+        },
+    );
+    let removed = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
+        .bind::<BigInt, _>(coll)
+        .bind::<Double, _>(*from_score)
+        .bind::<Text, _>(from_member)
+        .bind::<Double, _>(to_score)
+        .bind::<Text, _>(to_member)
+        .execute(c))? as i64;
+    if removed > 0 {
+        recount_blocks(conn, coll, from, to)?;
+    }
+    Ok(removed)
+}
+
+/// Counts again the blocks that overlap `[from, to)`, then joins small neighbours.
+fn recount_blocks(
+    conn: &mut DbConnection,
+    coll: i64,
+    from: &Cut,
+    to: &Cut,
+) -> Result<(), StoreError> {
+    let all = blocks(conn, coll)?;
+    let starts: Vec<Cut> = all
+        .iter()
+        .map(|b| Cut::At(b.score, b.member.clone()))
+        .collect();
+    let mut kept: Vec<Block> = Vec::with_capacity(all.len());
+    for (i, mut block) in all.into_iter().enumerate() {
+        let end = starts.get(i + 1).cloned().unwrap_or(Cut::End);
+        if before(&starts[i], to) && before(from, &end) {
+            block.size = count(conn, coll, &starts[i], &end)?;
+            set_size(conn, coll, &block, block.size)?;
+        }
+        match kept.last_mut() {
+            Some(last) if block.size < MERGE && last.size + block.size <= SPLIT => {
+                delete_block(conn, coll, &block)?;
+                last.size += block.size;
+                set_size(conn, coll, last, last.size)?;
+            }
+            _ => kept.push(block),
+        }
+    }
+    Ok(())
+}
+
+/// Whether the position `a` comes strictly before `b`.
+fn before(a: &Cut, b: &Cut) -> bool {
+    match (a, b) {
+        (_, Cut::End) => !matches!(a, Cut::End),
+        (Cut::End, _) => false,
+        (Cut::At(s1, m1), Cut::At(s2, m2)) => s1 < s2 || (s1 == s2 && m1 < m2),
+    }
+}
+
+/// A page of members in byte order of member after `after`, with their scores (export, copy,
+/// ZSCAN).
+pub fn page_by_member(
+    conn: &mut DbConnection,
+    coll: i64,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<(String, f64)>, StoreError> {
+    Ok(with_conn!(conn, c => {
+        let query = kv_zset::table
+            .filter(kv_zset::coll.eq(coll))
+            .order(kv_zset::member.asc())
+            .select((kv_zset::member, kv_zset::score))
+            .limit(limit)
+            .into_boxed();
+        match after {
+            Some(after) => query.filter(kv_zset::member.gt(after)).load(c),
+            None => query.load(c),
+        }
+    })?)
+}
+
+/// Inserts members into a sorted set `coll` that holds none of them (each member once); the
+/// caller then writes its blocks with [`build_blocks`].
+pub fn insert_all(
+    conn: &mut DbConnection,
+    coll: i64,
+    members: &[(String, f64)],
+) -> Result<(), StoreError> {
+    for batch in members.chunks(INSERT_BATCH) {
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(member, score)| {
+                let score = if *score == 0.0 { 0.0 } else { *score };
+                (
+                    kv_zset::coll.eq(coll),
+                    kv_zset::member.eq(member),
+                    kv_zset::score.eq(score),
+                )
+            })
+            .collect();
+        with_conn!(conn, c => diesel::insert_into(kv_zset::table).values(&rows).execute(c))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_order_as_the_set_does() {
+        assert!(before(&Cut::start(), &Cut::End));
+        assert!(!before(&Cut::End, &Cut::End));
+        assert!(before(&Cut::at_score(1.0), &Cut::above_score(1.0)));
+        assert!(before(&Cut::At(1.0, "a".into()), &Cut::after(1.0, "a")));
+        assert!(before(&Cut::after(1.0, "a"), &Cut::At(1.0, "a\u{2}".into())));
+        assert_eq!(Cut::above_score(f64::INFINITY), Cut::End);
+        assert!(before(&Cut::above_score(f64::NEG_INFINITY), &Cut::at_score(-1e308)));
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE kv_zset_block;
+DROP TABLE kv_zset;

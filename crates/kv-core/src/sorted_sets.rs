@@ -578,6 +578,108 @@ pub fn insert_all(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+
+    fn migrated() -> DbConnection {
+        let mut conn =
+            DbConnection::Sqlite(diesel::Connection::establish(":memory:").expect("sqlite"));
+        crate::backend::run_migrations(&mut conn).expect("migrations");
+        conn
+    }
+
+    /// The model's order: by score, then member.
+    fn ordered(model: &BTreeMap<String, f64>) -> Vec<(String, f64)> {
+        let mut all: Vec<_> = model.iter().map(|(m, s)| (m.clone(), *s)).collect();
+        all.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        all
+    }
+
+    /// Every block's size is the count of its members, and they add up to the length.
+    fn check_blocks(conn: &mut DbConnection, len: i64) {
+        let all = blocks(conn, 1).expect("blocks");
+        if all.is_empty() {
+            return;
+        }
+        assert!(all[0].is_first(), "the first block starts before every member");
+        let mut total = 0;
+        for (i, block) in all.iter().enumerate() {
+            let end = all
+                .get(i + 1)
+                .map_or(Cut::End, |b| Cut::At(b.score, b.member.clone()));
+            let counted = count(conn, 1, &Cut::At(block.score, block.member.clone()), &end)
+                .expect("count");
+            assert_eq!(block.size, counted, "block {i} of {}", all.len());
+            assert!(block.size <= SPLIT, "block {i} is over SPLIT");
+            total += block.size;
+        }
+        assert_eq!(total, len);
+    }
+
+    #[test]
+    fn ranks_stay_exact_through_splits_merges_and_range_removals() {
+        let mut conn = migrated();
+        let mut model: BTreeMap<String, f64> = BTreeMap::new();
+        let mut seed: u64 = 7;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for round in 0..15000 {
+            let member = format!("m{}", next(30000));
+            // Few distinct scores: many members share one, so blocks start mid-score.
+            let score = next(40) as f64 - 20.0;
+            let len = model.len() as i64;
+            if round % 5 == 4 {
+                if let Some(old) = model.remove(&member) {
+                    assert!(remove(&mut conn, 1, &member, old).expect("remove"));
+                }
+            } else {
+                let old = model.insert(member.clone(), score);
+                put(&mut conn, 1, len, &member, score, old).expect("put");
+            }
+        }
+        check_blocks(&mut conn, model.len() as i64);
+        let all = ordered(&model);
+        let len = all.len() as i64;
+        assert!(len > 3 * SPLIT, "large enough to have blocks: {len}");
+        for rank in [0, 1, HALF - 1, HALF, SPLIT, len / 2, len - 2, len - 1] {
+            let (member, score) = &all[rank as usize];
+            let at = Cut::At(*score, member.clone());
+            assert_eq!(below(&mut conn, 1, len, &at).expect("below"), rank);
+            let page = by_rank(&mut conn, 1, rank, 3).expect("by rank");
+            assert_eq!(page, all[rank as usize..(rank as usize + 3).min(all.len())]);
+        }
+        let under_zero = all.iter().filter(|(_, s)| *s < 0.0).count() as i64;
+        assert_eq!(below(&mut conn, 1, len, &Cut::at_score(0.0)).expect("below"), under_zero);
+        let at_most_five = all.iter().filter(|(_, s)| *s <= 5.0).count() as i64;
+        assert_eq!(
+            below(&mut conn, 1, len, &Cut::above_score(5.0)).expect("below"),
+            at_most_five
+        );
+
+        // A range removal across many blocks, then one within a block.
+        let removed = remove_range(&mut conn, 1, &Cut::at_score(-10.0), &Cut::above_score(10.0))
+            .expect("remove range");
+        model.retain(|_, s| !(-10.0..=10.0).contains(s));
+        assert_eq!(removed, len - model.len() as i64);
+        check_blocks(&mut conn, model.len() as i64);
+        let all = ordered(&model);
+        let len = all.len() as i64;
+        let (m, s) = &all[10];
+        let (m2, s2) = &all[20];
+        let removed = remove_range(&mut conn, 1, &Cut::At(*s, m.clone()), &Cut::after(*s2, m2))
+            .expect("remove range");
+        assert_eq!(removed, 11);
+        check_blocks(&mut conn, len - 11);
+        let rest: Vec<_> = all[..10].iter().chain(&all[21..]).cloned().collect();
+        assert_eq!(by_rank(&mut conn, 1, 0, -1).expect("all"), rest);
+
+        // Blocks written afresh give the same ranks.
+        build_blocks(&mut conn, 1, rest.len() as i64).expect("build");
+        check_blocks(&mut conn, rest.len() as i64);
+        let mid = rest.len() / 2;
+        assert_eq!(by_rank(&mut conn, 1, mid as i64, 2).expect("mid"), rest[mid..mid + 2]);
+    }
 
     #[test]
     fn cuts_order_as_the_set_does() {

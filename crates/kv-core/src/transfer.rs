@@ -798,9 +798,16 @@ mod tests {
         fields.sort();
         let mut members: Vec<String> = tricky.iter().map(|m| (*m).to_owned()).collect();
         members.sort();
+        let scores = [f64::NEG_INFINITY, -1.5, 0.0, 1e300, f64::INFINITY, 0.1, 2.0];
+        let scored: Vec<(String, f64)> = members
+            .iter()
+            .zip(scores.iter().cycle())
+            .map(|(m, s)| (m.clone(), *s))
+            .collect();
         for (kind, all) in [
             (model::HASH, Members::Hash(fields)),
             (model::SET, Members::Set(members)),
+            (model::ZSET, Members::Zset(scored)),
         ] {
             let row = KeyValue {
                 kind: kind.to_owned(),
@@ -817,6 +824,7 @@ mod tests {
                     (Some(_), Members::Hash(_)) => Members::Hash(Vec::new()),
                     (Some(_), Members::Set(_)) => Members::Set(Vec::new()),
                     (Some(_), Members::List(_)) => Members::List(Vec::new()),
+                    (Some(_), Members::Zset(_)) => Members::Zset(Vec::new()),
                 })
             })
             .expect("line");
@@ -841,6 +849,23 @@ mod tests {
             set.members,
             Some(Members::Set(vec!["1".into(), "2".into()]))
         );
+        let zset = parse_line(br#"{"key":"z","type":"zset","value":[["a",1],["b","-inf"],["a",2]]}"#)
+            .expect("zset");
+        assert_eq!(
+            zset.members,
+            Some(Members::Zset(vec![
+                ("a".into(), 2.0),
+                ("b".into(), f64::NEG_INFINITY)
+            ])),
+            "a member given twice keeps its last score"
+        );
+        for bad in [
+            r#"{"key":"z","type":"zset","value":[["a"]]}"#,
+            r#"{"key":"z","type":"zset","value":[["a","x"]]}"#,
+            r#"{"key":"z","type":"zset","value":{"a":1}}"#,
+        ] {
+            assert!(parse_line(bad.as_bytes()).is_err(), "{bad}");
+        }
         let string = parse_line(br#"{"key":"s","type":"string","value":[1]}"#).expect("string");
         assert_eq!((string.value.as_str(), string.members), ("[1]", None));
         let empty = parse_line(br#"{"key":"e","type":"hash","value":{}}"#).expect("empty");

@@ -141,8 +141,13 @@ pub fn format_score(x: f64) -> String {
     }
 }
 
-/// A score as JSON: a number, or the strings `"inf"` and `"-inf"` (JSON has no infinity).
+/// A score as JSON: a number (an integer when it is one, up to 2^53), or the strings `"inf"`
+/// and `"-inf"` (JSON has no infinity).
 pub fn score_json(x: f64) -> Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0;
+    if x.fract() == 0.0 && x.abs() <= EXACT {
+        return Value::from(x as i64);
+    }
     serde_json::Number::from_f64(x).map_or_else(|| Value::String(format_score(x)), Value::Number)
 }
 
@@ -240,6 +245,9 @@ mod tests {
             assert_eq!(format_score(x), text, "{x:?}");
         }
         assert_eq!(score_json(f64::NEG_INFINITY), Value::String("-inf".into()));
+        assert_eq!(score_json(3.0).to_string(), "3");
+        assert_eq!(score_json(0.5).to_string(), "0.5");
+        assert_eq!(score_json(1e300).to_string(), "1e+300");
         assert_eq!(score_from_json(&score_json(2.5)), Some(2.5));
         assert_eq!(score_from_json(&Value::String("+inf".into())), Some(f64::INFINITY));
         assert_eq!(score_from_json(&Value::Bool(true)), None);

@@ -1,4 +1,4 @@
-//! Hashes and sets over `/_upstash` (Redis 7's replies and errors), WRONGTYPE between types,
+//! Hashes, sets, lists and sorted sets over `/_upstash` (Redis 7's replies and errors), WRONGTYPE between types,
 //! the generic commands on collections (TYPE, EXISTS, DEL, EXPIRE, RENAME, COPY, SCAN TYPE),
 //! `GET /<key>` of a collection, and no member left behind once a collection's key is gone.
 
@@ -371,6 +371,8 @@ fn keys_list_by_type() {
     assert_eq!(keys("type=set&prefix=a:"), json!(["a:s"]));
     assert_eq!(keys("type=string"), json!(["a:str"]));
     assert_eq!(keys("type=zset"), json!([]));
+    ok(&server, json!(["ZADD", "a:z", "1", "m"]));
+    assert_eq!(keys("type=zset"), json!(["a:z"]));
     server
         .get("/_keys?type=tree")
         .expect_error(400, "invalid_parameter");
@@ -412,4 +414,126 @@ fn lists_keep_their_order_through_get_export_and_import() {
         assert_eq!(ok(&server, json!(["LPOP", "jobs"])), format!("job{i}"));
     }
     assert_eq!(ok(&server, json!(["EXISTS", "jobs"])), 0);
+}
+
+/// A sorted set of `n` members `m0000`… scored `i % 100`, in its order (score, member).
+fn scored(n: usize) -> Vec<(String, i64)> {
+    let mut all: Vec<(String, i64)> = (0..n).map(|i| (format!("m{i:04}"), (i % 100) as i64)).collect();
+    all.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    all
+}
+
+#[test]
+fn a_large_sorted_set_ranks_ranges_pages_and_travels_exactly() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    let n = 5000;
+    let mut zadd = vec![json!("ZADD"), json!("board")];
+    for i in 0..n {
+        zadd.push(json!((i % 100).to_string()));
+        zadd.push(json!(format!("m{i:04}")));
+    }
+    assert_eq!(ok(&server, Value::Array(zadd)), n);
+    let order = scored(n);
+    // Single adds past the first block's size split blocks; ranks stay exact.
+    for i in n..n + 300 {
+        ok(&server, json!(["ZADD", "board", "50", format!("m{i:04}")]));
+    }
+    let mut order_after: Vec<(String, i64)> = order.clone();
+    order_after.extend((n..n + 300).map(|i| (format!("m{i:04}"), 50)));
+    order_after.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    let len = order_after.len();
+    for rank in [0, 1, 1023, 1024, 2048, len / 2, len - 1] {
+        let (member, score) = &order_after[rank];
+        assert_eq!(ok(&server, json!(["ZRANK", "board", member])), rank, "{member}");
+        assert_eq!(
+            ok(&server, json!(["ZREVRANK", "board", member])),
+            len - 1 - rank
+        );
+        assert_eq!(
+            ok(&server, json!(["ZSCORE", "board", member])),
+            score.to_string()
+        );
+    }
+    let mid = len / 2;
+    let expected: Vec<Value> = order_after[mid..mid + 10]
+        .iter()
+        .map(|(m, _)| json!(m))
+        .collect();
+    assert_eq!(
+        ok(&server, json!(["ZRANGE", "board", mid.to_string(), (mid + 9).to_string()])),
+        Value::Array(expected)
+    );
+    let in_range = order_after.iter().filter(|(_, s)| (10..=20).contains(s)).count();
+    assert_eq!(ok(&server, json!(["ZCOUNT", "board", "10", "20"])), in_range);
+    // GET pages by rank: 1000 [member, score] pairs and a cursor.
+    let page = server.get("/board").expect(200);
+    assert_eq!(page["type"], "zset");
+    assert_eq!(page["length"], len);
+    assert_eq!(page["value"][0], json!([order_after[0].0, order_after[0].1]));
+    assert_eq!(page["value"].as_array().map(Vec::len), Some(1000));
+    let cursor = page["cursor"].as_str().expect("a cursor").to_owned();
+    let next = server.get(&format!("/board?cursor={cursor}")).expect(200);
+    assert_eq!(next["value"][0][0], json!(order_after[1000].0));
+    // Removing a range across blocks, then ranks again.
+    let removed = ok(&server, json!(["ZREMRANGEBYSCORE", "board", "10", "60"]));
+    let left: Vec<&(String, i64)> = order_after.iter().filter(|(_, s)| !(10..=60).contains(s)).collect();
+    assert_eq!(removed, len - left.len());
+    let last = left.last().expect("some left");
+    assert_eq!(ok(&server, json!(["ZRANK", "board", last.0])), left.len() - 1);
+    assert_eq!(ok(&server, json!(["ZCARD", "board"])), left.len());
+    // Export and import into a fresh database; COPY; the same set.
+    let all = ok(&server, json!(["ZRANGE", "board", "0", "-1", "WITHSCORES"]));
+    let other = TestDatabase::new();
+    let target = Server::start(&other);
+    target.post("/_import", &server.get("/_export").body).expect(200);
+    assert_eq!(ok(&target, json!(["ZRANGE", "board", "0", "-1", "WITHSCORES"])), all);
+    assert_eq!(ok(&target, json!(["ZRANK", "board", last.0])), left.len() - 1);
+    assert_eq!(ok(&server, json!(["COPY", "board", "copy"])), 1);
+    assert_eq!(ok(&server, json!(["ZRANK", "copy", last.0])), left.len() - 1);
+    // ZUNIONSTORE of the two: a new set, its blocks written at once.
+    assert_eq!(
+        ok(&server, json!(["ZUNIONSTORE", "sum", "2", "board", "copy"])),
+        left.len()
+    );
+    assert_eq!(ok(&server, json!(["ZSCORE", "sum", last.0])), (last.1 * 2).to_string());
+    assert_eq!(ok(&server, json!(["ZRANK", "sum", last.0])), left.len() - 1);
+    // Gone: no member row and no block left behind.
+    ok(&server, json!(["DEL", "board", "copy", "sum"]));
+    let url: kv_core::DatabaseUrl = db.url.parse().expect("url");
+    let mut conn = kv_core::Store::open_connection(&url, &kv_core::ConnectionOptions::default())
+        .expect("connect");
+    wait_until(Duration::from_secs(10), "no member left", || {
+        kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
+            && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
+    });
+}
+
+#[test]
+fn sorted_set_errors_leave_nothing_half_applied() {
+    let db = TestDatabase::new();
+    let server = Server::start(&db);
+    ok(&server, json!(["ZADD", "z", "1", "a"]));
+    assert_eq!(
+        err(&server, json!(["ZADD", "z", "2", "b", "x", "c"])),
+        "ERR value is not a valid float"
+    );
+    assert_eq!(ok(&server, json!(["ZCARD", "z"])), 1);
+    ok(&server, json!(["ZADD", "z", "inf", "i"]));
+    assert_eq!(
+        err(&server, json!(["ZINCRBY", "z", "-inf", "i"])),
+        "ERR resulting score is not a number (NaN)"
+    );
+    assert_eq!(ok(&server, json!(["ZSCORE", "z", "i"])), "inf");
+    ok(&server, json!(["SET", "s", "v"]));
+    assert_eq!(err(&server, json!(["ZADD", "s", "1", "a"])), WRONGTYPE);
+    assert_eq!(err(&server, json!(["ZUNIONSTORE", "z", "2", "z", "s"])), WRONGTYPE);
+    assert_eq!(ok(&server, json!(["ZCARD", "z"])), 2);
+    assert_eq!(
+        err(&server, json!(["ZADD", "z", "1", "a\u{0}b"])),
+        "ERR kvstore's hash fields and values and set members cannot hold a zero byte"
+    );
+    // GET shows infinite scores as strings.
+    let body = server.get("/z").expect(200);
+    assert_eq!(body["value"], json!([["a", 1], ["i", "inf"]]));
 }

@@ -47,7 +47,7 @@ def test_strings_counters_and_expiry(redis):
     with pytest.raises(Exception, match="ERR value is not an integer"):
         redis.incr(k)
     with pytest.raises(Exception, match="ERR unknown command"):
-        redis.zadd(unique("z"), {"a": 1})
+        redis.pfadd(unique("hll"), "a")
 
 
 def test_hashes_and_sets(redis):
@@ -68,6 +68,25 @@ def test_hashes_and_sets(redis):
     assert redis.lpush(lst, "z") == 3
     assert redis.lrange(lst, 0, -1) == ["z", "a", "b"]
     assert redis.lpop(lst) == "z"
+
+
+def test_sorted_sets(redis):
+    z = unique("z")
+    assert redis.zadd(z, {"c": 3, "a": 1, "b": 2}) == 3
+    assert redis.zadd(z, {"a": 5}, ch=True) == 1
+    assert redis.zscore(z, "a") == 5
+    assert redis.zrank(z, "a") == 2
+    assert redis.zcard(z) == 3
+    assert redis.zrange(z, 0, -1) == ["b", "c", "a"]
+    assert redis.zrange(z, 0, -1, withscores=True) == [("b", 2), ("c", 3), ("a", 5)]
+    assert redis.zrange(z, "(2", "+inf", sortby="BYSCORE") == ["c", "a"]
+    assert redis.zcount(z, 3, "+inf") == 2
+    assert redis.zincrby(z, 10, "c") == 13
+    assert redis.zpopmin(z) == [("b", 2)]
+    assert redis.zrem(z, "a", "nope") == 1
+    assert redis.type(z) == "zset"
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        redis.get(z)
 
 
 def test_pipeline_and_multi_exec(redis):

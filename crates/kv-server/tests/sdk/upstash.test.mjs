@@ -246,8 +246,35 @@ for (const [name, redis] of clients) {
     assert.equal(await redis.llen(l), 2);
   });
 
+  test(`${name}: sorted sets`, async () => {
+    const z = unique("z");
+    assert.equal(await redis.zadd(z, { score: 3, member: "c" }, { score: 1, member: "a" }, { score: 2, member: "b" }), 3);
+    assert.equal(await redis.zadd(z, { ch: true }, { score: 5, member: "a" }), 1);
+    assert.equal(await redis.zadd(z, { incr: true }, { score: 0.5, member: "b" }), 2.5);
+    assert.equal(await redis.zscore(z, "a"), 5);
+    assert.equal(await redis.zrank(z, "a"), 2);
+    assert.equal(await redis.zrevrank(z, "a"), 0);
+    assert.equal(await redis.zcard(z), 3);
+    assert.deepEqual(await redis.zrange(z, 0, -1), ["b", "c", "a"]);
+    assert.deepEqual(await redis.zrange(z, 0, -1, { withScores: true }), ["b", 2.5, "c", 3, "a", 5]);
+    assert.deepEqual(await redis.zrange(z, "(2.5", "+inf", { byScore: true }), ["c", "a"]);
+    assert.deepEqual(await redis.zrange(z, 10, 0, { byScore: true, rev: true, offset: 0, count: 1 }), ["a"]);
+    assert.equal(await redis.zcount(z, 3, "+inf"), 2);
+    assert.equal(await redis.zincrby(z, 10, "c"), 13);
+    assert.deepEqual(await redis.zpopmax(z), ["c", 13]);
+    assert.deepEqual(await redis.zmscore(z, ["a", "nope"]), [5, null]);
+    assert.equal(await redis.zrem(z, "a", "nope"), 1);
+    assert.equal(await redis.type(z), "zset");
+    const other = unique("z");
+    await redis.zadd(other, { score: 1, member: "b" }, { score: 7, member: "x" });
+    assert.equal(await redis.zunionstore(unique("u"), 2, [z, other]), 2);
+    assert.deepEqual(await redis.zunion(2, [z, other], { withScores: true }), ["b", 3.5, "x", 7]);
+    assert.equal(await redis.zinterstore(unique("i"), 2, [z, other]), 1);
+    await assert.rejects(redis.get(z), /WRONGTYPE/);
+  });
+
   test(`${name}: unknown commands are errors, not failures of the server`, async () => {
-    await assert.rejects(redis.zadd(unique("z"), { score: 1, member: "a" }), /ERR unknown command 'zadd'/);
+    await assert.rejects(redis.pfadd(unique("hll"), "a"), /ERR unknown command 'pfadd'/);
   });
 }
 

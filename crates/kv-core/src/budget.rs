@@ -27,6 +27,11 @@ impl ResponseBudget {
         }
     }
 
+    /// The bytes the response may take in all.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// The bytes still left.
     pub fn left(&self) -> usize {
         self.left.load(Ordering::Acquire)

@@ -33,6 +33,7 @@ pub mod stage;
 pub mod store;
 pub mod transfer;
 pub mod tx;
+pub mod typed;
 pub mod view;
 pub mod writer;
 

@@ -35,7 +35,8 @@ pub use value::{format_float, redis_int, redis_string, stored_json};
 use crate::error::StoreError;
 use crate::key::validate_writable_key;
 use crate::store::Tx;
-use reply::{REPLY_TOO_LARGE, wrong_args};
+pub use reply::REPLY_TOO_LARGE;
+use reply::wrong_args;
 
 /// A command as the client sent it: its name (any case) and arguments as strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,8 +203,8 @@ pub fn execute_all(
 
 /// Runs the read-only `command` on `source` (a write command answers an error: run it with
 /// [`execute`]).
-pub fn read<S: Source>(
-    source: &mut S,
+pub fn read(
+    source: &mut dyn Source,
     command: &Command,
     context: &Context<'_>,
 ) -> Result<Reply, StoreError> {

@@ -150,7 +150,10 @@ fn copy_members(
                 let members =
                     sorted_sets::page_by_member(source, from, after.as_deref(), MEMBER_PAGE)?;
                 sorted_sets::insert_all(target, to, &members)?;
-                (members.len(), members.last().map(|(member, _)| member.clone()))
+                (
+                    members.len(),
+                    members.last().map(|(member, _)| member.clone()),
+                )
             }
             other => {
                 return Err(StoreError::Internal(format!(

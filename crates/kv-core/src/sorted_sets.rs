@@ -249,7 +249,12 @@ fn blocks(conn: &mut DbConnection, coll: i64) -> Result<Vec<Block>, StoreError> 
         .load::<Block>(c))?)
 }
 
-fn set_size(conn: &mut DbConnection, coll: i64, block: &Block, size: i64) -> Result<(), StoreError> {
+fn set_size(
+    conn: &mut DbConnection,
+    coll: i64,
+    block: &Block,
+    size: i64,
+) -> Result<(), StoreError> {
     with_conn!(conn, c => diesel::update(
         kv_zset_block::table.find((coll, block.score, block.member.as_str())),
     )
@@ -292,7 +297,15 @@ fn nth_from(
     member: &str,
     n: i64,
 ) -> Result<Option<(String, f64)>, StoreError> {
-    let page = range(conn, coll, &Cut::At(score, member.to_owned()), &Cut::End, false, n, 1)?;
+    let page = range(
+        conn,
+        coll,
+        &Cut::At(score, member.to_owned()),
+        &Cut::End,
+        false,
+        n,
+        1,
+    )?;
     Ok(page.into_iter().next())
 }
 
@@ -600,14 +613,17 @@ mod tests {
         if all.is_empty() {
             return;
         }
-        assert!(all[0].is_first(), "the first block starts before every member");
+        assert!(
+            all[0].is_first(),
+            "the first block starts before every member"
+        );
         let mut total = 0;
         for (i, block) in all.iter().enumerate() {
             let end = all
                 .get(i + 1)
                 .map_or(Cut::End, |b| Cut::At(b.score, b.member.clone()));
-            let counted = count(conn, 1, &Cut::At(block.score, block.member.clone()), &end)
-                .expect("count");
+            let counted =
+                count(conn, 1, &Cut::At(block.score, block.member.clone()), &end).expect("count");
             assert_eq!(block.size, counted, "block {i} of {}", all.len());
             assert!(block.size <= SPLIT, "block {i} is over SPLIT");
             total += block.size;
@@ -621,7 +637,9 @@ mod tests {
         let mut model: BTreeMap<String, f64> = BTreeMap::new();
         let mut seed: u64 = 7;
         let mut next = move |n: u64| {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (seed >> 33) % n
         };
         for round in 0..15000 {
@@ -650,7 +668,10 @@ mod tests {
             assert_eq!(page, all[rank as usize..(rank as usize + 3).min(all.len())]);
         }
         let under_zero = all.iter().filter(|(_, s)| *s < 0.0).count() as i64;
-        assert_eq!(below(&mut conn, 1, len, &Cut::at_score(0.0)).expect("below"), under_zero);
+        assert_eq!(
+            below(&mut conn, 1, len, &Cut::at_score(0.0)).expect("below"),
+            under_zero
+        );
         let at_most_five = all.iter().filter(|(_, s)| *s <= 5.0).count() as i64;
         assert_eq!(
             below(&mut conn, 1, len, &Cut::above_score(5.0)).expect("below"),
@@ -678,7 +699,10 @@ mod tests {
         build_blocks(&mut conn, 1, rest.len() as i64).expect("build");
         check_blocks(&mut conn, rest.len() as i64);
         let mid = rest.len() / 2;
-        assert_eq!(by_rank(&mut conn, 1, mid as i64, 2).expect("mid"), rest[mid..mid + 2]);
+        assert_eq!(
+            by_rank(&mut conn, 1, mid as i64, 2).expect("mid"),
+            rest[mid..mid + 2]
+        );
     }
 
     #[test]
@@ -687,8 +711,14 @@ mod tests {
         assert!(!before(&Cut::End, &Cut::End));
         assert!(before(&Cut::at_score(1.0), &Cut::above_score(1.0)));
         assert!(before(&Cut::At(1.0, "a".into()), &Cut::after(1.0, "a")));
-        assert!(before(&Cut::after(1.0, "a"), &Cut::At(1.0, "a\u{2}".into())));
+        assert!(before(
+            &Cut::after(1.0, "a"),
+            &Cut::At(1.0, "a\u{2}".into())
+        ));
         assert_eq!(Cut::above_score(f64::INFINITY), Cut::End);
-        assert!(before(&Cut::above_score(f64::NEG_INFINITY), &Cut::at_score(-1e308)));
+        assert!(before(
+            &Cut::above_score(f64::NEG_INFINITY),
+            &Cut::at_score(-1e308)
+        ));
     }
 }

@@ -17,9 +17,9 @@ use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;
 use crate::key::validate_writable_key;
 use crate::model::{self, KeyValue};
-use crate::sorted_sets;
 use crate::redis::value::{redis_string, score_from_json, score_json, stored_json};
 use crate::request::parse_body;
+use crate::sorted_sets;
 use crate::store::{self, Tx};
 
 /// Keys read from the database per statement while exporting or copying.
@@ -363,9 +363,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
         )),
         (other, _) => Err(StoreError::invalid(
             "invalid_line",
-            format!(
-                "unknown type {other:?}; a line's \"type\" is string, hash, set, list or zset"
-            ),
+            format!("unknown type {other:?}; a line's \"type\" is string, hash, set, list or zset"),
         )),
     }
 }
@@ -849,8 +847,9 @@ mod tests {
             set.members,
             Some(Members::Set(vec!["1".into(), "2".into()]))
         );
-        let zset = parse_line(br#"{"key":"z","type":"zset","value":[["a",1],["b","-inf"],["a",2]]}"#)
-            .expect("zset");
+        let zset =
+            parse_line(br#"{"key":"z","type":"zset","value":[["a",1],["b","-inf"],["a",2]]}"#)
+                .expect("zset");
         assert_eq!(
             zset.members,
             Some(Members::Zset(vec![

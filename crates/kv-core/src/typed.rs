@@ -1,7 +1,7 @@
 //! The REST API's routes on collections: a hash's fields (`/<key>/fields/<field>`), a set's
 //! or sorted set's members (`/<key>/members/<member>`), a list's items (`/<key>/items…`) and
 //! ranges of the ordered types (`/<key>/range`). Each operation runs the Redis command that
-//! does the same ([`Op::command`]), so both APIs share one semantics, and turns its error
+//! does the same (`Op::command`), so both APIs share one semantics, and turns its error
 //! replies into [`StoreError`]s: WRONGTYPE is 409 `wrong_type`, a missing key or member 404,
 //! a bad argument 400 with Redis's text.
 
@@ -126,7 +126,11 @@ impl RangeQuery {
         let by = self.by.as_deref().filter(|by| *by != "rank");
         match by {
             Some(by) => {
-                let (low, high) = if by == "lex" { ("-", "+") } else { ("-inf", "+inf") };
+                let (low, high) = if by == "lex" {
+                    ("-", "+")
+                } else {
+                    ("-inf", "+inf")
+                };
                 let min = self.min.clone().unwrap_or_else(|| low.to_owned());
                 let max = self.max.clone().unwrap_or_else(|| high.to_owned());
                 // ZRANGE … REV takes the higher bound first.
@@ -164,6 +168,72 @@ impl RangeQuery {
             args,
         }
     }
+}
+
+/// Refuses a body field other than `fields`.
+fn only_fields(body: &serde_json::Map<String, Value>, fields: &[&str]) -> Result<(), StoreError> {
+    match body.keys().find(|k| !fields.contains(&k.as_str())) {
+        Some(unknown) => Err(StoreError::invalid(
+            "invalid_body",
+            format!(
+                "unknown field {unknown:?}; this body takes {}",
+                fields.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `{"value": any JSON}` (PUT of a field or an item): the value as a Redis string.
+pub fn value_body(body: &serde_json::Map<String, Value>) -> Result<String, StoreError> {
+    only_fields(body, &["value"])?;
+    body.get("value")
+        .map(member_text)
+        .ok_or_else(|| StoreError::invalid("invalid_body", "the body needs \"value\""))
+}
+
+/// `{}` (a set's member) or `{"score": n}` (a sorted set's; a number, `"inf"` or `"-inf"`).
+pub fn member_body(body: &serde_json::Map<String, Value>) -> Result<Option<f64>, StoreError> {
+    only_fields(body, &["score"])?;
+    match body.get("score") {
+        None => Ok(None),
+        Some(score) => redis::value::score_from_json(score)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::invalid(
+                    "invalid_body",
+                    "\"score\" must be a number, \"inf\" or \"-inf\"",
+                )
+            }),
+    }
+}
+
+/// `{"values": [v, …], "at": "tail"|"head"}` (a push; `at` defaults to the tail).
+pub fn push_body(body: &serde_json::Map<String, Value>) -> Result<Op, StoreError> {
+    only_fields(body, &["values", "at"])?;
+    let values = match body.get("values") {
+        Some(Value::Array(values)) if !values.is_empty() => {
+            values.iter().map(member_text).collect()
+        }
+        _ => {
+            return Err(StoreError::invalid(
+                "invalid_body",
+                "\"values\" must be a non-empty array",
+            ));
+        }
+    };
+    let head = match body.get("at").and_then(Value::as_str) {
+        None if body.get("at").is_none() => false,
+        Some("tail") => false,
+        Some("head") => true,
+        _ => {
+            return Err(StoreError::invalid(
+                "invalid_body",
+                "\"at\" must be \"head\" or \"tail\"",
+            ));
+        }
+    };
+    Ok(Op::Push { values, head })
 }
 
 /// A Redis error reply as the REST API's error.
@@ -283,9 +353,7 @@ pub fn read(
             serde_json::json!({ "key": key, "type": kind, "items": items })
         }
         _ => {
-            return Err(StoreError::Internal(
-                "a write given to typed::read".into(),
-            ));
+            return Err(StoreError::Internal("a write given to typed::read".into()));
         }
     })
 }
@@ -303,8 +371,10 @@ impl Tx<'_> {
         let before = self.get(key)?;
         precondition.check(before.as_ref().map(|row| row.version))?;
         let kind = before.as_ref().map(|row| row.kind.clone());
-        if matches!(op, Op::DeleteField(_) | Op::DeleteMember(_) | Op::Pop { .. })
-            && before.is_none()
+        if matches!(
+            op,
+            Op::DeleteField(_) | Op::DeleteMember(_) | Op::Pop { .. }
+        ) && before.is_none()
         {
             return Err(StoreError::NotFound { expired: false });
         }
@@ -349,8 +419,14 @@ mod tests {
             let command = op.command("k", kind);
             format!("{} {}", command.name, command.args.join(" "))
         };
-        assert_eq!(line(Op::PutField("f".into(), "v".into()), None), "HSET k f v");
-        assert_eq!(line(Op::PutMember("m".into(), Some(1.5)), None), "ZADD k 1.5 m");
+        assert_eq!(
+            line(Op::PutField("f".into(), "v".into()), None),
+            "HSET k f v"
+        );
+        assert_eq!(
+            line(Op::PutMember("m".into(), Some(1.5)), None),
+            "ZADD k 1.5 m"
+        );
         assert_eq!(line(Op::DeleteMember("m".into()), Some(ZSET)), "ZREM k m");
         assert_eq!(line(Op::DeleteMember("m".into()), Some(SET)), "SREM k m");
         assert_eq!(line(Op::Pop { head: true }, None), "LPOP k");
@@ -377,5 +453,27 @@ mod tests {
         assert_eq!(member_text(&serde_json::json!("a")), "a");
         assert_eq!(member_text(&serde_json::json!({"a": 1})), r#"{"a":1}"#);
         assert_eq!(member_json("42"), serde_json::json!(42));
+        let body = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert_eq!(
+            value_body(&body(serde_json::json!({"value": 1}))),
+            Ok("1".into())
+        );
+        assert!(value_body(&body(serde_json::json!({}))).is_err());
+        assert!(value_body(&body(serde_json::json!({"value": 1, "ttl": 2}))).is_err());
+        assert_eq!(member_body(&body(serde_json::json!({}))), Ok(None));
+        assert_eq!(
+            member_body(&body(serde_json::json!({"score": "-inf"}))),
+            Ok(Some(f64::NEG_INFINITY))
+        );
+        assert!(member_body(&body(serde_json::json!({"score": "x"}))).is_err());
+        assert_eq!(
+            push_body(&body(serde_json::json!({"values": ["a", 2], "at": "head"}))),
+            Ok(Op::Push {
+                values: vec!["a".into(), "2".into()],
+                head: true
+            })
+        );
+        assert!(push_body(&body(serde_json::json!({"values": []}))).is_err());
+        assert!(push_body(&body(serde_json::json!({"values": [1], "at": "middle"}))).is_err());
     }
 }

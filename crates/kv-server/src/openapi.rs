@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use utoipa::OpenApi;
 
 use crate::error::ErrorBody;
-use crate::handlers::{collection, keys, metrics, server, transfer};
+use crate::handlers::{collection, keys, metrics, server, transfer, typed};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,17 @@ use crate::handlers::{collection, keys, metrics, server, transfer};
         keys::delete,
         keys::incr,
         keys::decr,
+        typed::get_field,
+        typed::put_field,
+        typed::delete_field,
+        typed::get_member,
+        typed::put_member,
+        typed::delete_member,
+        typed::push,
+        typed::get_item,
+        typed::set_item,
+        typed::pop,
+        typed::range,
         collection::scan,
         collection::delete_keys,
         collection::transaction,
@@ -43,6 +54,7 @@ use crate::handlers::{collection, keys, metrics, server, transfer};
     components(schemas(ErrorBody)),
     tags(
         (name = "keys", description = "One key: GET, SET, EXPIRE, DELETE, INCR/DECR"),
+        (name = "data types", description = "Hashes, sets, sorted sets and lists under their key"),
         (name = "collection", description = "Scans, bulk delete, transactions, stats"),
         (name = "transfer", description = "Export and import as NDJSON"),
         (name = "server", description = "Health checks, metrics and this document"),

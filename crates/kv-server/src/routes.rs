@@ -9,7 +9,7 @@ use actix_web::http::Method;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Resource, Route, web};
 
 use crate::error::ApiError;
-use crate::handlers::{collection, keys, metrics, server, transfer, ui};
+use crate::handlers::{collection, keys, metrics, server, transfer, typed, ui};
 use crate::http::key_of;
 use crate::metrics::{Metrics, RouteLabel};
 use crate::openapi;
@@ -116,13 +116,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.default_service(web::to(key_route));
 }
 
-/// The routes under a key: `/<key>`, `/<key>/incr`, `/<key>/decr`, each also with a trailing
-/// slash.
+/// The routes under a key: `/<key>`, `/<key>/incr`, `/<key>/decr`, `/<key>/items` and
+/// `/<key>/range` (each also with a trailing slash), and `/<key>/fields/<field>`,
+/// `/<key>/members/<member>`, `/<key>/items/<index|head|tail>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyRoute {
     Key,
     Incr,
     Decr,
+    Field,
+    Member,
+    Items,
+    Item,
+    Range,
 }
 
 impl KeyRoute {
@@ -133,10 +139,19 @@ impl KeyRoute {
         if key.is_empty() {
             return None;
         }
+        let named = |prefix: &str| {
+            rest.strip_prefix(prefix)
+                .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+        };
         match rest {
             "" => Some(KeyRoute::Key),
             "incr" | "incr/" => Some(KeyRoute::Incr),
             "decr" | "decr/" => Some(KeyRoute::Decr),
+            "items" | "items/" => Some(KeyRoute::Items),
+            "range" | "range/" => Some(KeyRoute::Range),
+            _ if named("fields/") => Some(KeyRoute::Field),
+            _ if named("members/") => Some(KeyRoute::Member),
+            _ if named("items/") => Some(KeyRoute::Item),
             _ => None,
         }
     }
@@ -147,15 +162,27 @@ impl KeyRoute {
             KeyRoute::Key => "/{key}",
             KeyRoute::Incr => "/{key}/incr",
             KeyRoute::Decr => "/{key}/decr",
+            KeyRoute::Field => "/{key}/fields/{field}",
+            KeyRoute::Member => "/{key}/members/{member}",
+            KeyRoute::Items => "/{key}/items",
+            KeyRoute::Item => "/{key}/items/{index}",
+            KeyRoute::Range => "/{key}/range",
         }
     }
 
     fn allow(self) -> &'static str {
         match self {
             KeyRoute::Key => "GET, HEAD, POST, PUT, PATCH, DELETE",
-            KeyRoute::Incr | KeyRoute::Decr => "POST",
+            KeyRoute::Incr | KeyRoute::Decr | KeyRoute::Items => "POST",
+            KeyRoute::Field | KeyRoute::Member | KeyRoute::Item => "GET, PUT, DELETE",
+            KeyRoute::Range => "GET",
         }
     }
+}
+
+/// The key of a reading route: a reserved (`_`) key is a route that does not exist.
+fn readable(req: &HttpRequest) -> Result<String, ApiError> {
+    keys::readable_key(req, key_of(req)?)
 }
 
 /// Every request no server route took: a key route, or a 404.
@@ -187,6 +214,29 @@ async fn key_route(
         (KeyRoute::Decr, &Method::POST) => {
             keys::decr(&req, key_of(&req)?, body.await?, &state).await
         }
+        (KeyRoute::Field, &Method::GET) => typed::get_field(&req, readable(&req)?, &state).await,
+        (KeyRoute::Field, &Method::PUT) => {
+            typed::put_field(&req, key_of(&req)?, body.await?, &state).await
+        }
+        (KeyRoute::Field, &Method::DELETE) => {
+            typed::delete_field(&req, key_of(&req)?, &state).await
+        }
+        (KeyRoute::Member, &Method::GET) => typed::get_member(&req, readable(&req)?, &state).await,
+        (KeyRoute::Member, &Method::PUT) => {
+            typed::put_member(&req, key_of(&req)?, body.await?, &state).await
+        }
+        (KeyRoute::Member, &Method::DELETE) => {
+            typed::delete_member(&req, key_of(&req)?, &state).await
+        }
+        (KeyRoute::Items, &Method::POST) => {
+            typed::push(&req, key_of(&req)?, body.await?, &state).await
+        }
+        (KeyRoute::Item, &Method::GET) => typed::get_item(&req, readable(&req)?, &state).await,
+        (KeyRoute::Item, &Method::PUT) => {
+            typed::set_item(&req, key_of(&req)?, body.await?, &state).await
+        }
+        (KeyRoute::Item, &Method::DELETE) => typed::pop(&req, key_of(&req)?, &state).await,
+        (KeyRoute::Range, &Method::GET) => typed::range(&req, readable(&req)?, &state).await,
         _ => Err(ApiError::MethodNotAllowed(route.allow())),
     };
     Ok(response?)

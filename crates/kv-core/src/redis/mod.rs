@@ -93,9 +93,7 @@ impl Command {
             KeySpec::None
             | KeySpec::Range { .. }
             | KeySpec::NumKeys { .. }
-            | KeySpec::DestinationNumKeys => {
-                KeyUse::Keys(spec.key_args(&self.arg_strs()))
-            }
+            | KeySpec::DestinationNumKeys => KeyUse::Keys(spec.key_args(&self.arg_strs())),
         }
     }
 

@@ -392,7 +392,10 @@ mod tests {
             spec("zunionstore").key_args(&["d", "2", "a", "b", "WEIGHTS", "1", "2"]),
             vec!["d", "a", "b"]
         );
-        assert_eq!(spec("zunion").key_args(&["1", "a", "WITHSCORES"]), vec!["a"]);
+        assert_eq!(
+            spec("zunion").key_args(&["1", "a", "WITHSCORES"]),
+            vec!["a"]
+        );
     }
 
     #[test]

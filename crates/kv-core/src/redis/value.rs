@@ -249,7 +249,10 @@ mod tests {
         assert_eq!(score_json(0.5).to_string(), "0.5");
         assert_eq!(score_json(1e300).to_string(), "1e+300");
         assert_eq!(score_from_json(&score_json(2.5)), Some(2.5));
-        assert_eq!(score_from_json(&Value::String("+inf".into())), Some(f64::INFINITY));
+        assert_eq!(
+            score_from_json(&Value::String("+inf".into())),
+            Some(f64::INFINITY)
+        );
         assert_eq!(score_from_json(&Value::Bool(true)), None);
     }
 

@@ -88,7 +88,7 @@ pub(super) fn zadd(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
             "ERR XX and NX options at the same time are not compatible",
         ));
     }
-    if (flags.gt && flags.nx) || (flags.lt && flags.nx) || (flags.gt && flags.lt) {
+    if (flags.nx && (flags.gt || flags.lt)) || (flags.gt && flags.lt) {
         return Ok(error(
             "ERR GT, LT, and/or NX options at the same time are not compatible",
         ));
@@ -506,7 +506,8 @@ fn run_select(
     while left > 0 {
         call.deadline.check()?;
         let want = left.min(PAGE);
-        let page = sorted_sets::range(src.members()?, coll, &from, &to, select.reverse, skip, want)?;
+        let page =
+            sorted_sets::range(src.members()?, coll, &from, &to, select.reverse, skip, want)?;
         skip = 0;
         for (member, _) in &page {
             call.budget
@@ -841,13 +842,22 @@ fn all_entries(
     }
 }
 
+/// What ZUNION, ZINTER or ZDIFF made, in the set's order, and the options that shape the
+/// reply.
+struct Combined {
+    entries: Vec<Entry>,
+    withscores: bool,
+    /// ZINTERCARD's LIMIT (0: none).
+    limit: i64,
+}
+
 /// The result of ZUNION, ZINTER or ZDIFF, in the set's order.
 fn combined(
     src: &mut dyn Source,
     call: &Call<'_>,
     args: &[&str],
     store: bool,
-) -> Result<Result<(Vec<Entry>, bool, i64), Reply>, StoreError> {
+) -> Result<Result<Combined, Reply>, StoreError> {
     let (mut combine, options) = match parse_combine(call.name, args) {
         Ok(parsed) => parsed,
         Err(reply) => return Ok(Err(reply)),
@@ -917,13 +927,17 @@ fn combined(
     }
     let mut entries: Vec<Entry> = result.into_iter().collect();
     entries.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(Ok((entries, combine.withscores, combine.limit)))
+    Ok(Ok(Combined {
+        entries,
+        withscores: combine.withscores,
+        limit: combine.limit,
+    }))
 }
 
 /// ZUNION, ZINTER, ZDIFF numkeys key [key …] [WEIGHTS …] [AGGREGATE …] [WITHSCORES].
 pub(super) fn zcombine(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     Ok(match combined(src, call, &call.args, false)? {
-        Ok((entries, withscores, _)) => entries_reply(entries, withscores),
+        Ok(combined) => entries_reply(combined.entries, combined.withscores),
         Err(reply) => reply,
     })
 }
@@ -931,7 +945,7 @@ pub(super) fn zcombine(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, S
 /// ZINTERCARD numkeys key [key …] [LIMIT limit].
 pub(super) fn zintercard(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     Ok(match combined(src, call, &call.args, false)? {
-        Ok((entries, _, limit)) => {
+        Ok(Combined { entries, limit, .. }) => {
             let n = entries.len() as i64;
             Reply::Int(if limit > 0 { n.min(limit) } else { n })
         }
@@ -946,7 +960,7 @@ pub(super) fn zcombinestore(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, S
         return Ok(wrong_args(call.name));
     };
     let entries = match combined(tx, call, args, true)? {
-        Ok((entries, _, _)) => entries,
+        Ok(combined) => combined.entries,
         Err(reply) => return Ok(reply),
     };
     store_entries(tx, call, destination, entries)
@@ -987,8 +1001,7 @@ pub(super) fn zscan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Stor
         ]));
     };
     let limit = options.count as i64;
-    let page =
-        sorted_sets::page_by_member(src.members()?, coll, options.after.as_deref(), limit)?;
+    let page = sorted_sets::page_by_member(src.members()?, coll, options.after.as_deref(), limit)?;
     let next = (page.len() as i64 == limit)
         .then(|| page.last().map(|(member, _)| member.clone()))
         .flatten();

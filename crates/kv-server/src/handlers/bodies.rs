@@ -140,3 +140,39 @@ mod tests {
         assert_eq!(fields::<IncrRequest>(), sorted(INCR_FIELDS));
     }
 }
+
+/// The body of `PUT /<key>/fields/<field>` and `PUT /<key>/items/<index>` (parser:
+/// `kv_core::typed::value_body`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct ValueRequest {
+    /// Any JSON; stored as a Redis string as `/_upstash` maps values (a JSON string's
+    /// contents, other JSON as its compact text).
+    #[schema(value_type = Value, required = true)]
+    value: Value,
+}
+
+/// The body of `PUT /<key>/members/<member>` (parser: `kv_core::typed::member_body`): none
+/// (or `{}`) for a set, `{"score"}` for a sorted set.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct MemberRequest {
+    /// A number, or `"inf"` / `"-inf"`.
+    #[schema(value_type = Option<Value>)]
+    score: Option<Value>,
+}
+
+/// The body of `POST /<key>/items` (parser: `kv_core::typed::push_body`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct PushRequest {
+    /// The elements to push, in order (at the head, the last one ends up first, as LPUSH).
+    #[schema(value_type = Vec<Value>, min_items = 1)]
+    values: Vec<Value>,
+    /// `tail` (the default, RPUSH) or `head` (LPUSH).
+    #[schema(value_type = Option<String>, pattern = "^(head|tail)$")]
+    at: Option<String>,
+}

@@ -38,7 +38,7 @@ struct KeyParam {
 }
 
 /// Reads go through here: `_`-keys are the server's routes, so an unknown one is a 404 route.
-fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
+pub(crate) fn readable_key(req: &HttpRequest, key: String) -> Result<String, ApiError> {
     if is_reserved(&key) {
         return Err(ApiError::RouteNotFound(req.path().to_owned()));
     }

@@ -6,4 +6,5 @@ pub mod keys;
 pub mod metrics;
 pub mod server;
 pub mod transfer;
+pub mod typed;
 pub mod ui;

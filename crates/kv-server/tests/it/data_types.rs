@@ -418,7 +418,9 @@ fn lists_keep_their_order_through_get_export_and_import() {
 
 /// A sorted set of `n` members `m0000`… scored `i % 100`, in its order (score, member).
 fn scored(n: usize) -> Vec<(String, i64)> {
-    let mut all: Vec<(String, i64)> = (0..n).map(|i| (format!("m{i:04}"), (i % 100) as i64)).collect();
+    let mut all: Vec<(String, i64)> = (0..n)
+        .map(|i| (format!("m{i:04}"), (i % 100) as i64))
+        .collect();
     all.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
     all
 }
@@ -445,7 +447,11 @@ fn a_large_sorted_set_ranks_ranges_pages_and_travels_exactly() {
     let len = order_after.len();
     for rank in [0, 1, 1023, 1024, 2048, len / 2, len - 1] {
         let (member, score) = &order_after[rank];
-        assert_eq!(ok(&server, json!(["ZRANK", "board", member])), rank, "{member}");
+        assert_eq!(
+            ok(&server, json!(["ZRANK", "board", member])),
+            rank,
+            "{member}"
+        );
         assert_eq!(
             ok(&server, json!(["ZREVRANK", "board", member])),
             len - 1 - rank
@@ -461,42 +467,74 @@ fn a_large_sorted_set_ranks_ranges_pages_and_travels_exactly() {
         .map(|(m, _)| json!(m))
         .collect();
     assert_eq!(
-        ok(&server, json!(["ZRANGE", "board", mid.to_string(), (mid + 9).to_string()])),
+        ok(
+            &server,
+            json!(["ZRANGE", "board", mid.to_string(), (mid + 9).to_string()])
+        ),
         Value::Array(expected)
     );
-    let in_range = order_after.iter().filter(|(_, s)| (10..=20).contains(s)).count();
-    assert_eq!(ok(&server, json!(["ZCOUNT", "board", "10", "20"])), in_range);
+    let in_range = order_after
+        .iter()
+        .filter(|(_, s)| (10..=20).contains(s))
+        .count();
+    assert_eq!(
+        ok(&server, json!(["ZCOUNT", "board", "10", "20"])),
+        in_range
+    );
     // GET pages by rank: 1000 [member, score] pairs and a cursor.
     let page = server.get("/board").expect(200);
     assert_eq!(page["type"], "zset");
     assert_eq!(page["length"], len);
-    assert_eq!(page["value"][0], json!([order_after[0].0, order_after[0].1]));
+    assert_eq!(
+        page["value"][0],
+        json!([order_after[0].0, order_after[0].1])
+    );
     assert_eq!(page["value"].as_array().map(Vec::len), Some(1000));
     let cursor = page["cursor"].as_str().expect("a cursor").to_owned();
     let next = server.get(&format!("/board?cursor={cursor}")).expect(200);
     assert_eq!(next["value"][0][0], json!(order_after[1000].0));
     // Removing a range across blocks, then ranks again.
     let removed = ok(&server, json!(["ZREMRANGEBYSCORE", "board", "10", "60"]));
-    let left: Vec<&(String, i64)> = order_after.iter().filter(|(_, s)| !(10..=60).contains(s)).collect();
+    let left: Vec<&(String, i64)> = order_after
+        .iter()
+        .filter(|(_, s)| !(10..=60).contains(s))
+        .collect();
     assert_eq!(removed, len - left.len());
     let last = left.last().expect("some left");
-    assert_eq!(ok(&server, json!(["ZRANK", "board", last.0])), left.len() - 1);
+    assert_eq!(
+        ok(&server, json!(["ZRANK", "board", last.0])),
+        left.len() - 1
+    );
     assert_eq!(ok(&server, json!(["ZCARD", "board"])), left.len());
     // Export and import into a fresh database; COPY; the same set.
     let all = ok(&server, json!(["ZRANGE", "board", "0", "-1", "WITHSCORES"]));
     let other = TestDatabase::new();
     let target = Server::start(&other);
-    target.post("/_import", &server.get("/_export").body).expect(200);
-    assert_eq!(ok(&target, json!(["ZRANGE", "board", "0", "-1", "WITHSCORES"])), all);
-    assert_eq!(ok(&target, json!(["ZRANK", "board", last.0])), left.len() - 1);
+    target
+        .post("/_import", &server.get("/_export").body)
+        .expect(200);
+    assert_eq!(
+        ok(&target, json!(["ZRANGE", "board", "0", "-1", "WITHSCORES"])),
+        all
+    );
+    assert_eq!(
+        ok(&target, json!(["ZRANK", "board", last.0])),
+        left.len() - 1
+    );
     assert_eq!(ok(&server, json!(["COPY", "board", "copy"])), 1);
-    assert_eq!(ok(&server, json!(["ZRANK", "copy", last.0])), left.len() - 1);
+    assert_eq!(
+        ok(&server, json!(["ZRANK", "copy", last.0])),
+        left.len() - 1
+    );
     // ZUNIONSTORE of the two: a new set, its blocks written at once.
     assert_eq!(
         ok(&server, json!(["ZUNIONSTORE", "sum", "2", "board", "copy"])),
         left.len()
     );
-    assert_eq!(ok(&server, json!(["ZSCORE", "sum", last.0])), (last.1 * 2).to_string());
+    assert_eq!(
+        ok(&server, json!(["ZSCORE", "sum", last.0])),
+        (last.1 * 2).to_string()
+    );
     assert_eq!(ok(&server, json!(["ZRANK", "sum", last.0])), left.len() - 1);
     // Gone: no member row and no block left behind.
     ok(&server, json!(["DEL", "board", "copy", "sum"]));
@@ -527,7 +565,10 @@ fn sorted_set_errors_leave_nothing_half_applied() {
     assert_eq!(ok(&server, json!(["ZSCORE", "z", "i"])), "inf");
     ok(&server, json!(["SET", "s", "v"]));
     assert_eq!(err(&server, json!(["ZADD", "s", "1", "a"])), WRONGTYPE);
-    assert_eq!(err(&server, json!(["ZUNIONSTORE", "z", "2", "z", "s"])), WRONGTYPE);
+    assert_eq!(
+        err(&server, json!(["ZUNIONSTORE", "z", "2", "z", "s"])),
+        WRONGTYPE
+    );
     assert_eq!(ok(&server, json!(["ZCARD", "z"])), 2);
     assert_eq!(
         err(&server, json!(["ZADD", "z", "1", "a\u{0}b"])),

@@ -29,6 +29,7 @@ mod throttle;
 mod tls;
 mod transactions;
 mod transfer;
+mod typed_routes;
 mod ui;
 mod upstash;
 mod watch;

@@ -502,10 +502,17 @@ async function openKey(key, { focus = true } = {}) {
 
 function showKey(data, raw) {
   disarmDelete();
+  const type = typeof data.type === 'string' ? data.type : 'string';
   state.current = {
     key: data.key,
     version: data.version,
     raw,
+    type,
+    // A collection's members shown so far (raw JSON pieces) and the cursor that continues.
+    pages: [raw],
+    shownMembers: memberCount(raw),
+    length: Number.isSafeInteger(data.length) ? data.length : null,
+    cursor: typeof data.cursor === 'string' ? data.cursor : null,
     ttlMs: data.ttl_remaining_ms,
     loadedAt: performance.now(),
     expiresAt: data.expires_at,
@@ -515,11 +522,76 @@ function showKey(data, raw) {
   $('key-title').textContent = data.key;
   $('key-version').textContent = String(data.version);
   $('key-expires').textContent = data.expires_at === null ? 'never' : data.expires_at;
-  $('key-value').textContent = prettyJson(raw);
+  $('key-type').textContent = type;
+  renderMembers();
   showPane('view');
   markSelected(data.key);
   setHash(data.key);
   startTicker();
+}
+
+/** How many members a collection page's raw JSON holds (a hash's fields, an array's items). */
+function memberCount(raw) {
+  let i = skipSpace(raw, 0);
+  const open = raw[i];
+  if (open !== '[' && open !== '{') return 0;
+  i = skipSpace(raw, i + 1);
+  if (raw[i] === (open === '[' ? ']' : '}')) return 0;
+  for (let n = 1; ; n++) {
+    if (open === '{') i = skipSpace(raw, skipSpace(raw, skipString(raw, i)) + 1); // past "name":
+    i = skipSpace(raw, skipValue(raw, i));
+    if (raw[i] !== ',') return n;
+    i = skipSpace(raw, i + 1);
+  }
+}
+
+/** The collection's pages joined into one raw JSON value (arrays and objects spliced, so
+ *  large integers stay exact). */
+function joinedPages(pages) {
+  if (pages.length === 1) return pages[0];
+  const inner = pages.map((p) => p.trim().slice(1, -1).trim()).filter((p) => p !== '');
+  const open = pages[0].trim()[0];
+  return open + inner.join(',') + (open === '{' ? '}' : ']');
+}
+
+/** Shows the selected key's value, and for a collection its members so far and what is left. */
+function renderMembers() {
+  const c = state.current;
+  const collection = c.type !== 'string';
+  $('key-value').textContent = prettyJson(joinedPages(c.pages));
+  $('key-length-row').hidden = !collection;
+  $('edit-button').hidden = collection;
+  if (!collection) {
+    $('members-note').hidden = true;
+    $('more-row').hidden = true;
+    return;
+  }
+  $('key-length').textContent = String(c.length);
+  const note = c.cursor === null
+    ? `All ${c.shownMembers} members shown.`
+    : `${c.shownMembers} of ${c.length} members shown.`;
+  $('members-note').textContent = `${note} Edit a ${c.type} through /${c.type === 'hash' ? 'fields' : c.type === 'list' ? 'items' : 'members'} routes or /_upstash.`;
+  $('members-note').hidden = false;
+  $('more-row').hidden = c.cursor === null;
+}
+
+/** Loads the next page of the selected collection's members. */
+async function loadMoreMembers() {
+  const c = state.current;
+  if (!c || c.cursor === null) return;
+  const gen = state.viewGen;
+  try {
+    const res = await api('GET', `${keyPath(c.key)}?cursor=${encodeURIComponent(c.cursor)}`);
+    if (gen !== state.viewGen || state.current !== c) return;
+    const raw = rawMember(res.text, 'value');
+    c.pages.push(raw);
+    c.shownMembers += memberCount(raw);
+    c.cursor = typeof res.data.cursor === 'string' ? res.data.cursor : null;
+    c.length = Number.isSafeInteger(res.data.length) ? res.data.length : c.length;
+    renderMembers();
+  } catch (err) {
+    showMessage(`Cannot load more of "${c.key}": ${describe(err)}`, 'error');
+  }
 }
 
 function clearSelection() {
@@ -1112,6 +1184,7 @@ function init() {
   $('new-key').addEventListener('click', () => openEditor('new'));
   $('edit-button').addEventListener('click', () => openEditor('edit'));
   $('reload-button').addEventListener('click', () => state.current && openKey(state.current.key));
+  $('more-members').addEventListener('click', loadMoreMembers);
   $('delete-button').addEventListener('click', onDelete);
   $('delete-button').addEventListener('blur', disarmDelete);
   $('edit-form').addEventListener('submit', saveEditor);

@@ -282,6 +282,39 @@ test('large integers are shown and saved exactly (no JSON.parse rounding)', asyn
   assert.match(raw, /"neg":-9223372036854775808/);
 });
 
+test('a collection shows its type and length and pages through its members', async () => {
+  const fields = [];
+  for (let i = 0; i < 1500; i++) fields.push(`f${String(i).padStart(4, '0')}`, String(i));
+  const hset = await api('POST', '/_upstash', JSON.stringify(['HSET', 'coll:h', ...fields]));
+  assert.equal(hset.json.result, 1500);
+  await api('POST', '/_upstash', JSON.stringify(['ZADD', 'coll:z', '2', 'b', '1', 'a', 'inf', 'top']));
+  await listAll('coll:');
+  await listItem('coll:h').click();
+  await waitForText('#key-title', 'coll:h');
+  await waitForText('#key-type', 'hash');
+  await waitForText('#key-length', '1500');
+  await waitForText('#members-note', /^1000 of 1500 members shown\./);
+  assert.equal(await page.locator('#edit-button').isHidden(), true, 'a collection is not edited as JSON');
+  assert.match(await text('#key-value'), /"f0999": 999\n}$/);
+  await page.click('#more-members');
+  await waitForText('#members-note', /^All 1500 members shown\./);
+  assert.equal(await page.locator('#more-row').isHidden(), true);
+  const shown = await text('#key-value');
+  assert.match(shown, /"f0999": 999,\n  "f1000": 1000,/);
+  assert.match(shown, /"f1499": 1499\n}$/);
+  await listItem('coll:z').click();
+  await waitForText('#key-type', 'zset');
+  await waitForText('#members-note', /^All 3 members shown\./);
+  assert.match(await text('#key-value'), /\[\s*"a",\s*1\s*\],\s*\[\s*"b",\s*2\s*\],\s*\[\s*"top",\s*"inf"\s*\]/);
+  await api('POST', '/_upstash', JSON.stringify(['SET', 'coll:s', 'plain']));
+  await listAll('coll:');
+  await listItem('coll:s').click();
+  await waitForText('#key-type', 'string');
+  assert.equal(await page.locator('#key-length-row').isHidden(), true);
+  assert.equal(await page.locator('#edit-button').isHidden(), false);
+  for (const key of ['coll:h', 'coll:z', 'coll:s']) await api('DELETE', `/${key}`);
+});
+
 test('lists by prefix with paging over the cursor; keys with "/" and "." work', async () => {
   for (const k of ['p/1', 'p/2', 'p/3', 'p/4', 'p/5', 'pq']) {
     assert.equal((await api('POST', keyUrl(k), { value: k })).status, 201);

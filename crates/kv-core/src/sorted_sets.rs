@@ -16,10 +16,13 @@
 //! lex bound is the member followed by byte 1, the next string, since members hold no zero
 //! byte), so every range is `[from, to)` and every count is `below(to) - below(from)`.
 
-use std::borrow::Cow;
+use std::marker::PhantomData;
 
+use diesel::backend::Backend;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Double, Text};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{BigInt, Double, HasSqlType, Text, Untyped};
 
 use crate::backend::{DbConnection, with_conn};
 use crate::error::StoreError;
@@ -99,24 +102,79 @@ struct Count {
     n: i64,
 }
 
-/// `sql` with its `?` placeholders numbered (`$1`, `$2`, …) for PostgreSQL.
-fn numbered(conn: &DbConnection, sql: &'static str) -> Cow<'static, str> {
-    match conn {
-        DbConnection::Sqlite(_) => Cow::Borrowed(sql),
-        DbConnection::Postgres(_) => {
-            let mut out = String::with_capacity(sql.len() + 8);
-            let mut n = 0;
-            for ch in sql.chars() {
-                if ch == '?' {
-                    n += 1;
-                    out.push_str(&format!("${n}"));
-                } else {
-                    out.push(ch);
-                }
-            }
-            Cow::Owned(out)
-        }
+/// A bind value of a [`Statement`].
+#[derive(Debug, Clone)]
+enum Bind<'a> {
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+}
+
+/// A fixed statement (`?` placeholders) with its binds. Its marker type `Q` gives it a static
+/// query id, so diesel prepares it once per connection and keeps it (a `sql_query` is prepared
+/// anew on every call): each SQL text below has a marker of its own.
+struct Statement<'a, Q> {
+    sql: &'static str,
+    binds: Vec<Bind<'a>>,
+    marker: PhantomData<Q>,
+}
+
+fn statement<'a, Q>(sql: &'static str, binds: Vec<Bind<'a>>) -> Statement<'a, Q> {
+    Statement {
+        sql,
+        binds,
+        marker: PhantomData,
     }
+}
+
+impl<Q: 'static> QueryId for Statement<'_, Q> {
+    type QueryId = Q;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<DB, Q> QueryFragment<DB> for Statement<'_, Q>
+where
+    DB: Backend,
+    i64: ToSql<BigInt, DB>,
+    f64: ToSql<Double, DB>,
+    str: ToSql<Text, DB>,
+    DB: HasSqlType<BigInt> + HasSqlType<Double> + HasSqlType<Text>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut pieces = self.sql.split('?');
+        out.push_sql(pieces.next().unwrap_or_default());
+        for (piece, bind) in pieces.zip(&self.binds) {
+            match bind {
+                Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
+                Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
+                Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
+            }
+            out.push_sql(piece);
+        }
+        Ok(())
+    }
+}
+
+impl<Q> Query for Statement<'_, Q> {
+    type SqlType = Untyped;
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for Statement<'_, Q> {}
+
+/// The markers of the statements (see [`Statement`]).
+mod marker {
+    pub struct BlockOf;
+    pub struct BlockBefore;
+    pub struct Blocks;
+    pub struct SizesBefore;
+    pub struct CountBetween;
+    pub struct CountFrom;
+    pub struct RangeUp;
+    pub struct RangeDown;
+    pub struct RangeUpOpen;
+    pub struct RangeDownOpen;
+    pub struct RemoveBetween;
+    pub struct RemoveFrom;
 }
 
 /// A member's score.
@@ -206,17 +264,12 @@ fn block_of(
     score: f64,
     member: &str,
 ) -> Result<Option<Block>, StoreError> {
-    let sql = numbered(
-        conn,
+    let query = statement::<marker::BlockOf>(
         "SELECT score, member, size FROM kv_zset_block WHERE coll = ? AND (score, member) <= (?, ?) \
          ORDER BY score DESC, member DESC LIMIT 1",
+        vec![Bind::Int(coll), Bind::Float(score), Bind::Text(member)],
     );
-    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-        .bind::<BigInt, _>(coll)
-        .bind::<Double, _>(score)
-        .bind::<Text, _>(member)
-        .get_result::<Block>(c)
-        .optional())?)
+    Ok(with_conn!(conn, c => query.get_result::<Block>(c).optional())?)
 }
 
 /// The block before `block`.
@@ -225,28 +278,25 @@ fn block_before(
     coll: i64,
     block: &Block,
 ) -> Result<Option<Block>, StoreError> {
-    let sql = numbered(
-        conn,
+    let query = statement::<marker::BlockBefore>(
         "SELECT score, member, size FROM kv_zset_block WHERE coll = ? AND (score, member) < (?, ?) \
          ORDER BY score DESC, member DESC LIMIT 1",
+        vec![
+            Bind::Int(coll),
+            Bind::Float(block.score),
+            Bind::Text(&block.member),
+        ],
     );
-    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-        .bind::<BigInt, _>(coll)
-        .bind::<Double, _>(block.score)
-        .bind::<Text, _>(&block.member)
-        .get_result::<Block>(c)
-        .optional())?)
+    Ok(with_conn!(conn, c => query.get_result::<Block>(c).optional())?)
 }
 
 /// Every block of the set, in order (none for a set of at most [`SPLIT`] members).
 fn blocks(conn: &mut DbConnection, coll: i64) -> Result<Vec<Block>, StoreError> {
-    let sql = numbered(
-        conn,
+    let query = statement::<marker::Blocks>(
         "SELECT score, member, size FROM kv_zset_block WHERE coll = ? ORDER BY score, member",
+        vec![Bind::Int(coll)],
     );
-    Ok(with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-        .bind::<BigInt, _>(coll)
-        .load::<Block>(c))?)
+    Ok(with_conn!(conn, c => query.load::<Block>(c))?)
 }
 
 fn set_size(
@@ -342,17 +392,16 @@ pub fn below(
     let (before, from) = match block_of(conn, coll, *score, member)? {
         None => (0, Cut::start()),
         Some(block) => {
-            let sql = numbered(
-                conn,
+            let query = statement::<marker::SizesBefore>(
                 "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) AS n FROM kv_zset_block \
                  WHERE coll = ? AND (score, member) < (?, ?)",
+                vec![
+                    Bind::Int(coll),
+                    Bind::Float(block.score),
+                    Bind::Text(&block.member),
+                ],
             );
-            let before = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-                .bind::<BigInt, _>(coll)
-                .bind::<Double, _>(block.score)
-                .bind::<Text, _>(&block.member)
-                .get_result::<Count>(c))?
-            .n;
+            let before = with_conn!(conn, c => query.get_result::<Count>(c))?.n;
             (before, Cut::At(block.score, block.member))
         }
     };
@@ -366,29 +415,29 @@ fn count(conn: &mut DbConnection, coll: i64, from: &Cut, to: &Cut) -> Result<i64
     };
     Ok(match to {
         Cut::At(to_score, to_member) => {
-            let sql = numbered(
-                conn,
+            let query = statement::<marker::CountBetween>(
                 "SELECT COUNT(*) AS n FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
                  AND (score, member) < (?, ?)",
+                vec![
+                    Bind::Int(coll),
+                    Bind::Float(*from_score),
+                    Bind::Text(from_member),
+                    Bind::Float(*to_score),
+                    Bind::Text(to_member),
+                ],
             );
-            with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-                .bind::<BigInt, _>(coll)
-                .bind::<Double, _>(*from_score)
-                .bind::<Text, _>(from_member)
-                .bind::<Double, _>(*to_score)
-                .bind::<Text, _>(to_member)
-                .get_result::<Count>(c))?
+            with_conn!(conn, c => query.get_result::<Count>(c))?
         }
         Cut::End => {
-            let sql = numbered(
-                conn,
+            let query = statement::<marker::CountFrom>(
                 "SELECT COUNT(*) AS n FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?)",
+                vec![
+                    Bind::Int(coll),
+                    Bind::Float(*from_score),
+                    Bind::Text(from_member),
+                ],
             );
-            with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-                .bind::<BigInt, _>(coll)
-                .bind::<Double, _>(*from_score)
-                .bind::<Text, _>(from_member)
-                .get_result::<Count>(c))?
+            with_conn!(conn, c => query.get_result::<Count>(c))?
         }
     }
     .n)
@@ -409,39 +458,41 @@ pub fn range(
         return Ok(Vec::new());
     };
     let limit = if limit < 0 { i64::MAX } else { limit };
-    let (to_score, to_member, bounded) = match to {
-        Cut::At(score, member) => (*score, member.as_str(), true),
-        Cut::End => (f64::INFINITY, "", false),
+    let mut binds = vec![
+        Bind::Int(coll),
+        Bind::Float(*from_score),
+        Bind::Text(from_member),
+    ];
+    if let Cut::At(to_score, to_member) = to {
+        binds.extend([Bind::Float(*to_score), Bind::Text(to_member)]);
+    }
+    binds.extend([Bind::Int(limit), Bind::Int(offset)]);
+    let rows = match (to, reverse) {
+        (Cut::At(..), false) => with_conn!(conn, c => statement::<marker::RangeUp>(
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND (score, member) < (?, ?) ORDER BY score, member LIMIT ? OFFSET ?",
+            binds,
+        )
+        .load::<Entry>(c))?,
+        (Cut::At(..), true) => with_conn!(conn, c => statement::<marker::RangeDown>(
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             AND (score, member) < (?, ?) ORDER BY score DESC, member DESC LIMIT ? OFFSET ?",
+            binds,
+        )
+        .load::<Entry>(c))?,
+        (Cut::End, false) => with_conn!(conn, c => statement::<marker::RangeUpOpen>(
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             ORDER BY score, member LIMIT ? OFFSET ?",
+            binds,
+        )
+        .load::<Entry>(c))?,
+        (Cut::End, true) => with_conn!(conn, c => statement::<marker::RangeDownOpen>(
+            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+             ORDER BY score DESC, member DESC LIMIT ? OFFSET ?",
+            binds,
+        )
+        .load::<Entry>(c))?,
     };
-    let sql = match (bounded, reverse) {
-        (true, false) => {
-            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND (score, member) < (?, ?) ORDER BY score, member LIMIT ? OFFSET ?"
-        }
-        (true, true) => {
-            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND (score, member) < (?, ?) ORDER BY score DESC, member DESC LIMIT ? OFFSET ?"
-        }
-        // Unbounded above: the last two placeholders are compared to nothing.
-        (false, false) => {
-            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND ? IS NOT NULL AND ? IS NOT NULL ORDER BY score, member LIMIT ? OFFSET ?"
-        }
-        (false, true) => {
-            "SELECT member, score FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND ? IS NOT NULL AND ? IS NOT NULL ORDER BY score DESC, member DESC LIMIT ? OFFSET ?"
-        }
-    };
-    let sql = numbered(conn, sql);
-    let rows = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-        .bind::<BigInt, _>(coll)
-        .bind::<Double, _>(*from_score)
-        .bind::<Text, _>(from_member)
-        .bind::<Double, _>(to_score)
-        .bind::<Text, _>(to_member)
-        .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset)
-        .load::<Entry>(c))?;
     Ok(rows.into_iter().map(|e| (e.member, e.score)).collect())
 }
 
@@ -475,27 +526,27 @@ pub fn remove_range(
     let Cut::At(from_score, from_member) = from else {
         return Ok(0);
     };
-    let (to_score, to_member, bounded) = match to {
-        Cut::At(score, member) => (*score, member.as_str(), true),
-        Cut::End => (f64::INFINITY, "", false),
-    };
-    let sql = numbered(
-        conn,
-        if bounded {
-            "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND (score, member) < (?, ?)"
-        } else {
-            "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
-             AND ? IS NOT NULL AND ? IS NOT NULL"
-        },
-    );
-    let removed = with_conn!(conn, c => diesel::sql_query(sql.as_ref())
-        .bind::<BigInt, _>(coll)
-        .bind::<Double, _>(*from_score)
-        .bind::<Text, _>(from_member)
-        .bind::<Double, _>(to_score)
-        .bind::<Text, _>(to_member)
-        .execute(c))? as i64;
+    let mut binds = vec![
+        Bind::Int(coll),
+        Bind::Float(*from_score),
+        Bind::Text(from_member),
+    ];
+    let removed = match to {
+        Cut::At(to_score, to_member) => {
+            binds.extend([Bind::Float(*to_score), Bind::Text(to_member)]);
+            with_conn!(conn, c => statement::<marker::RemoveBetween>(
+                "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?) \
+                 AND (score, member) < (?, ?)",
+                binds,
+            )
+            .execute(c))?
+        }
+        Cut::End => with_conn!(conn, c => statement::<marker::RemoveFrom>(
+            "DELETE FROM kv_zset WHERE coll = ? AND (score, member) >= (?, ?)",
+            binds,
+        )
+        .execute(c))?,
+    } as i64;
     if removed > 0 {
         recount_blocks(conn, coll, from, to)?;
     }

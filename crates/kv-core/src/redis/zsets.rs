@@ -494,6 +494,9 @@ fn run_select(
     len: i64,
     select: &Select,
 ) -> Result<Vec<Entry>, StoreError> {
+    if let Span::Rank(start, stop) = select.span {
+        return by_ranks(src, call, coll, len, (start, stop), select);
+    }
     let Some((mut from, mut to, offset, limit)) = positions(src, coll, len, select)? else {
         return Ok(Vec::new());
     };
@@ -526,6 +529,54 @@ fn run_select(
         if got < want {
             break;
         }
+    }
+    Ok(out)
+}
+
+/// The members at ranks `start..=stop` (Redis's indexes; from the top when reversed): the
+/// first page found through the rank blocks, the rest read on from there.
+fn by_ranks(
+    src: &mut dyn Source,
+    call: &Call<'_>,
+    coll: i64,
+    len: i64,
+    (start, stop): (i64, i64),
+    select: &Select,
+) -> Result<Vec<Entry>, StoreError> {
+    let Some((first, last)) = index_range(start, stop, len) else {
+        return Ok(Vec::new());
+    };
+    let (first, last) = if select.reverse {
+        (len - 1 - last, len - 1 - first)
+    } else {
+        (first, last)
+    };
+    let mut left = last - first + 1;
+    let mut out: Vec<Entry> = Vec::new();
+    while left > 0 {
+        call.deadline.check()?;
+        let want = left.min(PAGE);
+        let conn = src.members()?;
+        let page = match out.last() {
+            None => sorted_sets::by_rank(conn, coll, first, want)?,
+            Some((member, score)) => {
+                let from = Cut::after(*score, member);
+                sorted_sets::range(conn, coll, &from, &Cut::End, false, 0, want)?
+            }
+        };
+        for (member, _) in &page {
+            call.budget
+                .charge(member.len() + if select.withscores { 24 } else { 0 })?;
+        }
+        let got = page.len() as i64;
+        out.extend(page);
+        left -= got;
+        if got < want {
+            break;
+        }
+    }
+    if select.reverse {
+        out.reverse();
     }
     Ok(out)
 }

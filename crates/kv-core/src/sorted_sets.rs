@@ -379,16 +379,26 @@ pub fn build_blocks(conn: &mut DbConnection, coll: i64, length: i64) -> Result<(
     insert_block(conn, coll, score, &member, left)
 }
 
-/// How many members come before `cut`, in a set of `length` members.
+/// How many members come before `cut`, in a set of `length` members (`version`: as for
+/// [`by_rank`]).
 pub fn below(
     conn: &mut DbConnection,
     coll: i64,
+    version: Option<i64>,
     length: i64,
     cut: &Cut,
 ) -> Result<i64, StoreError> {
     let Cut::At(score, member) = cut else {
         return Ok(length);
     };
+    if version.is_some() {
+        let order = order(conn, coll, version)?;
+        let (before, from) = match order.block_of(*score, member) {
+            Some((block, before)) => (before, Cut::At(block.score, block.member.clone())),
+            None => (0, Cut::start()),
+        };
+        return Ok(before + count(conn, coll, &from, cut)?);
+    }
     let (before, from) = match block_of(conn, coll, *score, member)? {
         None => (0, Cut::start()),
         Some(block) => {
@@ -496,23 +506,113 @@ pub fn range(
     Ok(rows.into_iter().map(|e| (e.member, e.score)).collect())
 }
 
-/// The members at ranks `start..start + count` (0: the lowest), in order.
+/// The members at ranks `start..start + count` (0: the lowest), in order. `version`: the
+/// set's key version when reading committed data (its blocks may come from [`BlockCache`]).
 pub fn by_rank(
     conn: &mut DbConnection,
     coll: i64,
+    version: Option<i64>,
     start: i64,
     count: i64,
 ) -> Result<Vec<(String, f64)>, StoreError> {
-    let mut from = Cut::start();
-    let mut offset = start;
-    for block in blocks(conn, coll)? {
-        if offset < block.size {
-            from = Cut::At(block.score, block.member);
-            break;
-        }
-        offset -= block.size;
-    }
+    let order = order(conn, coll, version)?;
+    let (from, offset) = match order.block_at_rank(start) {
+        Some((block, before)) => (Cut::At(block.score, block.member.clone()), start - before),
+        None => (Cut::start(), start),
+    };
     range(conn, coll, &from, &Cut::End, false, offset, count)
+}
+
+/// A sorted set's blocks in order, with the members before each: what ranks are read from.
+#[derive(Debug, Default)]
+struct Order {
+    blocks: Vec<Block>,
+    /// `before[i]`: the members in the blocks before block `i`.
+    before: Vec<i64>,
+}
+
+impl Order {
+    fn new(blocks: Vec<Block>) -> Order {
+        let mut before = Vec::with_capacity(blocks.len());
+        let mut total = 0;
+        for block in &blocks {
+            before.push(total);
+            total += block.size;
+        }
+        Order { blocks, before }
+    }
+
+    /// The block holding rank `rank`, and the members before it (`None`: no blocks).
+    fn block_at_rank(&self, rank: i64) -> Option<(&Block, i64)> {
+        if self.blocks.is_empty() {
+            return None;
+        }
+        let i = self.before.partition_point(|&before| before <= rank).max(1) - 1;
+        Some((&self.blocks[i], self.before[i]))
+    }
+
+    /// The block holding the position (score, member), and the members before it.
+    fn block_of(&self, score: f64, member: &str) -> Option<(&Block, i64)> {
+        let i = self.blocks.partition_point(|b| {
+            b.score < score || (b.score == score && b.member.as_str() <= member)
+        });
+        let i = i.checked_sub(1)?;
+        Some((&self.blocks[i], self.before[i]))
+    }
+}
+
+/// The blocks of sorted sets read at a committed version, kept while the set stays at it: a
+/// write to a set gives its key a new version, so an entry is never stale (versions only
+/// grow), and readers of a large set skip reading its ~n/1024 block rows on every rank.
+struct BlockCache {
+    entries: std::collections::HashMap<i64, (i64, std::sync::Arc<Order>)>,
+}
+
+/// Sets whose blocks [`BlockCache`] keeps at most.
+const CACHED_SETS: usize = 64;
+
+static BLOCK_CACHE: std::sync::LazyLock<std::sync::Mutex<BlockCache>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(BlockCache {
+            entries: std::collections::HashMap::new(),
+        })
+    });
+
+/// The set's [`Order`]: from the cache when `version` is given and it holds that version.
+fn order(
+    conn: &mut DbConnection,
+    coll: i64,
+    version: Option<i64>,
+) -> Result<std::sync::Arc<Order>, StoreError> {
+    let Some(version) = version else {
+        return Ok(std::sync::Arc::new(Order::new(blocks(conn, coll)?)));
+    };
+    if let Ok(cache) = BLOCK_CACHE.lock()
+        && let Some((at, order)) = cache.entries.get(&coll)
+        && *at == version
+    {
+        return Ok(order.clone());
+    }
+    let order = std::sync::Arc::new(Order::new(blocks(conn, coll)?));
+    if order.blocks.is_empty() {
+        return Ok(order);
+    }
+    if let Ok(mut cache) = BLOCK_CACHE.lock() {
+        if cache.entries.len() >= CACHED_SETS && !cache.entries.contains_key(&coll) {
+            let evicted = cache.entries.keys().next().copied();
+            if let Some(evicted) = evicted {
+                cache.entries.remove(&evicted);
+            }
+        }
+        let newer = cache
+            .entries
+            .get(&coll)
+            .is_some_and(|(at, _)| *at > version);
+        if !newer {
+            cache.entries.insert(coll, (version, order.clone()));
+        }
+    }
+    Ok(order)
 }
 
 /// Removes the members in `[from, to)`; how many went. The blocks the range touches are
@@ -714,18 +814,26 @@ mod tests {
         for rank in [0, 1, HALF - 1, HALF, SPLIT, len / 2, len - 2, len - 1] {
             let (member, score) = &all[rank as usize];
             let at = Cut::At(*score, member.clone());
-            assert_eq!(below(&mut conn, 1, len, &at).expect("below"), rank);
-            let page = by_rank(&mut conn, 1, rank, 3).expect("by rank");
+            assert_eq!(below(&mut conn, 1, None, len, &at).expect("below"), rank);
+            assert_eq!(
+                below(&mut conn, 1, Some(9), len, &at).expect("cached"),
+                rank
+            );
+            let page = by_rank(&mut conn, 1, None, rank, 3).expect("by rank");
+            assert_eq!(
+                by_rank(&mut conn, 1, Some(9), rank, 3).expect("cached"),
+                page
+            );
             assert_eq!(page, all[rank as usize..(rank as usize + 3).min(all.len())]);
         }
         let under_zero = all.iter().filter(|(_, s)| *s < 0.0).count() as i64;
         assert_eq!(
-            below(&mut conn, 1, len, &Cut::at_score(0.0)).expect("below"),
+            below(&mut conn, 1, None, len, &Cut::at_score(0.0)).expect("below"),
             under_zero
         );
         let at_most_five = all.iter().filter(|(_, s)| *s <= 5.0).count() as i64;
         assert_eq!(
-            below(&mut conn, 1, len, &Cut::above_score(5.0)).expect("below"),
+            below(&mut conn, 1, None, len, &Cut::above_score(5.0)).expect("below"),
             at_most_five
         );
 
@@ -744,14 +852,14 @@ mod tests {
         assert_eq!(removed, 11);
         check_blocks(&mut conn, len - 11);
         let rest: Vec<_> = all[..10].iter().chain(&all[21..]).cloned().collect();
-        assert_eq!(by_rank(&mut conn, 1, 0, -1).expect("all"), rest);
+        assert_eq!(by_rank(&mut conn, 1, None, 0, -1).expect("all"), rest);
 
         // Blocks written afresh give the same ranks.
         build_blocks(&mut conn, 1, rest.len() as i64).expect("build");
         check_blocks(&mut conn, rest.len() as i64);
         let mid = rest.len() / 2;
         assert_eq!(
-            by_rank(&mut conn, 1, mid as i64, 2).expect("mid"),
+            by_rank(&mut conn, 1, None, mid as i64, 2).expect("mid"),
             rest[mid..mid + 2]
         );
     }

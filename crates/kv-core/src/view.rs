@@ -149,7 +149,13 @@ pub fn collection_json(
         crate::model::ZSET => {
             // A sorted set pages by rank, as a list by offset.
             let offset = after.and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
-            let page = crate::sorted_sets::by_rank(conn, coll, offset, COLLECTION_PAGE)?;
+            let page = crate::sorted_sets::by_rank(
+                conn,
+                coll,
+                Some(stored.version),
+                offset,
+                COLLECTION_PAGE,
+            )?;
             let mut items = Vec::with_capacity(page.len());
             for (member, score) in &page {
                 budget.charge(member.len() + 24)?;

@@ -5,7 +5,7 @@
 //!
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
 //! each family has its file (`strings`, `generic` keys, `server`, `hashes`, `sets`, `lists`,
-//! and the homes of `zsets` and `scripting`; `members` what the collections share);
+//! `zsets`, and the home of `scripting`; `members` what the collections share);
 //! [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
 //! read; `call` and `reply` are what a command's function takes and answers.
 

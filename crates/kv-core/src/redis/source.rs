@@ -20,6 +20,9 @@ pub trait Source {
     fn live_keys(&mut self) -> Result<i64, StoreError>;
     /// The connection collections' members are read on (see `crate::collections`).
     fn members(&mut self) -> Result<&mut DbConnection, StoreError>;
+    /// Whether it reads committed data only (a snapshot, not a write transaction): what it
+    /// reads at a key's version is then that version's for good (see `sorted_sets`).
+    fn committed(&self) -> bool;
 }
 
 impl Source for Tx<'_> {
@@ -55,6 +58,10 @@ impl Source for Tx<'_> {
         self.needs_own_transaction()?;
         Ok(self.conn())
     }
+
+    fn committed(&self) -> bool {
+        false
+    }
 }
 
 /// Reads on a read connection, at `now`.
@@ -85,6 +92,10 @@ impl Source for Snapshot<'_> {
 
     fn members(&mut self) -> Result<&mut DbConnection, StoreError> {
         Ok(self.conn)
+    }
+
+    fn committed(&self) -> bool {
+        true
     }
 }
 

@@ -27,10 +27,24 @@ const NOT_A_LEX_RANGE: &str = "ERR min or max not valid string range item";
 /// A member with its score.
 type Entry = (String, f64);
 
-/// The sorted set of `key` for a read: (collection id, length).
-fn for_read(src: &mut dyn Source, key: &str) -> Result<Option<(i64, i64)>, StoreError> {
+/// A sorted set as a read command finds it.
+#[derive(Clone, Copy)]
+struct Found {
+    coll: i64,
+    len: i64,
+    /// Its key's version when `src` reads committed data (its rank blocks may be cached).
+    version: Option<i64>,
+}
+
+/// The sorted set of `key` for a read.
+fn for_read(src: &mut dyn Source, key: &str) -> Result<Option<Found>, StoreError> {
+    let committed = src.committed();
     match super::members::read_collection(src, key, ZSET)? {
-        Some(row) => Ok(Some((coll_of(&row)?, row.length.unwrap_or(0)))),
+        Some(row) => Ok(Some(Found {
+            coll: coll_of(&row)?,
+            len: row.length.unwrap_or(0),
+            version: committed.then_some(row.version),
+        })),
         None => Ok(None),
     }
 }
@@ -229,16 +243,16 @@ pub(super) fn zrem(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
 /// ZCARD key.
 pub(super) fn zcard(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
     Ok(Reply::Int(
-        for_read(src, call.args[0])?.map_or(0, |(_, n)| n),
+        for_read(src, call.args[0])?.map_or(0, |found| found.len),
     ))
 }
 
 /// ZSCORE key member.
 pub(super) fn zscore(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, StoreError> {
-    let Some((coll, _)) = for_read(src, call.args[0])? else {
+    let Some(found) = for_read(src, call.args[0])? else {
         return Ok(Reply::Nil);
     };
-    let score = sorted_sets::score(src.members()?, coll, call.args[1])?;
+    let score = sorted_sets::score(src.members()?, found.coll, call.args[1])?;
     Ok(score.map_or(Reply::Nil, |s| Reply::Str(format_score(s))))
 }
 
@@ -247,7 +261,7 @@ pub(super) fn zmscore(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, St
     let [key, ref members @ ..] = call.args[..] else {
         return Ok(wrong_args(call.name));
     };
-    let coll = for_read(src, key)?.map(|(coll, _)| coll);
+    let coll = for_read(src, key)?.map(|found| found.coll);
     let mut replies = Vec::with_capacity(members.len());
     for member in members {
         let score = match coll {
@@ -267,14 +281,15 @@ pub(super) fn zrank(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Stor
         [_, _, _] => return Ok(error(SYNTAX)),
         _ => return Ok(wrong_args(call.name)),
     };
-    let Some((coll, len)) = for_read(src, key)? else {
+    let Some(Found { coll, len, version }) = for_read(src, key)? else {
         return Ok(Reply::Nil);
     };
     let conn = src.members()?;
     let Some(score) = sorted_sets::score(conn, coll, member)? else {
         return Ok(Reply::Nil);
     };
-    let rank = sorted_sets::below(conn, coll, len, &Cut::At(score, member.to_owned()))?;
+    let at = Cut::At(score, member.to_owned());
+    let rank = sorted_sets::below(conn, coll, version, len, &at)?;
     let rank = if call.name == "zrevrank" {
         len - 1 - rank
     } else {
@@ -439,8 +454,8 @@ fn parse_select(
 }
 
 /// The score lex bounds are placed at: the lowest member's (a lex range assumes one score).
-fn lex_score(conn: &mut crate::backend::DbConnection, coll: i64) -> Result<f64, StoreError> {
-    Ok(sorted_sets::by_rank(conn, coll, 0, 1)?
+fn lex_score(conn: &mut crate::backend::DbConnection, found: Found) -> Result<f64, StoreError> {
+    Ok(sorted_sets::by_rank(conn, found.coll, found.version, 0, 1)?
         .first()
         .map_or(0.0, |(_, score)| *score))
 }
@@ -449,10 +464,10 @@ fn lex_score(conn: &mut crate::backend::DbConnection, coll: i64) -> Result<f64, 
 /// become the positions of their members.
 fn positions(
     src: &mut dyn Source,
-    coll: i64,
-    len: i64,
+    found: Found,
     select: &Select,
 ) -> Result<Option<(Cut, Cut, i64, i64)>, StoreError> {
+    let Found { coll, len, version } = found;
     let conn = src.members()?;
     Ok(match &select.span {
         Span::Rank(start, stop) => {
@@ -465,8 +480,8 @@ fn positions(
             } else {
                 (first, last)
             };
-            let lowest = sorted_sets::by_rank(conn, coll, first, 1)?;
-            let highest = sorted_sets::by_rank(conn, coll, last, 1)?;
+            let lowest = sorted_sets::by_rank(conn, coll, version, first, 1)?;
+            let highest = sorted_sets::by_rank(conn, coll, version, last, 1)?;
             let (Some((m1, s1)), Some((m2, s2))) = (lowest.first(), highest.first()) else {
                 return Ok(None);
             };
@@ -475,7 +490,7 @@ fn positions(
         }
         Span::Score(from, to) => Some((from.clone(), to.clone(), select.offset, select.limit)),
         Span::Lex(from, to) => {
-            let score = lex_score(conn, coll)?;
+            let score = lex_score(conn, found)?;
             Some((
                 from.cut(false, score),
                 to.cut(true, score),
@@ -490,14 +505,14 @@ fn positions(
 fn run_select(
     src: &mut dyn Source,
     call: &Call<'_>,
-    coll: i64,
-    len: i64,
+    found: Found,
     select: &Select,
 ) -> Result<Vec<Entry>, StoreError> {
     if let Span::Rank(start, stop) = select.span {
-        return by_ranks(src, call, coll, len, (start, stop), select);
+        return by_ranks(src, call, found, (start, stop), select);
     }
-    let Some((mut from, mut to, offset, limit)) = positions(src, coll, len, select)? else {
+    let coll = found.coll;
+    let Some((mut from, mut to, offset, limit)) = positions(src, found, select)? else {
         return Ok(Vec::new());
     };
     if offset < 0 {
@@ -538,11 +553,11 @@ fn run_select(
 fn by_ranks(
     src: &mut dyn Source,
     call: &Call<'_>,
-    coll: i64,
-    len: i64,
+    found: Found,
     (start, stop): (i64, i64),
     select: &Select,
 ) -> Result<Vec<Entry>, StoreError> {
+    let Found { coll, len, .. } = found;
     let Some((first, last)) = index_range(start, stop, len) else {
         return Ok(Vec::new());
     };
@@ -558,7 +573,7 @@ fn by_ranks(
         let want = left.min(PAGE);
         let conn = src.members()?;
         let page = match out.last() {
-            None => sorted_sets::by_rank(conn, coll, first, want)?,
+            None => sorted_sets::by_rank(conn, coll, found.version, first, want)?,
             Some((member, score)) => {
                 let from = Cut::after(*score, member);
                 sorted_sets::range(conn, coll, &from, &Cut::End, false, 0, want)?
@@ -598,10 +613,10 @@ pub(super) fn zrange(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Sto
         Ok(select) => select,
         Err(reply) => return Ok(reply),
     };
-    let Some((coll, len)) = for_read(src, key)? else {
+    let Some(found) = for_read(src, key)? else {
         return Ok(Reply::Array(Vec::new()));
     };
-    let entries = run_select(src, call, coll, len, &select)?;
+    let entries = run_select(src, call, found, &select)?;
     Ok(entries_reply(entries, select.withscores))
 }
 
@@ -615,7 +630,7 @@ pub(super) fn zrangestore(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, Sto
         Err(reply) => return Ok(reply),
     };
     let entries = match for_read(tx, key)? {
-        Some((coll, len)) => run_select(tx, call, coll, len, &select)?,
+        Some(found) => run_select(tx, call, found, &select)?,
         None => Vec::new(),
     };
     store_entries(tx, call, destination, entries)
@@ -635,15 +650,16 @@ pub(super) fn zcount(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Sto
         Ok(select) => select,
         Err(reply) => return Ok(reply),
     };
-    let Some((coll, len)) = for_read(src, key)? else {
+    let Some(found) = for_read(src, key)? else {
         return Ok(Reply::Int(0));
     };
-    let Some((from, to, _, _)) = positions(src, coll, len, &select)? else {
+    let Some((from, to, _, _)) = positions(src, found, &select)? else {
         return Ok(Reply::Int(0));
     };
+    let Found { coll, len, version } = found;
     let conn = src.members()?;
-    let below_to = sorted_sets::below(conn, coll, len, &to)?;
-    let below_from = sorted_sets::below(conn, coll, len, &from)?;
+    let below_to = sorted_sets::below(conn, coll, version, len, &to)?;
+    let below_from = sorted_sets::below(conn, coll, version, len, &from)?;
     Ok(Reply::Int((below_to - below_from).max(0)))
 }
 
@@ -665,7 +681,12 @@ pub(super) fn zremrange(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, Store
         return Ok(Reply::Int(0));
     };
     let coll = row.coll.unwrap_or_default();
-    let Some((from, to, _, _)) = positions(tx, coll, length(&row), &select)? else {
+    let found = Found {
+        coll,
+        len: length(&row),
+        version: None,
+    };
+    let Some((from, to, _, _)) = positions(tx, found, &select)? else {
         return Ok(Reply::Int(0));
     };
     let removed = sorted_sets::remove_range(tx.conn(), coll, &from, &to)?;
@@ -703,7 +724,12 @@ pub(super) fn zpop(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
         limit: -1,
         withscores: true,
     };
-    let entries = run_select(tx, call, coll, len, &select)?;
+    let found = Found {
+        coll,
+        len,
+        version: None,
+    };
+    let entries = run_select(tx, call, found, &select)?;
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return Ok(Reply::Array(Vec::new()));
     };
@@ -731,7 +757,7 @@ pub(super) fn zrandmember(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply
         Some(Some(_)) => return Ok(error("ERR value is out of range")),
         Some(None) => return Ok(error(NOT_AN_INTEGER)),
     };
-    let Some((coll, len)) = for_read(src, key)? else {
+    let Some(Found { coll, len, version }) = for_read(src, key)? else {
         return Ok(if count.is_some() {
             Reply::Array(Vec::new())
         } else {
@@ -741,7 +767,7 @@ pub(super) fn zrandmember(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply
     let mut picked = Vec::new();
     for offset in random_offsets(len, count.unwrap_or(1)) {
         call.deadline.check()?;
-        if let Some(entry) = sorted_sets::by_rank(src.members()?, coll, offset, 1)?
+        if let Some(entry) = sorted_sets::by_rank(src.members()?, coll, version, offset, 1)?
             .into_iter()
             .next()
         {
@@ -1045,7 +1071,7 @@ pub(super) fn zscan(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, Stor
         Ok(options) => options,
         Err(reply) => return Ok(reply),
     };
-    let Some((coll, _)) = for_read(src, key)? else {
+    let Some(Found { coll, .. }) = for_read(src, key)? else {
         return Ok(Reply::Array(vec![
             Reply::Str("0".into()),
             Reply::Array(Vec::new()),

@@ -5,9 +5,9 @@
 //! index range: O(log n + k). Ranks need more, as a B-tree does not count: `kv_zset_block`
 //! splits a large sorted set's order into blocks of [`HALF`] to [`SPLIT`] members, each row
 //! the position its block starts at and how many members it holds. A rank is the sum of the
-//! sizes of the blocks before the member's block (≤ n / 1,024 rows) plus a count within its
-//! block (≤ 2,048 index entries): about 1,000 + 2,000 index steps at a million members,
-//! against the 500,000 a plain count would take. A write keeps the blocks exact: one size
+//! sizes of the blocks before the member's block (≤ n / 256 rows, kept in memory per set
+//! version by a cache) plus a count within its block (≤ 512 index entries), against the
+//! 500,000 index steps a plain count would take at a million members. A write keeps the blocks exact: one size
 //! changes, a block over [`SPLIT`] is cut in two, one under [`MERGE`] joins the one before. A
 //! sorted set of at most [`SPLIT`] members has no block rows: it is one block.
 //!
@@ -29,7 +29,7 @@ use crate::error::StoreError;
 use crate::schema::{kv_zset, kv_zset_block};
 
 /// A block is cut in two when it would hold more than this.
-pub const SPLIT: i64 = 2048;
+pub const SPLIT: i64 = 512;
 /// The size of each half of a block that was cut in two.
 pub const HALF: i64 = SPLIT / 2;
 /// A block that falls under this joins the block before it (when they fit in one).
@@ -563,7 +563,7 @@ impl Order {
 
 /// The blocks of sorted sets read at a committed version, kept while the set stays at it: a
 /// write to a set gives its key a new version, so an entry is never stale (versions only
-/// grow), and readers of a large set skip reading its ~n/1024 block rows on every rank.
+/// grow), and readers of a large set skip reading its ~n/256 block rows on every rank.
 struct BlockCache {
     entries: std::collections::HashMap<i64, (i64, std::sync::Arc<Order>)>,
 }

@@ -51,6 +51,10 @@ pub enum StoreError {
     /// The client went away: the request's work stopped and what it wrote was rolled back.
     #[error("the client went away; the request was stopped")]
     ClientGone,
+    /// A Lua script failed (an error, its time or memory limit): nothing it wrote was kept
+    /// (400 `script_error`; on `/_upstash` the command's error reply, Redis's text).
+    #[error("{0}")]
+    Script(String),
     /// An error in line `line` (from 1) of an import.
     #[error("line {line}: {source}")]
     InLine { line: u64, source: Box<StoreError> },
@@ -117,7 +121,7 @@ impl StoreError {
 
     pub fn kind(&self) -> ErrorKind {
         match self.root() {
-            StoreError::Invalid { .. } => ErrorKind::Invalid,
+            StoreError::Invalid { .. } | StoreError::Script(_) => ErrorKind::Invalid,
             StoreError::NotFound { .. } => ErrorKind::NotFound,
             StoreError::IdempotencyKeyReused | StoreError::ResponseTooLarge { .. } => {
                 ErrorKind::Unprocessable
@@ -154,6 +158,7 @@ impl StoreError {
             StoreError::Unavailable(_) => "database_unavailable",
             StoreError::TimedOut { .. } => "request_timeout",
             StoreError::ClientGone => "client_gone",
+            StoreError::Script(_) => "script_error",
             StoreError::Internal(_) | StoreError::InOp { .. } | StoreError::InLine { .. } => {
                 "internal_error"
             }

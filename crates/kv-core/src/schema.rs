@@ -70,6 +70,15 @@ diesel::table! {
     }
 }
 
+// Lua scripts by SHA1 (see `scripts`).
+diesel::table! {
+    kv_scripts (sha) {
+        sha -> Text,
+        body -> Text,
+        created_at -> BigInt,
+    }
+}
+
 // Collections whose key is gone: their members are removed in bounded batches.
 diesel::table! {
     kv_garbage (coll) {

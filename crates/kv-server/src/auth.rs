@@ -310,14 +310,14 @@ fn is_open(path: &str) -> bool {
     ) || matches!(path, "/_ui/app.js" | "/_ui/app.css")
 }
 
-/// `POST /_tx` may be run with a read-only key when all its ops read, and `/_upstash` runs
-/// a read-only key's read commands: their handlers decide once they have parsed the ops or
+/// `POST /_tx` may be run with a read-only key when all its ops read, `/_eval` with
+/// `read_only`, and `/_upstash` runs a read-only key's read commands: their handlers decide once they have parsed the ops or
 /// commands (see [`Access`] as an extractor).
 fn decides_access_itself(method: &Method, path: &str) -> bool {
     method == Method::POST
         && matches!(
             path.strip_suffix('/').unwrap_or(path),
-            "/_tx" | "/_upstash" | "/_upstash/pipeline" | "/_upstash/multi-exec"
+            "/_tx" | "/_eval" | "/_upstash" | "/_upstash/pipeline" | "/_upstash/multi-exec"
         )
 }
 

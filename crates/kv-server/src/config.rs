@@ -68,6 +68,18 @@ pub struct Config {
     #[arg(long, env = "KV_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
 
+    /// Milliseconds a Lua script (EVAL …) may run; past it, it is stopped, what it wrote is
+    /// rolled back, and its command answers `ERR script timed out`.
+    #[arg(long, env = "KV_SCRIPT_TIME_LIMIT", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub script_time_limit: u64,
+
+    /// Bytes of memory a Lua script's state may take; past it, the script fails and what it
+    /// wrote is rolled back.
+    #[arg(long, env = "KV_SCRIPT_MEMORY_LIMIT", default_value_t = 64 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1_048_576..=4_294_967_296))]
+    pub script_memory_limit: u64,
+
     /// Seconds a client has to send its request's headers, and its body (plus a second per
     /// MiB of body: at least 1 MiB/s once the window has passed); a slower one is cut off.
     #[arg(long, env = "KV_CLIENT_TIMEOUT", default_value_t = 10,

@@ -87,6 +87,10 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
     let feed = feed::Feed::spawn(store.feed_connector(), config.max_watchers)
         .map_err(|e| io::Error::other(format!("cannot start the change feed: {e}")))?;
+    kv_core::lua::set_limits(kv_core::lua::Limits {
+        time: Duration::from_millis(config.script_time_limit),
+        memory: usize::try_from(config.script_memory_limit).unwrap_or(usize::MAX),
+    });
     let state = web::Data::new(AppState {
         store,
         max_body_bytes: config.max_body_bytes,

@@ -49,6 +49,7 @@ use crate::handlers::{collection, keys, metrics, server, transfer, typed};
         server::ready,
         metrics::metrics,
         crate::watch::watch,
+        crate::handlers::eval::eval,
         document,
     ),
     components(schemas(ErrorBody)),
@@ -58,6 +59,7 @@ use crate::handlers::{collection, keys, metrics, server, transfer, typed};
         (name = "collection", description = "Scans, bulk delete, transactions, stats"),
         (name = "transfer", description = "Export and import as NDJSON"),
         (name = "server", description = "Health checks, metrics and this document"),
+        (name = "scripting", description = "Lua scripts: POST /_eval (and EVAL on /_upstash)"),
         (name = "watch", description = "The change feed: long poll and SSE"),
     )
 )]

@@ -82,6 +82,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     server_route(cfg, &["/_watch", "/_watch/"], "GET", |r| {
         r.route(web::get().to(crate::watch::watch))
     });
+    server_route(cfg, &["/_eval", "/_eval/"], "POST", |r| {
+        r.route(web::post().to(crate::handlers::eval::eval))
+    });
     server_route(cfg, &["/_upstash", "/_upstash/"], "POST", |r| {
         r.route(web::post().to(upstash::single))
     });

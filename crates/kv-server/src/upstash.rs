@@ -12,6 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use kv_core::budget::ResponseBudget;
 use kv_core::deadline::{ClientProbe, Deadline};
+use kv_core::error::StoreError;
 use kv_core::now_ms;
 use kv_core::redis::{self, Command, Context, KeyUse, Reply, Snapshot};
 use serde_json::{Value, json};
@@ -63,6 +64,32 @@ pub async fn single(
         Reply::Error(error) => respond(StatusCode::BAD_REQUEST, json!({ "error": error })),
         reply => respond_text(StatusCode::OK, result_text(encode(reply, base64))),
     })
+}
+
+/// Runs one command as `/_upstash` does (the key's access and reach, the request's bounds),
+/// for the REST routes that are a Redis command underneath (`POST /_eval`).
+pub(crate) async fn run_one(
+    req: &HttpRequest,
+    state: &AppState,
+    access: Access,
+    reach: &Reach,
+    command: Command,
+) -> Result<Reply, ApiError> {
+    let replies = run(
+        state,
+        access,
+        reach,
+        vec![command],
+        Batch::Pipeline,
+        peer::probe(req),
+    )
+    .await?;
+    Ok(replies.into_iter().next().unwrap_or(Reply::Nil))
+}
+
+/// A reply as JSON, as `/_upstash` sends it without base64.
+pub(crate) fn reply_json(reply: Reply) -> Value {
+    encode(reply, false)
 }
 
 /// `POST /_upstash/pipeline`: commands in order, each on its own; 200 with one result each.
@@ -206,7 +233,8 @@ async fn run(
                 Ok((replies, budget.left()))
             }
         };
-        let (part_replies, still_left) = match place {
+        let count = part.len();
+        let ran = match place {
             Place::Writer => {
                 let bounds = bounds.clone();
                 state
@@ -215,10 +243,17 @@ async fn run(
                         let replies = redis::execute_all(tx, &part, &bounds.context(&budget))?;
                         Ok((replies, budget.left()))
                     })
-                    .await?
+                    .await
             }
-            Place::Listing => state.db(reads).await?,
-            Place::Inline => state.read_short(reads).await?,
+            Place::Listing => state.db(reads).await,
+            Place::Inline => state.read_short(reads).await,
+        };
+        let (part_replies, still_left) = match ran {
+            // A script failed: its part wrote nothing, and each command answers its error.
+            Err(ApiError::Store(StoreError::Script(text))) => {
+                (vec![Reply::Error(text); count], left)
+            }
+            other => other?,
         };
         left = still_left;
         replies.extend(part_replies);
@@ -260,8 +295,14 @@ fn parts(
     let mut parts: Vec<(bool, Vec<Result<Command, Reply>>)> = Vec::new();
     for command in commands {
         let listing = command.as_ref().is_ok_and(Command::is_listing);
+        // A script is a part of its own: one that fails rolls back its own writes only.
+        let script = command.as_ref().is_ok_and(Command::is_script);
         match parts.last_mut() {
-            Some((was_listing, part)) if *was_listing == listing => part.push(command),
+            Some((was_listing, part))
+                if *was_listing == listing && !script && !is_script_part(part) =>
+            {
+                part.push(command)
+            }
             _ => parts.push((listing, vec![command])),
         }
     }
@@ -272,12 +313,20 @@ fn parts(
                 Place::Listing
             } else if writes(&part) {
                 Place::Writer
+            } else if is_script_part(&part) {
+                // A read-only script runs on a pooled connection, off the HTTP workers.
+                Place::Listing
             } else {
                 Place::Inline
             };
             (place, part)
         })
         .collect()
+}
+
+/// Whether `part` is one script command.
+fn is_script_part(part: &[Result<Command, Reply>]) -> bool {
+    matches!(part, [Ok(command)] if command.is_script())
 }
 
 /// Why this key may not run `command`, as Redis's ACL words it.

@@ -5,7 +5,8 @@
 //!
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
 //! each family has its file (`strings`, `generic` keys, `server`, `hashes`, `sets`, `lists`,
-//! `zsets`, and the home of `scripting`; `members` what the collections share);
+//! `zsets`, `scripting` (EVAL and its kin; the engine is `crate::lua`); `members` what the
+//! collections share);
 //! [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
 //! read; `call` and `reply` are what a command's function takes and answers.
 
@@ -72,6 +73,13 @@ impl Command {
     /// Whether the command writes (a read-only API key may not run it).
     pub fn is_write(&self) -> bool {
         self.spec().is_some_and(Spec::is_write)
+    }
+
+    /// Whether the command runs a Lua script: it runs on its own (a script that fails rolls
+    /// back its own writes only), and never on an HTTP worker.
+    pub fn is_script(&self) -> bool {
+        self.spec()
+            .is_some_and(|spec| matches!(spec.name, "eval" | "evalsha" | "eval_ro" | "evalsha_ro"))
     }
 
     /// Whether the command reads through the key listing rather than by key (it may read many

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use super::call::Call;
 use super::reply::Reply;
 use super::source::Source;
-use super::{generic, hashes, lists, server, sets, strings, zsets};
+use super::{generic, hashes, lists, scripting, server, sets, strings, zsets};
 use crate::error::StoreError;
 use crate::store::Tx;
 
@@ -285,6 +285,22 @@ pub static COMMANDS: &[Spec] = &[
         KeySpec::DestinationNumKeys,
         zsets::zcombinestore,
     ),
+    // scripting
+    write("eval", -3, KeySpec::NumKeys { at: 1 }, scripting::eval),
+    write("evalsha", -3, KeySpec::NumKeys { at: 1 }, scripting::eval),
+    read(
+        "eval_ro",
+        -3,
+        KeySpec::NumKeys { at: 1 },
+        scripting::eval_ro,
+    ),
+    read(
+        "evalsha_ro",
+        -3,
+        KeySpec::NumKeys { at: 1 },
+        scripting::eval_ro,
+    ),
+    write("script", -2, KeySpec::None, scripting::script),
 ];
 
 static BY_NAME: LazyLock<HashMap<&'static str, &'static Spec>> =

@@ -176,3 +176,22 @@ pub struct PushRequest {
     #[schema(value_type = Option<String>, pattern = "^(head|tail)$")]
     at: Option<String>,
 }
+
+/// The body of `POST /_eval` (parser: `handlers::eval::command_of`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema, never built
+pub struct EvalRequest {
+    /// Lua 5.1 source (EVAL); or give `sha`.
+    script: Option<String>,
+    /// The SHA1 of a script loaded before (EVALSHA).
+    sha: Option<String>,
+    /// The keys the script touches: `KEYS` in Lua.
+    #[schema(value_type = Option<Vec<String>>)]
+    keys: Option<Vec<Value>>,
+    /// Its arguments: `ARGV` in Lua (numbers become their text).
+    #[schema(value_type = Option<Vec<String>>)]
+    args: Option<Vec<Value>>,
+    /// Run as EVAL_RO: a write inside is an error (what a read-only API key may run).
+    read_only: Option<bool>,
+}

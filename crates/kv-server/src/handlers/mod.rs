@@ -2,6 +2,7 @@
 
 pub mod bodies;
 pub mod collection;
+pub mod eval;
 pub mod keys;
 pub mod metrics;
 pub mod server;

@@ -1,0 +1,233 @@
+//! Lua scripts (EVAL and its kin): Lua 5.1 (mlua, vendored: built with the C compiler, no
+//! system Lua), in a sandbox as Redis's ([`sandbox`]), with Redis's conversions between
+//! replies and Lua values ([`convert`]) and its `bit` and `cjson` libraries ([`libs`]).
+//!
+//! [`run`] runs one script: a fresh sandboxed state, `KEYS` and `ARGV`, the `redis` table
+//! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`), the script's
+//! body compiled as text, its result converted to a reply. What `redis.call` runs is the
+//! caller's (`dispatch`): the script runs inside the caller's transaction, and a script that
+//! fails ([`Failure`]) leaves that transaction to be rolled back.
+
+pub mod convert;
+pub mod libs;
+pub mod sandbox;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mlua::chunk::ChunkMode;
+use mlua::{Lua, MultiValue, Value, Variadic};
+
+use crate::error::StoreError;
+use crate::redis::Reply;
+pub use sandbox::Limits;
+
+/// The limits every script runs within (`--script-time-limit`, the memory limit), set once
+/// at start by the server.
+static LIMITS: std::sync::RwLock<Limits> = std::sync::RwLock::new(Limits {
+    time: std::time::Duration::from_secs(5),
+    memory: 64 << 20,
+});
+
+/// Sets the limits of every script from now on.
+pub fn set_limits(limits: Limits) {
+    if let Ok(mut current) = LIMITS.write() {
+        *current = limits;
+    }
+}
+
+/// The limits scripts run within.
+pub fn limits() -> Limits {
+    LIMITS.read().map(|l| *l).unwrap_or(Limits {
+        time: std::time::Duration::from_secs(5),
+        memory: 64 << 20,
+    })
+}
+
+/// Why a script did not finish.
+#[derive(Debug)]
+pub enum Failure {
+    /// An error the script raised, or its limits: the command's error reply (Redis's text).
+    Script(String),
+    /// The store failed under it (the database, the request's deadline, the response limit).
+    Store(StoreError),
+}
+
+/// The SHA1 of `body`, lowercase hex: a script's name for EVALSHA.
+pub fn sha1_hex(body: &[u8]) -> String {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(body);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What `redis.call` (`protected` false) or `redis.pcall` asks the caller to run: the
+/// command's name and arguments; its reply (an error reply is a Redis error), or a store
+/// failure that ends the script.
+pub type Dispatch<'a> = dyn FnMut(Vec<String>) -> Result<Reply, StoreError> + 'a;
+
+/// Runs the script `body` (named `sha` in errors) with `keys` and `argv` within `limits`.
+pub fn run(
+    body: &str,
+    sha: &str,
+    keys: &[String],
+    argv: &[String],
+    limits: &Limits,
+    dispatch: &mut Dispatch<'_>,
+) -> Result<Reply, Failure> {
+    let over = Arc::new(AtomicBool::new(false));
+    let lua = sandbox::state(limits, keys, argv, over.clone())
+        .map_err(|e| Failure::Script(format!("ERR could not start the script's sandbox: {e}")))?;
+    let mut failed_store: Option<StoreError> = None;
+    let result = lua.scope(|scope| {
+        let call =
+            scope.create_function_mut(|lua, (protected, args): (bool, Variadic<Value>)| {
+                let mut command = Vec::with_capacity(args.len());
+                for arg in args.iter() {
+                    match convert::argument(arg) {
+                        Ok(text) => command.push(text),
+                        Err(text) => return raise_or_table(lua, protected, &text),
+                    }
+                }
+                if command.is_empty() {
+                    let text = "ERR Please specify at least one argument for this redis lib call";
+                    return raise_or_table(lua, protected, text);
+                }
+                match dispatch(command) {
+                    Ok(Reply::Error(text)) => raise_or_table(lua, protected, &text),
+                    Ok(reply) => convert::reply_to_lua(lua, &reply),
+                    Err(err) => {
+                        failed_store = Some(err);
+                        Err(mlua::Error::runtime(
+                            "ERR the store failed under the script",
+                        ))
+                    }
+                }
+            })?;
+        install_redis(&lua, call)?;
+        sandbox::lock_globals(&lua)?;
+        let function = lua
+            .load(body)
+            .set_name("@user_script")
+            .set_mode(ChunkMode::Text)
+            .into_function()?;
+        function.call::<MultiValue>(())
+    });
+    if let Some(err) = failed_store {
+        return Err(Failure::Store(err));
+    }
+    match result {
+        Ok(values) => Ok(convert::lua_to_reply(
+            values.iter().next().unwrap_or(&Value::Nil),
+        )),
+        Err(err) => {
+            let text = if over.load(Ordering::Relaxed) {
+                sandbox::TIMED_OUT.to_owned()
+            } else {
+                message_of(&err)
+            };
+            let text = if text.contains(sandbox::OUT_OF_MEMORY) {
+                "ERR script exceeded the memory limit".to_owned()
+            } else {
+                text
+            };
+            Err(Failure::Script(format!(
+                "{} script: {sha}",
+                convert::with_code(&text)
+            )))
+        }
+    }
+}
+
+/// A Redis error from `redis.call` (raised) or `redis.pcall` (its `{err=…}` table).
+fn raise_or_table(lua: &Lua, protected: bool, text: &str) -> mlua::Result<Value> {
+    if protected {
+        convert::error_table(lua, text)
+    } else {
+        Err(mlua::Error::runtime(text.to_owned()))
+    }
+}
+
+/// The text of a Lua error, without mlua's traceback.
+fn message_of(err: &mlua::Error) -> String {
+    match err {
+        mlua::Error::RuntimeError(text) | mlua::Error::SyntaxError { message: text, .. } => {
+            text.lines().next().unwrap_or_default().to_owned()
+        }
+        mlua::Error::CallbackError { cause, .. } => message_of(cause),
+        mlua::Error::MemoryError(_) => sandbox::OUT_OF_MEMORY.to_owned(),
+        other => other
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+}
+
+/// The `redis` table: `call` and `pcall` over the run's `dispatch` (`__call`), and the
+/// helpers.
+fn install_redis(lua: &Lua, call: mlua::Function) -> mlua::Result<()> {
+    let redis = lua.create_table()?;
+    redis.raw_set("__call", call)?;
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|_, text: mlua::LuaString| Ok(sha1_hex(&text.as_bytes())))?,
+    )?;
+    redis.raw_set(
+        "log",
+        lua.create_function(|_, (level, parts): (i64, Variadic<Value>)| {
+            let text: Vec<String> = parts
+                .iter()
+                .map(|v| convert::argument(v).unwrap_or_else(|_| format!("{v:?}")))
+                .collect();
+            let text = text.join(" ");
+            match level {
+                0 => log::debug!(target: "kv_script", "{text}"),
+                1 => log::info!(target: "kv_script", "{text}"),
+                2 => log::info!(target: "kv_script", "{text}"),
+                _ => log::warn!(target: "kv_script", "{text}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.raw_set(
+        "setresp",
+        lua.create_function(|_, version: i64| {
+            if version == 2 {
+                Ok(())
+            } else {
+                Err(mlua::Error::runtime(
+                    "RESP version must be 2: kvstore speaks RESP2 to scripts",
+                ))
+            }
+        })?,
+    )?;
+    for (name, level) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+    ] {
+        redis.raw_set(name, level)?;
+    }
+    lua.globals().raw_set("redis", redis)?;
+    lua.load(
+        r#"
+        local call = redis.__call
+        redis.__call = nil
+        redis.call = function(...) return call(false, ...) end
+        redis.pcall = function(...) return call(true, ...) end
+        redis.error_reply = function(text)
+            if type(text) ~= "string" then error("wrong number or type of arguments", 2) end
+            if text:sub(1, 1) ~= "-" then text = "-" .. text end
+            return { err = text }
+        end
+        redis.status_reply = function(text)
+            if type(text) ~= "string" then error("wrong number or type of arguments", 2) end
+            return { ok = text }
+        end
+        "#,
+    )
+    .set_name("=sandbox")
+    .exec()
+}

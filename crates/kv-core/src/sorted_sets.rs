@@ -507,7 +507,7 @@ pub fn range(
 }
 
 /// The members at ranks `start..start + count` (0: the lowest), in order. `version`: the
-/// set's key version when reading committed data (its blocks may come from [`BlockCache`]).
+/// set's key version when reading committed data (its blocks may come from the block cache).
 pub fn by_rank(
     conn: &mut DbConnection,
     coll: i64,

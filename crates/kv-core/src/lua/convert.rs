@@ -4,7 +4,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use crate::redis::Reply;
+use crate::redis::reply::Reply;
 
 /// Tables nested deeper than this in a script's result are an error (Redis: the Lua stack).
 const MAX_DEPTH: usize = 100;

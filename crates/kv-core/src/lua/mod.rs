@@ -19,7 +19,7 @@ use mlua::chunk::ChunkMode;
 use mlua::{Lua, MultiValue, Value, Variadic};
 
 use crate::error::StoreError;
-use crate::redis::Reply;
+use crate::redis::reply::Reply;
 pub use sandbox::Limits;
 
 /// The limits every script runs within (`--script-time-limit`, the memory limit), set once

@@ -112,10 +112,15 @@ pub fn state(
         "ARGV",
         lua.create_sequence_from(argv.iter().map(String::as_str))?,
     )?;
+    // Over a limit: the time limit passed, or memory so near its limit that the error just
+    // caught was (most likely) an allocation it refused.
     let flag = over.clone();
+    let near_full = limits.memory / 16 * 15;
     globals.raw_set(
         "__kv_over",
-        lua.create_function(move |_, ()| Ok(flag.load(Ordering::Relaxed)))?,
+        lua.create_function(move |lua, ()| {
+            Ok(flag.load(Ordering::Relaxed) || lua.used_memory() >= near_full)
+        })?,
     )?;
     // A limit's error goes through pcall, xpcall and coroutine.resume: a script cannot catch
     // it and run on.
@@ -136,7 +141,8 @@ pub fn state(
     .exec()?;
     lua.set_memory_limit(limits.memory)?;
     let time = limits.time;
-    lua.set_hook(
+    // Global: coroutines the script creates run under the hook too.
+    lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |_, _| {
             if over.load(Ordering::Relaxed) || started.elapsed() > time {

@@ -1,9 +1,27 @@
-//! What a command's function is given: [`Call`], and who runs it: [`Context`].
+//! What a command's function is given: [`Call`], who runs it: [`Context`], and the
+//! [`Command`] itself as the client sent it.
 
 use super::reply::Reply;
+use super::source::Source;
 use crate::budget::ResponseBudget;
 use crate::deadline::Deadline;
 use crate::error::StoreError;
+use crate::store::Tx;
+
+/// A command as the client sent it: its name (any case) and arguments as strings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub name: String,
+    pub args: Vec<String>,
+}
+
+/// How a command runs commands of its own (a script's `redis.call`): `execute` and `read` of
+/// `redis`, handed down so that a family's file needs no path back to the table.
+#[derive(Clone, Copy)]
+pub struct Nested {
+    pub write: fn(&mut Tx<'_>, &Command, &Context<'_>) -> Result<Reply, StoreError>,
+    pub read: fn(&mut dyn Source, &Command, &Context<'_>) -> Result<Reply, StoreError>,
+}
 
 /// Who runs commands, and within what bounds: the prefixes of a scoped API key (KEYS, SCAN
 /// and RANDOMKEY list only those), the response's budget and the request's deadline (both
@@ -23,6 +41,7 @@ pub struct Call<'a> {
     pub within: Option<&'a [String]>,
     pub budget: &'a ResponseBudget,
     pub deadline: &'a Deadline,
+    pub nested: Nested,
 }
 
 impl Call<'_> {

@@ -15,22 +15,23 @@ mod generic;
 mod hashes;
 mod lists;
 mod members;
-mod reply;
+pub mod reply;
 mod scripting;
 mod server;
 mod sets;
 pub mod source;
+pub mod spec;
 mod strings;
 pub mod table;
 pub mod value;
 mod zsets;
 
-pub use call::{Call, Context};
+pub use call::{Call, Command, Context, Nested};
 pub use generic::MAX_KEYS_REPLY;
 pub use reply::Reply;
 pub use source::{Snapshot, Source};
+pub use spec::{KeySpec, Run, Spec};
 pub use strings::{MAX_STRING_BYTES, byte_range, splice};
-pub use table::{KeySpec, Run, Spec};
 pub use value::{format_float, redis_int, redis_string, stored_json};
 
 use crate::error::StoreError;
@@ -38,13 +39,6 @@ use crate::key::validate_writable_key;
 use crate::store::Tx;
 pub use reply::REPLY_TOO_LARGE;
 use reply::wrong_args;
-
-/// A command as the client sent it: its name (any case) and arguments as strings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Command {
-    pub name: String,
-    pub args: Vec<String>,
-}
 
 /// The keys a command reaches, for API keys scoped to prefixes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +116,10 @@ impl Command {
             within: context.within,
             budget: context.budget,
             deadline: context.deadline,
+            nested: Nested {
+                write: execute,
+                read,
+            },
         };
         Ok((spec, call))
     }

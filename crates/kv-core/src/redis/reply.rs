@@ -32,3 +32,14 @@ pub fn wrong_args(name: &str) -> Reply {
 pub fn error(text: &str) -> Reply {
     Reply::Error(text.to_owned())
 }
+
+impl Reply {
+    /// About how many bytes the reply takes in a response (what a response budget charges).
+    pub fn size(&self) -> usize {
+        match self {
+            Reply::Nil | Reply::Ok | Reply::Int(_) => 8,
+            Reply::Str(text) | Reply::Error(text) => text.len() + 2,
+            Reply::Array(items) => items.iter().map(Reply::size).sum::<usize>() + 2,
+        }
+    }
+}

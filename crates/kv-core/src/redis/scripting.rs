@@ -6,12 +6,11 @@
 //! it wrote stays. The engine and its sandbox: `crate::lua`; the script store:
 //! `crate::scripts`.
 
-use super::call::{Call, Context};
-use super::reply::{NOT_AN_INTEGER, Reply, error, wrong_args};
+use super::call::{Call, Command, Context};
+use super::reply::{NOT_AN_INTEGER, REPLY_TOO_LARGE, Reply, error, wrong_args};
 use super::source::Source;
-use super::table::{KeySpec, Spec};
+use super::spec::{KeySpec, Spec};
 use super::value::redis_int;
-use super::{Command, execute, read};
 use crate::error::StoreError;
 use crate::lua::{self, Failure};
 use crate::scripts;
@@ -141,9 +140,10 @@ fn run_script(
     sha: &str,
     flags: Flags,
     invocation: &Invocation<'_>,
-    within: Option<&[String]>,
+    call: &Call<'_>,
     run: &mut dyn FnMut(&Command) -> Result<Reply, StoreError>,
 ) -> Result<Reply, StoreError> {
+    let (within, budget) = (call.within, call.budget);
     let (_, compiled) = match shebang(body) {
         Ok(parsed) => parsed,
         Err(reply) => return Ok(reply),
@@ -169,7 +169,14 @@ fn run_script(
         &lua::limits(),
         &mut dispatch,
     ) {
-        Ok(reply) => Ok(reply),
+        // A result over the response limit fails the script: nothing it wrote stays.
+        Ok(reply) => match budget.charge(reply.size()) {
+            Ok(()) => Ok(reply),
+            Err(StoreError::ResponseTooLarge { .. }) => Err(StoreError::Script(format!(
+                "{REPLY_TOO_LARGE} script: {sha}"
+            ))),
+            Err(other) => Err(other),
+        },
         Err(Failure::Script(text)) => Err(StoreError::Script(text)),
         Err(Failure::Store(err)) => Err(err),
     }
@@ -211,14 +218,9 @@ pub(super) fn eval(tx: &mut Tx<'_>, call: &Call<'_>) -> Result<Reply, StoreError
         Err(reply) => return Ok(reply),
     };
     let context = context(call);
-    run_script(
-        &body,
-        &sha,
-        flags,
-        &invocation,
-        call.within,
-        &mut |command| execute(tx, command, &context),
-    )
+    run_script(&body, &sha, flags, &invocation, call, &mut |command| {
+        (call.nested.write)(tx, command, &context)
+    })
 }
 
 /// EVAL_RO and EVALSHA_RO: on a read connection; a write inside is an error. The body of an
@@ -248,14 +250,9 @@ pub(super) fn eval_ro(src: &mut dyn Source, call: &Call<'_>) -> Result<Reply, St
         Err(reply) => return Ok(reply),
     };
     let context = context(call);
-    run_script(
-        &body,
-        &sha,
-        flags,
-        &invocation,
-        call.within,
-        &mut |command| read(src, command, &context),
-    )
+    run_script(&body, &sha, flags, &invocation, call, &mut |command| {
+        (call.nested.read)(src, command, &context)
+    })
 }
 
 /// SCRIPT LOAD script | EXISTS sha … | FLUSH [ASYNC|SYNC].

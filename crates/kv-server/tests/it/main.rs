@@ -22,6 +22,7 @@ mod postgres_scale_out;
 mod postgres_tls;
 mod races;
 mod scopes;
+mod scripting;
 mod seed_api;
 mod snapshots;
 mod sweeper;

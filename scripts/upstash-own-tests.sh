@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Runs @upstash/redis's OWN tests for the data-type commands (and the Lua ones, once they
-# exist) against a fresh kv-server. Its files stay out of this project and CI cannot fetch
+# Runs @upstash/redis's OWN tests for the data-type and scripting commands against a fresh
+# kv-server. Its files stay out of this project and CI cannot fetch
 # them: give a checkout of github.com/upstash/redis-js.
 #
 #   scripts/upstash-own-tests.sh /path/to/redis-js [file …]
 #
 # Needs bun (`npm install --prefix "$WORK/bun" bun` is done here when it is missing) and a
 # built target/debug/kv-server. Starts the server on a free port over a temp SQLite file,
-# runs each pkg/commands/<file>.test.ts with `bun test`, prints each file's pass/fail counts
+# runs each pkg/commands/<file>.test.ts (or pkg/<file>.test.ts) with `bun test`, prints each file's pass/fail counts
 # and the total, and stops the server it started by its PID.
 set -u
 CHECKOUT=${1:?usage: scripts/upstash-own-tests.sh /path/to/redis-js [file …]}
@@ -32,12 +32,15 @@ H="hdel hexists hget hgetall hincrby hincrbyfloat hkeys hlen hmget hmset hrandfi
 L="lindex linsert llen lmove lmpop lpop lpos lpush lpushx lrange lrem lset ltrim rpop rpush rpushx"
 S="sadd scard sdiff sdiffstore sinter sintercard sinterstore sismember smembers smismember smove spop srandmember srem sscan sunion sunionstore"
 Z="zadd zcard zcount zdiffstore zincrby zinterstore zlexcount zmscore zpopmax zpopmin zrange zrank zrem zremrangebylex zremrangebyrank zremrangebyscore zrevrank zscan zscore zunion zunionstore"
-FILES=${*:-$H $L $S $Z type scan}
+E="eval evalsha evalRo evalshaRo script_load script_exists script scriptRo"
+FILES=${*:-$H $L $S $Z type scan $E}
 pass=0 fail=0
 cd "$PKG"
 for f in $FILES; do
     log="$WORK/$f.log"
-    timeout 120 bun test --timeout 20000 "./pkg/commands/$f.test.ts" >"$log" 2>&1
+    file="./pkg/commands/$f.test.ts"
+    [ -f "$file" ] || file="./pkg/$f.test.ts" # script, scriptRo: the Script helper's tests
+    timeout 120 bun test --timeout 20000 "$file" >"$log" 2>&1
     p=$(grep -Eo '^ *[0-9]+ pass' "$log" | grep -Eo '[0-9]+' || echo 0)
     n=$(grep -Eo '^ *[0-9]+ fail' "$log" | grep -Eo '[0-9]+' || echo 0)
     echo "$f: $p pass, $n fail"

@@ -64,9 +64,9 @@ fn to_reply(value: &Value, depth: usize) -> Reply {
 fn table_to_reply(table: &Table, depth: usize) -> Reply {
     if let Ok(Value::String(error)) = table.raw_get::<Value>("err") {
         let text = error.to_string_lossy();
-        // `redis.error_reply("x")` gives "-x"; a bare text gets Redis's generic code.
+        // `redis.error_reply("x")` gives "-x": the reply is "x" (a bare text stays as it is).
         let text = text.strip_prefix('-').map(str::to_owned).unwrap_or(text);
-        return Reply::Error(with_code(&text));
+        return Reply::Error(text);
     }
     if let Ok(Value::String(status)) = table.raw_get::<Value>("ok") {
         let status = status.to_string_lossy();
@@ -134,7 +134,7 @@ mod tests {
         assert_eq!(eval("return {ok='QUEUED'}"), Reply::Str("QUEUED".into()));
         assert_eq!(
             eval("return {err='My Error'}"),
-            Reply::Error("ERR My Error".into())
+            Reply::Error("My Error".into())
         );
         assert_eq!(
             eval("return {err='-WRONG x'}"),
@@ -142,7 +142,7 @@ mod tests {
         );
         assert_eq!(
             eval("return {err='e', ok='o'}"),
-            Reply::Error("ERR e".into()),
+            Reply::Error("e".into()),
             "err wins"
         );
         assert_eq!(

@@ -2,9 +2,10 @@
 //! system Lua), in a sandbox as Redis's ([`sandbox`]), with Redis's conversions between
 //! replies and Lua values ([`convert`]) and its `bit` and `cjson` libraries ([`libs`]).
 //!
-//! [`run`] runs one script: a fresh sandboxed state, `KEYS` and `ARGV`, the `redis` table
-//! (`call`, `pcall`, `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`), the script's
-//! body compiled as text, its result converted to a reply. What `redis.call` runs is the
+//! [`run`] runs one script: in its thread's sandboxed state (kept from run to run, with the
+//! scripts it compiled, by SHA1), `KEYS` and `ARGV`, the `redis` table (`call`, `pcall`,
+//! `error_reply`, `status_reply`, `sha1hex`, `log`, `setresp`), its result converted to a
+//! reply. What `redis.call` runs is the
 //! caller's (`dispatch`): the script runs inside the caller's transaction, and a script that
 //! fails ([`Failure`]) leaves that transaction to be rolled back.
 
@@ -12,8 +13,7 @@ pub mod convert;
 pub mod libs;
 pub mod sandbox;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use mlua::chunk::ChunkMode;
 use mlua::{Lua, MultiValue, Value, Variadic};
@@ -65,7 +65,21 @@ pub fn sha1_hex(body: &[u8]) -> String {
 /// failure that ends the script.
 pub type Dispatch<'a> = dyn FnMut(Vec<String>) -> Result<Reply, StoreError> + 'a;
 
-/// Runs the script `body` (named `sha` in errors) with `keys` and `argv` within `limits`.
+/// Scripts each thread's sandbox keeps compiled, at most (then it starts over).
+const COMPILED_SCRIPTS: usize = 256;
+
+/// A thread's sandbox and the scripts it compiled, by SHA1.
+struct Cached {
+    sandbox: sandbox::Sandbox,
+    compiled: std::collections::HashMap<String, mlua::Function>,
+}
+
+thread_local! {
+    static SANDBOX: std::cell::RefCell<Option<Cached>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs the script `body` (named `sha`: its compiled form is kept by it) with `keys` and
+/// `argv` within `limits`.
 pub fn run(
     body: &str,
     sha: &str,
@@ -74,9 +88,47 @@ pub fn run(
     limits: &Limits,
     dispatch: &mut Dispatch<'_>,
 ) -> Result<Reply, Failure> {
-    let over = Arc::new(AtomicBool::new(false));
-    let lua = sandbox::state(limits, keys, argv, over.clone())
-        .map_err(|e| Failure::Script(format!("ERR could not start the script's sandbox: {e}")))?;
+    let cached = SANDBOX
+        .with(|slot| slot.borrow_mut().take())
+        .filter(|cached| cached.sandbox.limits == *limits);
+    let mut cached = match cached {
+        Some(cached) => cached,
+        None => Cached {
+            sandbox: sandbox::Sandbox::new(*limits).map_err(|e| {
+                Failure::Script(format!("ERR could not start the script's sandbox: {e}"))
+            })?,
+            compiled: std::collections::HashMap::new(),
+        },
+    };
+    let result = run_in(&mut cached, body, sha, keys, argv, dispatch);
+    let spent = cached.sandbox.over.load(Ordering::Relaxed)
+        || matches!(&result, Err(Failure::Script(text)) if text.contains("memory limit"));
+    if !spent {
+        // A run's garbage goes before it can add up toward the next run's limit.
+        if cached.sandbox.lua.used_memory() > limits.memory / 4 {
+            let _ = cached.sandbox.lua.gc_collect();
+        }
+        SANDBOX.with(|slot| *slot.borrow_mut() = Some(cached));
+    }
+    result
+}
+
+fn run_in(
+    cached: &mut Cached,
+    body: &str,
+    sha: &str,
+    keys: &[String],
+    argv: &[String],
+    dispatch: &mut Dispatch<'_>,
+) -> Result<Reply, Failure> {
+    let sandbox = &cached.sandbox;
+    let lua = &sandbox.lua;
+    sandbox
+        .begin(keys, argv)
+        .map_err(|e| Failure::Script(format!("ERR could not start the script: {e}")))?;
+    if cached.compiled.len() >= COMPILED_SCRIPTS {
+        cached.compiled.clear();
+    }
     let mut failed_store: Option<StoreError> = None;
     let result = lua.scope(|scope| {
         let call =
@@ -103,15 +155,24 @@ pub fn run(
                     }
                 }
             })?;
-        install_redis(&lua, call)?;
-        sandbox::lock_globals(&lua)?;
-        let function = lua
-            .load(body)
-            .set_name("@user_script")
-            .set_mode(ChunkMode::Text)
-            .into_function()?;
+        sandbox.redis.raw_set("__call", call)?;
+        let function = match cached.compiled.get(sha) {
+            Some(function) => function.clone(),
+            None => {
+                let function = lua
+                    .load(body)
+                    .set_name("@user_script")
+                    .set_mode(ChunkMode::Text)
+                    .into_function()?;
+                cached.compiled.insert(sha.to_owned(), function.clone());
+                function
+            }
+        };
+        // A script may have moved its own environment (setfenv(1, …)): back to the sandbox's.
+        function.set_environment(lua.globals())?;
         function.call::<MultiValue>(())
     });
+    let _ = sandbox.redis.raw_set("__call", Value::Nil);
     if let Some(err) = failed_store {
         return Err(Failure::Store(err));
     }
@@ -120,7 +181,7 @@ pub fn run(
             values.iter().next().unwrap_or(&Value::Nil),
         )),
         Err(err) => {
-            let text = if over.load(Ordering::Relaxed) {
+            let text = if sandbox.over.load(Ordering::Relaxed) {
                 sandbox::TIMED_OUT.to_owned()
             } else {
                 message_of(&err)
@@ -164,11 +225,10 @@ fn message_of(err: &mlua::Error) -> String {
     }
 }
 
-/// The `redis` table: `call` and `pcall` over the run's `dispatch` (`__call`), and the
-/// helpers.
-fn install_redis(lua: &Lua, call: mlua::Function) -> mlua::Result<()> {
+/// The `redis` table: `call` and `pcall` over the run's `dispatch` (its `__call`, set per
+/// run), and the helpers.
+fn redis_table(lua: &Lua) -> mlua::Result<mlua::Table> {
     let redis = lua.create_table()?;
-    redis.raw_set("__call", call)?;
     redis.raw_set(
         "sha1hex",
         lua.create_function(|_, text: mlua::LuaString| Ok(sha1_hex(&text.as_bytes())))?,
@@ -183,8 +243,7 @@ fn install_redis(lua: &Lua, call: mlua::Function) -> mlua::Result<()> {
             let text = text.join(" ");
             match level {
                 0 => log::debug!(target: "kv_script", "{text}"),
-                1 => log::info!(target: "kv_script", "{text}"),
-                2 => log::info!(target: "kv_script", "{text}"),
+                1 | 2 => log::info!(target: "kv_script", "{text}"),
                 _ => log::warn!(target: "kv_script", "{text}"),
             }
             Ok(())
@@ -210,13 +269,11 @@ fn install_redis(lua: &Lua, call: mlua::Function) -> mlua::Result<()> {
     ] {
         redis.raw_set(name, level)?;
     }
-    lua.globals().raw_set("redis", redis)?;
     lua.load(
         r#"
-        local call = redis.__call
-        redis.__call = nil
-        redis.call = function(...) return call(false, ...) end
-        redis.pcall = function(...) return call(true, ...) end
+        local redis = ...
+        redis.call = function(...) return redis.__call(false, ...) end
+        redis.pcall = function(...) return redis.__call(true, ...) end
         redis.error_reply = function(text)
             if type(text) ~= "string" then error("wrong number or type of arguments", 2) end
             if text:sub(1, 1) ~= "-" then text = "-" .. text end
@@ -229,5 +286,6 @@ fn install_redis(lua: &Lua, call: mlua::Function) -> mlua::Result<()> {
         "#,
     )
     .set_name("=sandbox")
-    .exec()
+    .call::<()>(redis.clone())?;
+    Ok(redis)
 }

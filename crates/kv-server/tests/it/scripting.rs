@@ -400,9 +400,35 @@ fn the_sandbox_holds_and_the_server_stays_up() {
         // The server is up, answers, and nothing changed.
         assert_eq!(ok(&server, json!(["GET", "k"])), "before", "{script}");
     }
-    // The standard tables a script changed are the next script's as they were.
-    ok(&server, eval("string.len = nil return 1", &[], &[]));
+    // The library tables are read-only, however a script reaches for them, so every
+    // script finds them as they were (the server keeps one sandbox per thread).
+    for (script, says) in [
+        ("string.len = nil", "Attempt to modify a readonly table"),
+        (
+            "rawset(string, 'len', nil)",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "redis.call = function() return 1 end",
+            "Attempt to modify a readonly table",
+        ),
+        (
+            "getmetatable('').__index = {}",
+            "attempt to index a boolean value",
+        ),
+        (
+            "setmetatable(string, {})",
+            "cannot change a protected metatable",
+        ),
+        ("setfenv(0, {})", "setfenv(0) is not allowed"),
+    ] {
+        let e = err(&server, eval(script, &[], &[]));
+        assert!(e.contains(says), "{script}: {e}");
+    }
+    ok(&server, eval("setfenv(1, {}) return 1", &[], &[]));
+    ok(&server, eval("setfenv(1, {}) return 1", &[], &[]));
     assert_eq!(ok(&server, eval("return string.len('abc')", &[], &[])), 3);
+    assert_eq!(ok(&server, eval("return ('abc'):upper()", &[], &[])), "ABC");
     // What Redis scripts may use is there.
     assert_eq!(
         ok(

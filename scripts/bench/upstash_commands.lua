@@ -1,9 +1,15 @@
--- The data-type scenarios of scripts/bench-types.sh over /_upstash, chosen by KV_TYPES_SCENARIO.
+-- The scenarios of scripts/bench-upstash.sh over /_upstash, chosen by KV_SCENARIO.
 -- Small collections: KV_SMALL keys of each type (small:h:i, small:s:i, small:z:i, small:l:i)
 -- with 10 members each. Big ones: big:h, big:s, big:z, big:l with KV_BIG members each
 -- (fields and members f0…, m0…; scores their number).
 dofile(os.getenv("KV_BENCH_DIR") .. "/common.lua")
-local scenario = os.getenv("KV_TYPES_SCENARIO")
+-- Scripts: KV_SHA_GET (`return redis.call('GET', KEYS[1])`) and KV_SHA_RATELIMIT
+-- (@upstash/ratelimit's fixed-window limit(), as the library calls it: 10 per 60 s for one of
+-- 1000 identifiers, its key prefix:identifier:bucket).
+local scenario = os.getenv("KV_SCENARIO")
+local sha_get = os.getenv("KV_SHA_GET") or ""
+local sha_ratelimit = os.getenv("KV_SHA_RATELIMIT") or ""
+local bucket = tostring(math.floor(os.time() / 60))
 local small = tonumber(os.getenv("KV_SMALL") or "10000")
 local big = tonumber(os.getenv("KV_BIG") or "1000000")
 local flip = 0
@@ -15,6 +21,11 @@ local function any(n) return math.random(0, n - 1) end
 local make = {
   set = function() return upstash_set_command() end,
   get = function() return upstash_get_command() end,
+  incr = function() return cmd("incr", "counter:" .. any(1000)) end,
+  evalsha_get = function() return cmd("evalsha", sha_get, "1", "bench:" .. any(keys)) end,
+  ratelimit_fixed = function()
+    return cmd("evalsha", sha_ratelimit, "1", "ratelimit:user" .. any(1000) .. ":" .. bucket, "10", "60000", "1")
+  end,
   hset_small = function() return cmd("hset", "small:h:" .. any(small), "f" .. any(10), "v" .. any(100)) end,
   sadd_small = function() return cmd("sadd", "small:s:" .. any(small), "m" .. any(20)) end,
   zadd_small = function() return cmd("zadd", "small:z:" .. any(small), s(any(1000)), "m" .. any(10)) end,
@@ -50,5 +61,5 @@ local make = {
 }
 
 local chosen = make[scenario]
-if not chosen then error("unknown KV_TYPES_SCENARIO " .. tostring(scenario)) end
+if not chosen then error("unknown KV_SCENARIO " .. tostring(scenario)) end
 request = function() return upstash(chosen()) end

@@ -11,6 +11,7 @@
 
 pub mod convert;
 pub mod libs;
+mod redis_lib;
 pub mod sandbox;
 
 use std::sync::atomic::Ordering;
@@ -20,6 +21,7 @@ use mlua::{Lua, MultiValue, Value, Variadic};
 
 use crate::error::StoreError;
 use crate::redis::reply::Reply;
+pub use redis_lib::sha1_hex;
 pub use sandbox::Limits;
 
 /// The limits every script runs within (`--script-time-limit`, the memory limit), set once
@@ -51,13 +53,6 @@ pub enum Failure {
     Script(String),
     /// The store failed under it (the database, the request's deadline, the response limit).
     Store(StoreError),
-}
-
-/// The SHA1 of `body`, lowercase hex: a script's name for EVALSHA.
-pub fn sha1_hex(body: &[u8]) -> String {
-    use sha1::Digest;
-    let digest = sha1::Sha1::digest(body);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What `redis.call` (`protected` false) or `redis.pcall` asks the caller to run: the
@@ -223,69 +218,4 @@ fn message_of(err: &mlua::Error) -> String {
             .unwrap_or_default()
             .to_owned(),
     }
-}
-
-/// The `redis` table: `call` and `pcall` over the run's `dispatch` (its `__call`, set per
-/// run), and the helpers.
-fn redis_table(lua: &Lua) -> mlua::Result<mlua::Table> {
-    let redis = lua.create_table()?;
-    redis.raw_set(
-        "sha1hex",
-        lua.create_function(|_, text: mlua::LuaString| Ok(sha1_hex(&text.as_bytes())))?,
-    )?;
-    redis.raw_set(
-        "log",
-        lua.create_function(|_, (level, parts): (i64, Variadic<Value>)| {
-            let text: Vec<String> = parts
-                .iter()
-                .map(|v| convert::argument(v).unwrap_or_else(|_| format!("{v:?}")))
-                .collect();
-            let text = text.join(" ");
-            match level {
-                0 => log::debug!(target: "kv_script", "{text}"),
-                1 | 2 => log::info!(target: "kv_script", "{text}"),
-                _ => log::warn!(target: "kv_script", "{text}"),
-            }
-            Ok(())
-        })?,
-    )?;
-    redis.raw_set(
-        "setresp",
-        lua.create_function(|_, version: i64| {
-            if version == 2 {
-                Ok(())
-            } else {
-                Err(mlua::Error::runtime(
-                    "RESP version must be 2: kvstore speaks RESP2 to scripts",
-                ))
-            }
-        })?,
-    )?;
-    for (name, level) in [
-        ("LOG_DEBUG", 0),
-        ("LOG_VERBOSE", 1),
-        ("LOG_NOTICE", 2),
-        ("LOG_WARNING", 3),
-    ] {
-        redis.raw_set(name, level)?;
-    }
-    lua.load(
-        r#"
-        local redis = ...
-        redis.call = function(...) return redis.__call(false, ...) end
-        redis.pcall = function(...) return redis.__call(true, ...) end
-        redis.error_reply = function(text)
-            if type(text) ~= "string" then error("wrong number or type of arguments", 2) end
-            if text:sub(1, 1) ~= "-" then text = "-" .. text end
-            return { err = text }
-        end
-        redis.status_reply = function(text)
-            if type(text) ~= "string" then error("wrong number or type of arguments", 2) end
-            return { ok = text }
-        end
-        "#,
-    )
-    .set_name("=sandbox")
-    .call::<()>(redis.clone())?;
-    Ok(redis)
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use mlua::chunk::ChunkMode;
 use mlua::{HookTriggers, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
-use super::libs;
+use super::{libs, redis_lib};
 
 /// A script's bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +119,7 @@ impl Sandbox {
         globals.raw_set("os", os)?;
         globals.raw_set("bit", libs::bit(&lua)?)?;
         globals.raw_set("cjson", libs::cjson(&lua)?)?;
-        let redis = super::redis_table(&lua)?;
+        let redis = redis_lib::redis_table(&lua)?;
         globals.raw_set("redis", redis.clone())?;
         globals.raw_set("KEYS", lua.create_table()?)?;
         globals.raw_set("ARGV", lua.create_table()?)?;

@@ -661,3 +661,39 @@ pub fn keys_of(page: &Value) -> Vec<String> {
         .map(|k| k.as_str().expect("key").to_owned())
         .collect()
 }
+
+/// One command on `/_upstash`: its result, or its error text.
+pub fn redis(server: &Server, command: Value) -> Result<Value, String> {
+    let body = server.post("/_upstash", &command.to_string()).json();
+    match body.get("error") {
+        Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
+        None => Ok(body["result"].clone()),
+    }
+}
+
+/// One command's result on `/_upstash` (panics on an error reply).
+#[track_caller]
+pub fn redis_ok(server: &Server, command: Value) -> Value {
+    redis(server, command.clone()).unwrap_or_else(|e| panic!("{command}: {e}"))
+}
+
+/// One command's error text on `/_upstash` (panics on a result).
+#[track_caller]
+pub fn redis_err(server: &Server, command: Value) -> String {
+    match redis(server, command.clone()) {
+        Err(e) => e,
+        Ok(v) => panic!("{command} answered {v}"),
+    }
+}
+
+/// Waits until the server has removed every member of every collection whose key is gone:
+/// none queued, none without a key, in any member table.
+pub fn assert_no_orphan_members(db: &TestDatabase) {
+    let url: kv_core::DatabaseUrl = db.url.parse().expect("url");
+    let mut conn = kv_core::Store::open_connection(&url, &kv_core::ConnectionOptions::default())
+        .expect("connect");
+    wait_until(Duration::from_secs(10), "no member left", || {
+        kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
+            && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
+    });
+}

@@ -4,38 +4,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Server, TestDatabase, request, wait_until};
+use crate::common::{Server, TestDatabase, assert_no_orphan_members, wait_until};
 use serde_json::{Value, json};
 
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 
-/// One command: its result, or its error text.
-fn redis(server: &Server, command: Value) -> Result<Value, String> {
-    let resp = request(
-        "POST",
-        &server.url("/_upstash"),
-        &[("content-type", "application/json")],
-        Some(&command.to_string()),
-    );
-    let body = resp.json();
-    match body.get("error") {
-        Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
-        None => Ok(body["result"].clone()),
-    }
-}
-
-#[track_caller]
-fn ok(server: &Server, command: Value) -> Value {
-    redis(server, command.clone()).unwrap_or_else(|e| panic!("{command}: {e}"))
-}
-
-#[track_caller]
-fn err(server: &Server, command: Value) -> String {
-    match redis(server, command.clone()) {
-        Err(e) => e,
-        Ok(v) => panic!("{command} answered {v}"),
-    }
-}
+use crate::common::{redis_err as err, redis_ok as ok};
 
 #[test]
 fn hashes_answer_as_redis_does() {
@@ -285,17 +259,7 @@ fn a_collection_whose_key_is_gone_leaves_no_member_behind() {
     ok(&server, json!(["SADD", "late", "m"]));
     ok(&server, json!(["FLUSHDB"]));
     // The server removes the members in batches; then none is left in any table.
-    let url: kv_core::DatabaseUrl = db.url.parse().expect("url");
-    let mut conn = kv_core::Store::open_connection(&url, &kv_core::ConnectionOptions::default())
-        .expect("connect");
-    wait_until(Duration::from_secs(10), "no member left", || {
-        kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
-            && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
-    });
-    assert_eq!(
-        kv_core::collections::orphan_members(&mut conn).expect("orphans"),
-        0
-    );
+    assert_no_orphan_members(&db);
 }
 
 #[test]
@@ -538,13 +502,7 @@ fn a_large_sorted_set_ranks_ranges_pages_and_travels_exactly() {
     assert_eq!(ok(&server, json!(["ZRANK", "sum", last.0])), left.len() - 1);
     // Gone: no member row and no block left behind.
     ok(&server, json!(["DEL", "board", "copy", "sum"]));
-    let url: kv_core::DatabaseUrl = db.url.parse().expect("url");
-    let mut conn = kv_core::Store::open_connection(&url, &kv_core::ConnectionOptions::default())
-        .expect("connect");
-    wait_until(Duration::from_secs(10), "no member left", || {
-        kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
-            && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
-    });
+    assert_no_orphan_members(&db);
 }
 
 #[test]

@@ -3,29 +3,8 @@
 //! across a restart), read-only scripts and API keys, scoped keys, and the sandbox: every way
 //! out is a clean error and the server stays up.
 
-use crate::common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase, redis_err as err, redis_ok as ok};
 use serde_json::{Value, json};
-
-fn redis(server: &Server, command: Value) -> Result<Value, String> {
-    let body = server.post("/_upstash", &command.to_string()).json();
-    match body.get("error") {
-        Some(error) => Err(error.as_str().unwrap_or_default().to_owned()),
-        None => Ok(body["result"].clone()),
-    }
-}
-
-#[track_caller]
-fn ok(server: &Server, command: Value) -> Value {
-    redis(server, command.clone()).unwrap_or_else(|e| panic!("{command}: {e}"))
-}
-
-#[track_caller]
-fn err(server: &Server, command: Value) -> String {
-    match redis(server, command.clone()) {
-        Err(e) => e,
-        Ok(v) => panic!("{command} answered {v}"),
-    }
-}
 
 fn eval(script: &str, keys: &[&str], args: &[&str]) -> Value {
     let mut command = vec![json!("EVAL"), json!(script), json!(keys.len().to_string())];

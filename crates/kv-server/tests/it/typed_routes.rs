@@ -2,12 +2,8 @@
 //! `/<key>/items…` and `/<key>/range`, with the same auth, scopes, If-Match, Idempotency-Key
 //! and error rules as every write, and the same data as `/_upstash` sees.
 
-use crate::common::{Server, TestDatabase};
+use crate::common::{Server, TestDatabase, redis_ok as upstash};
 use serde_json::{Value, json};
-
-fn upstash(server: &Server, command: Value) -> Value {
-    server.post("/_upstash", &command.to_string()).expect(200)["result"].clone()
-}
 
 #[test]
 fn a_hash_s_fields_are_resources_under_its_key() {

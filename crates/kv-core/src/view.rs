@@ -30,18 +30,22 @@ pub struct KeyView {
     #[schema(required = true, format = DateTime)]
     pub expires_at: Option<String>,
     pub version: i64,
-    /// A collection's type (`hash`, `set`; absent for a string). Its `value` is then `null`:
-    /// `GET /<key>` answers its members.
+    /// What the key holds: `string`, `hash`, `list`, `set` or `zset`. A collection's `value`
+    /// is `null` here; `GET /<key>` answers its members.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// A collection's member count.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub length: Option<i64>,
+    /// `GET /<key>` of a collection: the cursor that continues its members (`?cursor=`), null
+    /// when they are all there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl KeyView {
     pub fn new(row: KeyValue, now: i64) -> Result<Self, StoreError> {
-        let kind = (!row.is_string()).then(|| row.kind.clone());
+        let kind = Some(row.kind.clone());
         let value = RawValue::from_string(row.value).map_err(|e| {
             StoreError::Internal(format!("stored value of {:?} is not JSON: {e}", row.key))
         })?;
@@ -52,6 +56,7 @@ impl KeyView {
             version: row.version,
             kind,
             length: row.length,
+            cursor: None,
             key: row.key,
             value,
         })
@@ -80,7 +85,7 @@ pub fn key_json(key: &str, stored: &StoredValue, now: i64) -> Result<Vec<u8>, St
             Some(at) => serde_json::to_writer(&mut out, &format_rfc3339_ms(at))?,
             None => out.extend_from_slice(b"null"),
         }
-        write!(out, ",\"version\":{}}}", stored.version)?;
+        write!(out, ",\"version\":{},\"type\":\"string\"}}", stored.version)?;
         Ok::<_, std::io::Error>(())
     })();
     written.map_err(|e| StoreError::Internal(format!("writing the body of {key:?}: {e}")))?;

@@ -214,7 +214,11 @@ fn add_shared_responses(path: &str, method: &str, op: &mut Value, with_auth: boo
 
 /// Every write takes an `Idempotency-Key` (see `crate::idempotency`).
 fn add_idempotency_key(path: &str, method: &str, op: &mut Value) {
-    if !matches!(method, "post" | "put" | "patch" | "delete") || path.starts_with("/_health") {
+    // A script (`/_eval`) is not a stored response's kind of write: run it again, it runs again.
+    if !matches!(method, "post" | "put" | "patch" | "delete")
+        || path.starts_with("/_health")
+        || path == "/_eval"
+    {
         return;
     }
     let param = json!({

@@ -133,6 +133,7 @@ pub async fn put_field(
         (status = 200, description = "Removed; `length` 0 when the hash went with it", body = TypedWriteView),
         (status = 404, description = "No such key or field", body = ErrorBody),
         (status = 409, description = "The key is not a hash (`wrong_type`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn delete_field(
     req: &HttpRequest,
@@ -186,6 +187,7 @@ pub async fn put_member(
         (status = 200, description = "Removed; `length` 0 when the collection went with it", body = TypedWriteView),
         (status = 404, description = "No such key or member", body = ErrorBody),
         (status = 409, description = "The key is not a set or sorted set (`wrong_type`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn delete_member(
     req: &HttpRequest,
@@ -253,6 +255,7 @@ pub async fn get_item(
         (status = 400, description = "The index is out of range (`invalid_argument`)", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
         (status = 409, description = "The key is not a list (`wrong_type`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn set_item(
     req: &HttpRequest,
@@ -266,12 +269,13 @@ pub async fn set_item(
 }
 
 /// `DELETE /<key>/items/head` and `/tail`: LPOP and RPOP.
-#[utoipa::path(delete, path = "/{key}/items/{end}", tag = "data types", operation_id = "pop_item",
-    params(("key" = String, Path), ("end" = String, Path, description = "`head` or `tail`"), ("If-Match" = Option<String>, Header, description = "`*` or `\"<version>\"` ETags the key must be at")),
+#[utoipa::path(delete, path = "/{key}/items/{index}", tag = "data types", operation_id = "pop_item",
+    params(("key" = String, Path), ("index" = String, Path, description = "`head` or `tail`: DELETE pops an end"), ("If-Match" = Option<String>, Header, description = "`*` or `\"<version>\"` ETags the key must be at")),
     responses(
         (status = 200, description = "Popped: `value` is the element taken", body = TypedWriteView),
         (status = 404, description = "No such key", body = ErrorBody),
         (status = 409, description = "The key is not a list (`wrong_type`)", body = ErrorBody),
+        (status = 412, description = "`If-Match` does not hold", body = ErrorBody),
     ))]
 pub async fn pop(
     req: &HttpRequest,

@@ -313,9 +313,16 @@ fn listings_and_transactions_name_a_collection_s_type() {
     assert_eq!(page["items"][0]["type"], "hash");
     assert_eq!(page["items"][0]["length"], 2);
     assert_eq!(page["items"][0]["value"], Value::Null);
-    assert!(
-        page["items"][1].get("type").is_none(),
-        "a string has no type field"
+    assert_eq!(
+        page["items"][1]["type"], "string",
+        "every item names its type"
+    );
+    assert!(page["items"][1].get("length").is_none());
+    // GET of a string key: as before, plus its type.
+    let body = server.get("/s").expect(200);
+    assert_eq!(
+        (body["value"].clone(), body["type"].clone()),
+        (json!("v"), json!("string"))
     );
     let tx = server
         .post("/_tx", r#"{"ops":[{"op":"get","key":"h"}]}"#)

@@ -17,7 +17,7 @@ use crate::expiry::{self, MAX_EXPIRES_AT_MS};
 use crate::glob::Glob;
 use crate::key::validate_writable_key;
 use crate::model::{self, KeyValue};
-use crate::redis::value::{redis_string, score_from_json, score_json, stored_json};
+use crate::redis::value::{member_text, score_from_json, score_json, stored_json};
 use crate::request::parse_body;
 use crate::sorted_sets;
 use crate::store::{self, Tx};
@@ -282,13 +282,8 @@ pub fn write_collection_line(
 
 /// A line's `"type"` and `"value"` as what the key holds: a string's JSON text, or a
 /// collection's members as Redis strings (each JSON value's compact text as
-/// [`redis_string`] reads it, so an exported collection imports back exactly).
+/// [`member_text`] reads it, so an exported collection imports back exactly).
 fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Members>), StoreError> {
-    let member = |value: &Value| -> Result<String, StoreError> {
-        let text = serde_json::to_string(value)
-            .map_err(|e| StoreError::Internal(format!("member not serializable: {e}")))?;
-        Ok(redis_string(&text))
-    };
     let kind = match kind {
         None | Some(Value::Null) => model::STRING.to_owned(),
         Some(Value::String(kind)) => kind,
@@ -308,7 +303,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
         (model::HASH, Value::Object(object)) => {
             let fields = object
                 .iter()
-                .map(|(field, value)| Ok((field.clone(), member(value)?)))
+                .map(|(field, value)| Ok((field.clone(), member_text(value))))
                 .collect::<Result<Vec<_>, StoreError>>()?;
             Ok(("null".to_owned(), Some(Members::Hash(fields))))
         }
@@ -316,7 +311,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
             let mut seen = std::collections::HashSet::with_capacity(items.len());
             let mut members = Vec::with_capacity(items.len());
             for item in &items {
-                let text = member(item)?;
+                let text = member_text(item);
                 if seen.insert(text.clone()) {
                     members.push(text);
                 }
@@ -324,7 +319,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
             Ok(("null".to_owned(), Some(Members::Set(members))))
         }
         (model::LIST, Value::Array(items)) => {
-            let elements = items.iter().map(member).collect::<Result<Vec<_>, _>>()?;
+            let elements = items.iter().map(member_text).collect();
             Ok(("null".to_owned(), Some(Members::List(elements))))
         }
         (model::ZSET, Value::Array(items)) => {
@@ -336,7 +331,7 @@ fn parse_value(kind: Option<Value>, value: Value) -> Result<(String, Option<Memb
                     Value::Array(pair) if pair.len() == 2 => pair,
                     _ => return Err(zset_shape()),
                 };
-                let text = member(&pair[0])?;
+                let text = member_text(&pair[0]);
                 let score = score_from_json(&pair[1]).ok_or_else(zset_shape)?;
                 match at.get(&text) {
                     Some(&i) => members[i] = (text, score),

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::error::StoreError;
 use crate::model::{SET, ZSET};
 use crate::precondition::Precondition;
-use crate::redis::value::{format_score, redis_string, score_json, stored_json};
+use crate::redis::value::{format_score, member_json, member_text, score_json};
 use crate::redis::{self, Command, Context, Reply, Source};
 use crate::store::Tx;
 
@@ -247,16 +247,6 @@ fn checked(reply: Reply, limit: usize) -> Result<Reply, StoreError> {
         t if t == redis::REPLY_TOO_LARGE => StoreError::ResponseTooLarge { limit },
         t => StoreError::invalid("invalid_argument", t.trim_start_matches("ERR ")),
     })
-}
-
-/// A Redis string as the JSON value the REST API shows for it.
-pub fn member_json(text: &str) -> Value {
-    serde_json::from_str(&stored_json(text)).unwrap_or(Value::Null)
-}
-
-/// A JSON value from a request body as the Redis string it stands for.
-pub fn member_text(value: &Value) -> String {
-    redis_string(&value.to_string())
 }
 
 /// The type a live key holds, or `None`.

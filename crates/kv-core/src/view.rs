@@ -109,14 +109,10 @@ pub fn collection_json(
     budget: &crate::budget::ResponseBudget,
 ) -> Result<Vec<u8>, StoreError> {
     use crate::collections;
-    use crate::redis::value::stored_json;
+    use crate::redis::value::member_json;
     let coll = stored
         .coll
         .ok_or_else(|| StoreError::Internal(format!("{key:?}: a collection without an id")))?;
-    let as_json = |text: &str| -> Result<Box<RawValue>, StoreError> {
-        RawValue::from_string(stored_json(text))
-            .map_err(|e| StoreError::Internal(format!("a member as JSON: {e}")))
-    };
     let (value, last, count): (serde_json::Value, Option<String>, i64) = match stored.kind.as_str()
     {
         crate::model::HASH => {
@@ -124,11 +120,7 @@ pub fn collection_json(
             let mut object = serde_json::Map::new();
             for (field, value) in &page {
                 budget.charge(field.len() + value.len())?;
-                let raw = as_json(value)?;
-                object.insert(
-                    field.clone(),
-                    serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null),
-                );
+                object.insert(field.clone(), member_json(value));
             }
             let last = page.last().map(|(field, _)| field.clone());
             (serde_json::Value::Object(object), last, page.len() as i64)
@@ -141,8 +133,7 @@ pub fn collection_json(
             let mut items = Vec::with_capacity(page.len());
             for (_, element) in &page {
                 budget.charge(element.len())?;
-                let raw = as_json(element)?;
-                items.push(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+                items.push(member_json(element));
             }
             let next = (offset + page.len() as i64).to_string();
             (
@@ -164,10 +155,8 @@ pub fn collection_json(
             let mut items = Vec::with_capacity(page.len());
             for (member, score) in &page {
                 budget.charge(member.len() + 24)?;
-                let raw = as_json(member)?;
                 items.push(serde_json::json!([
-                    serde_json::from_str::<serde_json::Value>(raw.get())
-                        .unwrap_or(serde_json::Value::Null),
+                    member_json(member),
                     crate::redis::value::score_json(*score),
                 ]));
             }
@@ -183,8 +172,7 @@ pub fn collection_json(
             let mut items = Vec::with_capacity(page.len());
             for member in &page {
                 budget.charge(member.len())?;
-                let raw = as_json(member)?;
-                items.push(serde_json::from_str(raw.get()).unwrap_or(serde_json::Value::Null));
+                items.push(member_json(member));
             }
             (
                 serde_json::Value::Array(items),

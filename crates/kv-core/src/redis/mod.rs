@@ -5,7 +5,7 @@
 //!
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
 //! each family has its file (`strings`, `generic` keys, `server`, `hashes`, `sets`, `lists`,
-//! `zsets`, `scripting` (EVAL and its kin; the engine is `crate::lua`); `members` what the
+//! `zsets` with `zset_ranges` and `zset_combine`, `scripting` (EVAL and its kin; the engine is `crate::lua`); `members` what the
 //! collections share);
 //! [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
 //! read; `call` and `reply` are what a command's function takes and answers.
@@ -24,6 +24,8 @@ pub mod spec;
 mod strings;
 pub mod table;
 pub mod value;
+mod zset_combine;
+mod zset_ranges;
 mod zsets;
 
 pub use call::{Call, Command, Context, Nested};

@@ -13,7 +13,8 @@ use super::call::Call;
 use super::reply::Reply;
 use super::source::Source;
 use super::spec::{KeySpec, Run, Spec};
-use super::{generic, hashes, lists, scripting, server, sets, strings, zsets};
+use super::{generic, hashes, lists, scripting, server, sets, strings};
+use super::{zset_combine, zset_ranges, zsets};
 use crate::error::StoreError;
 use crate::store::Tx;
 
@@ -183,51 +184,66 @@ pub static COMMANDS: &[Spec] = &[
     read("zmscore", -3, FIRST, zsets::zmscore),
     read("zrank", -3, FIRST, zsets::zrank),
     read("zrevrank", -3, FIRST, zsets::zrank),
-    read("zcount", 4, FIRST, zsets::zcount),
-    read("zlexcount", 4, FIRST, zsets::zcount),
-    read("zrange", -4, FIRST, zsets::zrange),
-    read("zrangebyscore", -4, FIRST, zsets::zrange),
-    read("zrevrangebyscore", -4, FIRST, zsets::zrange),
-    read("zrangebylex", -4, FIRST, zsets::zrange),
-    read("zrevrangebylex", -4, FIRST, zsets::zrange),
-    read("zrevrange", -4, FIRST, zsets::zrange),
-    read("zrandmember", -2, FIRST, zsets::zrandmember),
+    read("zcount", 4, FIRST, zset_ranges::zcount),
+    read("zlexcount", 4, FIRST, zset_ranges::zcount),
+    read("zrange", -4, FIRST, zset_ranges::zrange),
+    read("zrangebyscore", -4, FIRST, zset_ranges::zrange),
+    read("zrevrangebyscore", -4, FIRST, zset_ranges::zrange),
+    read("zrangebylex", -4, FIRST, zset_ranges::zrange),
+    read("zrevrangebylex", -4, FIRST, zset_ranges::zrange),
+    read("zrevrange", -4, FIRST, zset_ranges::zrange),
+    read("zrandmember", -2, FIRST, zset_ranges::zrandmember),
     read("zscan", -3, FIRST, zsets::zscan),
-    read("zunion", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
-    read("zinter", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
-    read("zdiff", -3, KeySpec::NumKeys { at: 0 }, zsets::zcombine),
+    read(
+        "zunion",
+        -3,
+        KeySpec::NumKeys { at: 0 },
+        zset_combine::zcombine,
+    ),
+    read(
+        "zinter",
+        -3,
+        KeySpec::NumKeys { at: 0 },
+        zset_combine::zcombine,
+    ),
+    read(
+        "zdiff",
+        -3,
+        KeySpec::NumKeys { at: 0 },
+        zset_combine::zcombine,
+    ),
     read(
         "zintercard",
         -3,
         KeySpec::NumKeys { at: 0 },
-        zsets::zintercard,
+        zset_combine::zintercard,
     ),
     write("zadd", -4, FIRST, zsets::zadd),
     write("zincrby", 4, FIRST, zsets::zincrby),
     write("zrem", -3, FIRST, zsets::zrem),
-    write("zpopmin", -2, FIRST, zsets::zpop),
-    write("zpopmax", -2, FIRST, zsets::zpop),
-    write("zremrangebyrank", 4, FIRST, zsets::zremrange),
-    write("zremrangebyscore", 4, FIRST, zsets::zremrange),
-    write("zremrangebylex", 4, FIRST, zsets::zremrange),
-    write("zrangestore", -5, FIRST_TWO, zsets::zrangestore),
+    write("zpopmin", -2, FIRST, zset_ranges::zpop),
+    write("zpopmax", -2, FIRST, zset_ranges::zpop),
+    write("zremrangebyrank", 4, FIRST, zset_ranges::zremrange),
+    write("zremrangebyscore", 4, FIRST, zset_ranges::zremrange),
+    write("zremrangebylex", 4, FIRST, zset_ranges::zremrange),
+    write("zrangestore", -5, FIRST_TWO, zset_ranges::zrangestore),
     write(
         "zunionstore",
         -4,
         KeySpec::DestinationNumKeys,
-        zsets::zcombinestore,
+        zset_combine::zcombinestore,
     ),
     write(
         "zinterstore",
         -4,
         KeySpec::DestinationNumKeys,
-        zsets::zcombinestore,
+        zset_combine::zcombinestore,
     ),
     write(
         "zdiffstore",
         -4,
         KeySpec::DestinationNumKeys,
-        zsets::zcombinestore,
+        zset_combine::zcombinestore,
     ),
     // scripting
     write("eval", -3, KeySpec::NumKeys { at: 1 }, scripting::eval),

@@ -63,6 +63,18 @@ pub fn redis_string(stored: &str) -> String {
     }
 }
 
+/// A Redis string (a member, a field's value) as the JSON value the REST API shows for it
+/// ([`stored_json`], parsed).
+pub fn member_json(text: &str) -> Value {
+    serde_json::from_str(&stored_json(text)).unwrap_or(Value::Null)
+}
+
+/// A JSON value from a request or an import line as the Redis string it stands for: a JSON
+/// string's contents, other JSON as its compact text (what [`member_json`] gives back).
+pub fn member_text(value: &Value) -> String {
+    redis_string(&value.to_string())
+}
+
 /// A float argument or value as Redis reads it (`strtold`): the whole text, no spaces; `inf`
 /// and `infinity` (signed or not) are floats, NaN is not, and neither is a finite text beyond
 /// a double's range (Redis's `long double` holds it; kvstore's double cannot).

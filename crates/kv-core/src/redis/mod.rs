@@ -5,9 +5,8 @@
 //!
 //! Layout: [`table`] declares every command once (name, arity, keys, read or write, function);
 //! each family has its file (`strings`, `generic` keys, `server`, `hashes`, `sets`, `lists`,
-//! `zsets` with `zset_ranges` and `zset_combine`, `scripting` (EVAL and its kin; the engine is `crate::lua`); `members` what the
-//! collections share);
-//! [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
+//! `zsets` with `zset_ranges` and `zset_combine`, `scripting`: EVAL and its kin, whose engine
+//! is `crate::lua`; `members` what the collections share); [`value`] maps Redis strings onto kvstore's JSON values; [`source`] is where read commands
 //! read; `call` and `reply` are what a command's function takes and answers.
 
 mod call;

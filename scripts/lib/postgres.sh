@@ -117,19 +117,47 @@ pg_make_tls() {
 pg_start_cluster() {
     local name=$1 dir="$PG_WORKDIR/$1"
     shift
-    local settings="" setting
-    for setting in "$@"; do
-        settings+=" -c $setting"
-    done
-    mkdir -p "$dir"
-    if [[ ${#PG_RUN_AS[@]} -gt 0 ]]; then
-        chown "${PG_RUN_AS[2]}" "$dir"
-    fi
+    pg_make_dir "$dir"
     (cd "$dir" && "${PG_RUN_AS[@]}" "$PG_BINDIR/initdb" -D "$dir/data" -U postgres -A trust \
         -E UTF8 --locale=C --no-sync >"$dir/initdb.log" 2>&1) || {
         cat "$dir/initdb.log" >&2
         return 1
     }
+    pg_serve "$name" "$@"
+}
+
+# pg_start_standby NAME PRIMARY [SETTING=VALUE...]: a hot standby of the cluster PRIMARY
+# (started here), made with pg_basebackup -R (streaming replication), started on a free port;
+# prints its admin URL. initdb's pg_hba.conf already lets local replication connections in.
+pg_start_standby() {
+    local name=$1 primary=$2 dir="$PG_WORKDIR/$1"
+    shift 2
+    pg_make_dir "$dir"
+    (cd "$dir" && "${PG_RUN_AS[@]}" "$PG_BINDIR/pg_basebackup" -h 127.0.0.1 \
+        -p "$(cat "$PG_WORKDIR/$primary/port")" -U postgres -D "$dir/data" -R -X stream \
+        -c fast >"$dir/basebackup.log" 2>&1) || {
+        cat "$dir/basebackup.log" >&2
+        return 1
+    }
+    pg_serve "$name" "$@"
+}
+
+pg_make_dir() {
+    mkdir -p "$1"
+    if [[ ${#PG_RUN_AS[@]} -gt 0 ]]; then
+        chown "${PG_RUN_AS[2]}" "$1"
+    fi
+}
+
+# pg_serve NAME [SETTING=VALUE...]: starts the cluster in $PG_WORKDIR/NAME/data on a free port
+# (recorded in NAME/port) with a stop/start wrapper (NAME/ctl); prints its admin URL.
+pg_serve() {
+    local name=$1 dir="$PG_WORKDIR/$1"
+    shift
+    local settings="" setting
+    for setting in "$@"; do
+        settings+=" -c $setting"
+    done
     local port
     for _ in 1 2 3 4 5 6 7 8 9 10; do
         port=$((20000 + RANDOM % 40000))
@@ -147,6 +175,7 @@ exec ${PG_RUN_AS[*]} "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w 
 CTL
         chmod 755 "$dir/ctl"
         if "$dir/ctl" start >/dev/null; then
+            echo "$port" >"$dir/port"
             echo "postgres://postgres@127.0.0.1:$port/postgres"
             return 0
         fi

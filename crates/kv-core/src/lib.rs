@@ -19,6 +19,7 @@ pub mod expiry;
 pub mod glob;
 pub mod idempotency;
 pub mod key;
+pub mod known_version;
 pub mod logging;
 pub mod lua;
 pub mod model;
@@ -26,6 +27,7 @@ pub mod point_reads;
 pub mod precondition;
 pub mod reader;
 pub mod redis;
+pub mod replicas;
 pub mod request;
 mod rows;
 pub mod schema;
@@ -43,5 +45,8 @@ pub use backend::{
     Backend, ConnectionOptions, DatabaseUrl, DbConnection, DbPool, DbSetupError, SyncMode,
 };
 pub use clock::now_ms;
-pub use database::{FeedConnection, FeedConnector, ShortRead, Store, StoreOptions, StorePool};
+pub use database::{
+    FeedConnection, FeedConnector, ReplicaReads, ShortRead, Store, StoreOptions, StorePool,
+    Versioned,
+};
 pub use error::StoreError;

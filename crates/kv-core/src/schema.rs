@@ -132,6 +132,7 @@ diesel::table! {
 
 diesel::allow_tables_to_appear_in_same_query!(
     kv_store,
+    kv_meta,
     kv_hash,
     kv_set,
     kv_list,

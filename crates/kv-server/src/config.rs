@@ -155,6 +155,28 @@ pub struct Config {
     #[arg(long, env = "KV_ACTIVE_EXPIRY", default_value_t = true, action = clap::ArgAction::Set)]
     pub active_expiry: bool,
 
+    /// A PostgreSQL hot standby of --database-url that serves single-key reads (repeatable;
+    /// the same URL parameters as --database-url, TLS included). See docs/POSTGRES.md.
+    #[arg(
+        long = "read-replica",
+        env = "KV_READ_REPLICA_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub read_replicas: Vec<DatabaseUrl>,
+
+    /// Milliseconds a read with `Kv-Min-Version` waits for a replica behind that version before
+    /// the primary answers it.
+    #[arg(long, env = "KV_REPLICA_WAIT_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub replica_wait_ms: u64,
+
+    /// Milliseconds a replica may be behind for reads without `Kv-Min-Version`; a replica
+    /// further behind is out of rotation until it catches up.
+    #[arg(long, env = "KV_REPLICA_MAX_LAG_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub replica_max_lag_ms: u64,
+
     /// The most `/_watch` watchers this server holds at once; more get 503 with Retry-After.
     #[arg(long, env = "KV_MAX_WATCHERS", default_value_t = 10_000)]
     pub max_watchers: usize,
@@ -180,6 +202,15 @@ impl Config {
     /// The change log's retention (`--changes-retention`, `--changes-max-rows`).
     pub fn changes_retention(&self) -> kv_core::changes::Retention {
         kv_core::changes::Retention::new(self.changes_retention, self.changes_max_rows)
+    }
+
+    /// The read replicas (`--read-replica`, `--replica-wait-ms`, `--replica-max-lag-ms`).
+    pub fn replicas(&self) -> kv_core::replicas::ReplicaOptions {
+        kv_core::replicas::ReplicaOptions {
+            urls: self.read_replicas.clone(),
+            wait: Duration::from_millis(self.replica_wait_ms),
+            max_lag: Duration::from_millis(self.replica_max_lag_ms),
+        }
     }
 
     /// What the commands (`export`, `import`, `backup`, `copy`) take of the flags.

@@ -34,6 +34,7 @@ pub mod state;
 pub mod throttle;
 pub mod tls;
 mod upstash;
+mod versions;
 pub mod watch;
 
 use std::io;
@@ -71,6 +72,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         },
         pool_size: config.pool_size,
         checkout_timeout: Duration::from_millis(config.busy_timeout_ms),
+        replicas: Some(config.replicas()),
     };
     let store =
         Store::open(&config.database_url, &options).map_err(|e| io::Error::other(e.to_string()))?;
@@ -137,6 +139,7 @@ pub async fn run(config: Config) -> io::Result<()> {
                 ApiError::BadRequest(format!("invalid query string: {err}")).into()
             }))
             .configure(routes::configure)
+            .wrap(middleware::from_fn(versions::middleware))
             .wrap(middleware::from_fn(auth::require_key))
             .wrap(cors::middleware(&cors_origins))
             .wrap(middleware::from_fn(origin_guard::check))

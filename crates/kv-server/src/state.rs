@@ -20,7 +20,7 @@ use kv_core::deadline::Deadline;
 use kv_core::idempotency::{Answer, IdempotentRequest, StoredResponse};
 use kv_core::model::StoredValue;
 use kv_core::store::{Lookup, Tx};
-use kv_core::{DbConnection, ShortRead, Store, StoreError};
+use kv_core::{DbConnection, ShortRead, Store, StoreError, Versioned};
 
 use crate::error::ApiError;
 use crate::feed::Feed;
@@ -138,9 +138,16 @@ impl AppState {
         })
     }
 
-    /// `GET`: the live row of `key` at `now`, or why there is none.
-    pub async fn read_key(&self, now: i64, key: String) -> Result<Lookup<StoredValue>, ApiError> {
-        let result = self.store.read_key(now, key).await;
+    /// `GET`: the live row of `key` at `now`, or why there is none, and the store version the
+    /// read reflects; from a read replica when one can answer at `min_version` (see
+    /// [`kv_core::Store::read_key`]).
+    pub async fn read_key(
+        &self,
+        now: i64,
+        key: String,
+        min_version: Option<i64>,
+    ) -> Result<Versioned<Lookup<StoredValue>>, ApiError> {
+        let result = self.store.read_key(now, key, min_version).await;
         release_snapshot_when_old();
         Ok(self.faults.observe(result)?)
     }
@@ -159,6 +166,31 @@ impl AppState {
             }
             ShortRead::OnPool(f) => self.db(f).await,
         }
+    }
+
+    /// Runs the reads of `f` on a read replica when one can serve them at `min_version` (see
+    /// [`kv_core::ReplicaReads::read`]), else as [`Self::read_short`] does. Returns the answer
+    /// and, when a replica gave it, the store version it reflects.
+    pub async fn read_replicated<T, F>(
+        &self,
+        min_version: Option<i64>,
+        f: F,
+    ) -> Result<(T, Option<i64>), ApiError>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut DbConnection) -> Result<T, StoreError> + Clone + Send + 'static,
+    {
+        if let Some(replicas) = self.store.replica_reads() {
+            let on_replica = f.clone();
+            let answer = web::block(move || replicas.read(min_version, on_replica))
+                .await
+                .map_err(|e| StoreError::Internal(format!("blocking task failed: {e}")))?;
+            if let Some(answer) = answer {
+                let read = answer?;
+                return Ok((read.value, Some(read.version)));
+            }
+        }
+        Ok((self.read_short(f).await?, None))
     }
 }
 

@@ -4,14 +4,13 @@
 //! replies, `Upstash-Encoding: base64`, the sync token. The commands are kv-core's `redis`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine;
 use kv_core::budget::ResponseBudget;
-use kv_core::deadline::{ClientProbe, Deadline};
+use kv_core::deadline::Deadline;
 use kv_core::error::StoreError;
 use kv_core::now_ms;
 use kv_core::redis::{self, Command, Context, KeyUse, Reply, Snapshot};
@@ -22,6 +21,7 @@ use crate::error::ApiError;
 use crate::http::json_body;
 use crate::peer;
 use crate::state::AppState;
+use crate::versions::{MinVersion, answered_at};
 
 /// The response header the SDKs read after every request; it changes on every response.
 pub const SYNC_TOKEN: &str = "upstash-sync-token";
@@ -49,17 +49,10 @@ pub async fn single(
         Ok(command) => command,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let reply = run(
-        &state,
-        access,
-        &reach,
-        vec![command],
-        Batch::Pipeline,
-        peer::probe(&req),
-    )
-    .await?
-    .pop()
-    .unwrap_or(Reply::Nil);
+    let reply = run(&req, &state, access, &reach, vec![command], Batch::Pipeline)
+        .await?
+        .pop()
+        .unwrap_or(Reply::Nil);
     Ok(match reply {
         Reply::Error(error) => respond(StatusCode::BAD_REQUEST, json!({ "error": error })),
         reply => respond_text(StatusCode::OK, result_text(encode(reply, base64))),
@@ -75,15 +68,7 @@ pub(crate) async fn run_one(
     reach: &Reach,
     command: Command,
 ) -> Result<Reply, ApiError> {
-    let replies = run(
-        state,
-        access,
-        reach,
-        vec![command],
-        Batch::Pipeline,
-        peer::probe(req),
-    )
-    .await?;
+    let replies = run(req, state, access, reach, vec![command], Batch::Pipeline).await?;
     Ok(replies.into_iter().next().unwrap_or(Reply::Nil))
 }
 
@@ -140,7 +125,7 @@ async fn batch(
         Ok(commands) => commands,
         Err(error) => return Ok(respond(StatusCode::BAD_REQUEST, json!({ "error": error }))),
     };
-    let replies = run(&state, access, &reach, commands, kind, peer::probe(&req)).await?;
+    let replies = run(&req, &state, access, &reach, commands, kind).await?;
     let items: Vec<Value> = replies
         .into_iter()
         .map(|reply| match reply {
@@ -183,14 +168,19 @@ enum Place {
 /// the group-commit writer, in order, which also makes `/multi-exec` atomic. A listing never
 /// runs inside the writer's transaction: a pipeline runs as consecutive parts in order, its
 /// listings on a read connection; in a multi-exec that writes, a listing is refused.
+///
+/// A request whose commands are all point reads (one inline part: GET, MGET, HGETALL, …) may
+/// be answered by a read replica, at the request's `Kv-Min-Version` or newer
+/// ([`AppState::read_replicated`]); its `Kv-Version` is then the replica's.
 async fn run(
+    req: &HttpRequest,
     state: &AppState,
     access: Access,
     reach: &Reach,
     commands: Vec<Command>,
     batch: Batch,
-    client: Option<ClientProbe>,
 ) -> Result<Vec<Reply>, ApiError> {
+    let client = peer::probe(req);
     let writes = commands.iter().any(Command::is_write);
     let checked: Vec<Result<Command, Reply>> = commands
         .into_iter()
@@ -216,7 +206,9 @@ async fn run(
     // again: a lost race, a batch run again) starts from what the parts before it left.
     let mut left = state.max_response_bytes;
     let mut replies = Vec::with_capacity(checked.len());
-    for (place, part) in parts(checked, batch) {
+    let parts = parts(checked, batch);
+    let only_point_reads = matches!(parts.as_slice(), [(Place::Inline, _)]);
+    for (place, part) in parts {
         let reads = {
             let (bounds, part) = (bounds.clone(), part.clone());
             move |conn: &mut kv_core::DbConnection| {
@@ -246,6 +238,15 @@ async fn run(
                     .await
             }
             Place::Listing => state.db(reads).await,
+            Place::Inline if only_point_reads => {
+                let read = state.read_replicated(MinVersion::of(req), reads).await;
+                read.map(|(replies, replica_version)| {
+                    if let Some(version) = replica_version {
+                        answered_at(req, version);
+                    }
+                    replies
+                })
+            }
             Place::Inline => state.read_short(reads).await,
         };
         let (part_replies, still_left) = match ran {
@@ -414,11 +415,10 @@ fn result_text(result: Value) -> String {
     text
 }
 
+/// The response (its `upstash-sync-token`, the store version, is added by
+/// [`crate::versions`]).
 fn respond_text(status: StatusCode, body: String) -> HttpResponse {
-    static TOKEN: AtomicU64 = AtomicU64::new(0);
-    let token = TOKEN.fetch_add(1, Ordering::Relaxed);
     HttpResponse::build(status)
-        .insert_header((SYNC_TOKEN, format!("{}-{token}", now_ms())))
         .content_type(ContentType::json())
         .body(body)
 }

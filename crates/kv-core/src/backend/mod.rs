@@ -328,16 +328,19 @@ impl r2d2::ManageConnection for ConnectionManager {
 
 pub type DbPool = r2d2::Pool<ConnectionManager>;
 
-/// A pool of `max_size` connections. Checkout waits at most `checkout_timeout` (then the
-/// request gets 503). Connections are not tested on checkout (see [`PooledDb`]).
+/// A pool of `max_size` connections, which keeps `min_idle` open (`None`: all of them).
+/// Checkout waits at most `checkout_timeout` (then the request gets 503). Connections are not
+/// tested on checkout (see [`PooledDb`]).
 pub fn build_pool(
     url: &DatabaseUrl,
     options: &ConnectionOptions,
     max_size: u32,
+    min_idle: Option<u32>,
     checkout_timeout: Duration,
 ) -> DbPool {
     r2d2::Pool::builder()
         .max_size(max_size.max(1))
+        .min_idle(min_idle)
         .connection_timeout(checkout_timeout)
         .test_on_check_out(false)
         .error_handler(Box::new(PoolErrorLog::default()))

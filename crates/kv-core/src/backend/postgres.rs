@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Nullable, Text};
 
 use crate::clock;
-use crate::model::{Change, KeyValue};
+use crate::model::{Change, KeyValue, StoredValue};
 use crate::schema::{kv_meta, kv_store};
 
 #[derive(QueryableByName)]
@@ -48,6 +48,30 @@ pub(crate) fn read_rows(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Vec<
         .filter(kv_store::key.eq_any(keys))
         .select(KeyValue::as_select())
         .load(c)
+}
+
+/// The store's version and the rows of `keys` that exist, in one statement, so in one
+/// snapshot: the rows are as of that version (on a read replica too). For the batched point
+/// reads ([`crate::point_reads`]).
+pub(crate) fn rows_at_version(
+    c: &mut PgConnection,
+    keys: &[&str],
+) -> QueryResult<(i64, Vec<(String, StoredValue)>)> {
+    let found: Vec<(i64, Option<String>, Option<StoredValue>)> = kv_meta::table
+        .left_join(kv_store::table.on(kv_store::key.eq_any(keys)))
+        .filter(kv_meta::id.eq(1))
+        .select((
+            kv_meta::version,
+            kv_store::key.nullable(),
+            Option::<StoredValue>::as_select(),
+        ))
+        .load(c)?;
+    let version = found.first().map_or(0, |(version, _, _)| *version);
+    let rows = found
+        .into_iter()
+        .filter_map(|(_, key, row)| Some((key?, row?)))
+        .collect();
+    Ok((version, rows))
 }
 
 /// What [`start_batch`] read.

@@ -7,7 +7,7 @@ mod import;
 use diesel::prelude::*;
 
 use crate::args::{IncrArgs, ScanArgs, ScanPage, SetArgs, SetExpiry, counter_value};
-use crate::backend::{self, Backend, DbConnection, with_conn};
+use crate::backend::{self, DbConnection, with_conn};
 use crate::changes::{self, Change, ChangeOp};
 use crate::collections;
 use crate::error::StoreError;
@@ -82,36 +82,30 @@ pub fn lookup(row: Option<StoredValue>, now: i64) -> Lookup<StoredValue> {
     }
 }
 
-/// The rows of several (valid) keys at once, in one statement: those that exist, with their
-/// keys. For batched point reads ([`crate::point_reads`]); each read makes its own
-/// [`lookup`].
-pub fn get_many(
-    conn: &mut DbConnection,
-    keys: &[&str],
-) -> Result<Vec<(String, StoredValue)>, StoreError> {
-    Ok(with_conn!(conn, c => kv_store::table
-        .filter(kv_store::key.eq_any(keys))
-        .select((kv_store::key, StoredValue::as_select()))
-        .load(c))?)
-}
-
 /// Runs `f` as one write transaction, run again from the start when it loses a race with
 /// another server (PostgreSQL unique violation, serialization failure or deadlock). Its version
 /// comes from the store-wide counter in the database.
 pub fn write<T>(
     conn: &mut DbConnection,
     now: i64,
-    mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+    f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    write_versioned(conn, now, f).map(|(out, _)| out)
+}
+
+/// [`write`], which also returns the store's version once it committed.
+pub(crate) fn write_versioned<T>(
+    conn: &mut DbConnection,
+    now: i64,
+    mut f: impl FnMut(&mut Tx<'_>) -> Result<T, StoreError>,
+) -> Result<(T, i64), StoreError> {
     let mut attempt = 0;
     loop {
         let result = backend::write_transaction(conn, |conn| {
             // On PostgreSQL the version counter first, as batches take it before any row
             // lock (see `backend::postgres::start_batch`): the two never wait for each other
-            // in a cycle.
-            if conn.backend() == Backend::Postgres {
-                backend::lock_version(conn)?;
-            }
+            // in a cycle. (On SQLite the transaction already holds the database.)
+            let counter = backend::lock_version(conn)?;
             let mut tx = Tx {
                 conn,
                 batch: None,
@@ -124,7 +118,7 @@ pub fn write<T>(
             if let Some(version) = tx.version {
                 backend::notify_changes(tx.conn, version)?;
             }
-            Ok(out)
+            Ok((out, tx.version.unwrap_or(counter)))
         });
         match result {
             Err(err) if err.is_retryable() && attempt < MAX_WRITE_RETRIES => attempt += 1,

@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::DbConnection;
 use crate::error::StoreError;
+use crate::known_version::KnownVersion;
 use crate::store::{self, BatchVersions, InBatch, Tx};
 
 /// A queued request, type-erased so one queue carries every kind of write.
@@ -23,8 +24,9 @@ pub(super) trait Job: Send {
         place: InBatch<'_>,
     ) -> bool;
     /// Runs the request as a write transaction of its own (a PostgreSQL request that a batch's
-    /// staged rows cannot serve; see [`crate::stage`]).
-    fn run_alone(&mut self, conn: &mut DbConnection);
+    /// staged rows cannot serve; see [`crate::stage`]). Returns the store's version when it
+    /// committed, if it did.
+    fn run_alone(&mut self, conn: &mut DbConnection) -> Option<i64>;
     /// Answers the request once the batch has committed, or failed to.
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>);
 }
@@ -55,8 +57,13 @@ where
         ok
     }
 
-    fn run_alone(&mut self, conn: &mut DbConnection) {
-        self.result = Some(store::write(conn, self.now, &mut self.op));
+    fn run_alone(&mut self, conn: &mut DbConnection) -> Option<i64> {
+        let (result, version) = match store::write_versioned(conn, self.now, &mut self.op) {
+            Ok((out, version)) => (Ok(out), Some(version)),
+            Err(err) => (Err(err), None),
+        };
+        self.result = Some(result);
+        version
     }
 
     fn finish(self: Box<Self>, committed: Result<(), &StoreError>) {
@@ -75,6 +82,8 @@ where
 /// What the writer thread shares with the handles.
 pub(super) struct Shared {
     pub(super) commits: Arc<AtomicU64>,
+    /// Learns each batch's version once it has committed, before its requests are answered.
+    pub(super) known: Arc<KnownVersion>,
     pub(super) long_log: Arc<AtomicBool>,
     pub(super) in_flight: Arc<AtomicUsize>,
 }

@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::backend::{Backend, DbConnection};
 use crate::error::StoreError;
+use crate::known_version::KnownVersion;
 use crate::store::Tx;
 use job::{Job, Request, Shared};
 
@@ -55,8 +56,10 @@ pub struct WriterProgress {
 
 impl Writer {
     /// Starts the writer thread over a connection from `connect` (called again to replace a
-    /// connection that broke). The connection's backend picks how batches run.
-    pub fn spawn<C>(mut connect: C) -> Result<Writer, StoreError>
+    /// connection that broke). The connection's backend picks how batches run. Each batch's
+    /// version is made known to `known` once it has committed, before its requests are
+    /// answered.
+    pub fn spawn<C>(mut connect: C, known: Arc<KnownVersion>) -> Result<Writer, StoreError>
     where
         C: FnMut() -> Result<DbConnection, String> + Send + 'static,
     {
@@ -64,6 +67,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         let shared = Shared {
             commits: Arc::new(AtomicU64::new(0)),
+            known,
             long_log: Arc::new(AtomicBool::new(false)),
             in_flight: Arc::new(AtomicUsize::new(0)),
         };

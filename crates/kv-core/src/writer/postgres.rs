@@ -24,7 +24,7 @@
 //! ([`crate::clock`]).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -71,17 +71,14 @@ pub(super) fn spawn<C>(
 where
     C: FnMut() -> Result<DbConnection, String> + Send + 'static,
 {
-    start("kv-writer", move || {
-        serve(conn, connect, queue, &shared.commits, &shared.in_flight)
-    })
+    start("kv-writer", move || serve(conn, connect, queue, &shared))
 }
 
 fn serve<C>(
     conn: DbConnection,
     mut connect: C,
     queue: mpsc::Receiver<Box<dyn Job>>,
-    commits: &AtomicU64,
-    in_flight: &AtomicUsize,
+    shared: &Shared,
 ) where
     C: FnMut() -> Result<DbConnection, String>,
 {
@@ -115,7 +112,7 @@ fn serve<C>(
             batch.extend(collect_batch(next, &queue, room));
         }
         if last_batch > 1 {
-            gather(&mut batch, &queue, in_flight);
+            gather(&mut batch, &queue, &shared.in_flight);
         }
         last_batch = batch.len();
         if conn.is_none() {
@@ -132,13 +129,18 @@ fn serve<C>(
         waiting.extend(plan.later);
         let mut staged = plan.staged;
         let ran = run_batch(c, &mut staged, &plan.keys, &plan.record_keys);
-        commits.fetch_add(1, Ordering::Release);
+        if let Ok((_, Some(version))) = &ran {
+            shared.known.observe(*version);
+        }
+        shared.commits.fetch_add(1, Ordering::Release);
         if let Err(err) = &ran {
             log::warn!("a batch of {} writes failed: {err}", staged.len());
         }
         // Requests that found, past their first row, that they need a transaction of their
         // own (a key that holds a collection) run alone after the batch, as discovery's do.
-        let late = ran.as_ref().map_or_else(|_| Vec::new(), Clone::clone);
+        let late = ran
+            .as_ref()
+            .map_or_else(|_| Vec::new(), |(late, _)| late.clone());
         let committed = ran.map(|_| ());
         let mut alone = plan.alone;
         for (index, job) in staged.into_iter().enumerate() {
@@ -149,7 +151,9 @@ fn serve<C>(
             }
         }
         for mut job in alone {
-            job.run_alone(c);
+            if let Some(version) = job.run_alone(c) {
+                shared.known.observe(version);
+            }
             job.finish(Ok(()));
         }
         if committed
@@ -245,15 +249,15 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
 /// `record_keys`, one statement more each way when there are any) in one transaction and
 /// commits it, again from the start after a passing fault. Returns the indexes of the
 /// requests that asked, during the run, for a transaction of their own (they wrote nothing
-/// here).
+/// here), and the store's version after the batch (none for an empty batch).
 fn run_batch(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn Job>],
     keys: &[String],
     record_keys: &[String],
-) -> Result<Vec<usize>, StoreError> {
+) -> Result<(Vec<usize>, Option<i64>), StoreError> {
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let record_keys: Vec<&str> = record_keys.iter().map(String::as_str).collect();
@@ -286,7 +290,7 @@ fn run_batch(
                 postgres::write_batch(pg(conn)?, &puts, &removes, log, versions.last())?;
             }
             idempotency::put_records(conn, &stage.new_records())?;
-            Ok(alone)
+            Ok((alone, Some(versions.last())))
         });
         match result {
             Err(err) if err.is_retryable() && attempt < MAX_BATCH_RETRIES => attempt += 1,

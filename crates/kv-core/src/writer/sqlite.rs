@@ -25,7 +25,7 @@
 //! the rest of the log and waits up to [`RESTART_WAIT`] for the readers of the moment to
 //! finish ([`backend::restart_log`]); its next batch starts the log over.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -79,14 +79,7 @@ where
         checkpoint(checkpoints, wakes, &published)
     })?;
     start("kv-writer", move || {
-        serve(
-            conn,
-            connect,
-            queue,
-            wake_checkpointer,
-            &shared.commits,
-            &shared.long_log,
-        )
+        serve(conn, connect, queue, wake_checkpointer, &shared)
     })
 }
 
@@ -105,8 +98,7 @@ fn serve<C>(
     mut connect: C,
     queue: mpsc::Receiver<Box<dyn Job>>,
     wake_checkpointer: mpsc::SyncSender<()>,
-    commits: &AtomicU64,
-    long_log: &AtomicBool,
+    shared: &Shared,
 ) where
     C: FnMut() -> Result<DbConnection, String>,
 {
@@ -124,7 +116,10 @@ fn serve<C>(
             Some(conn) => run_batch(conn, &mut batch),
             None => Err(StoreError::Unavailable("no database connection".into())),
         };
-        commits.fetch_add(1, Ordering::Release);
+        if let Ok(version) = committed {
+            shared.known.observe(version);
+        }
+        shared.commits.fetch_add(1, Ordering::Release);
         if let Err(err) = &committed {
             log::warn!("a batch of {} writes failed: {err}", batch.len());
         }
@@ -147,7 +142,7 @@ fn serve<C>(
             job.finish(committed.as_ref().map(|_| ()));
         }
         if let Some(conn) = conn.as_mut() {
-            restart.restart_if_due(conn, long_log);
+            restart.restart_if_due(conn, &shared.long_log);
         }
     }
 }
@@ -199,8 +194,8 @@ impl RestartSchedule {
 }
 
 /// Runs `batch` in one transaction and commits it: shared, and if a request fails, again
-/// with savepoints (see the module's documentation).
-fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+/// with savepoints (see the module's documentation). Returns the store's version after it.
+fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<i64, StoreError> {
     let mut attempt = |conn: &mut DbConnection, isolation| {
         let mut failed = false;
         let committed = backend::sqlite_batch(conn, |conn| {
@@ -212,7 +207,9 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn Job>]) -> Result<(), 
                     return Err(StoreError::Internal("a shared batch write failed".into()));
                 }
             }
-            versions.finish(conn)
+            let last = versions.last();
+            versions.finish(conn)?;
+            Ok(last)
         });
         (committed, failed)
     };
@@ -277,9 +274,9 @@ pub(crate) mod tests {
         let options = ConnectionOptions::default();
         let mut conn = backend::connect(&url, &options).expect("connect");
         backend::run_migrations(&mut conn).expect("migrate");
-        let writer =
-            Writer::spawn(move || backend::connect(&url, &options).map_err(|e| e.to_string()))
-                .expect("writer");
+        let connect = move || backend::connect(&url, &options).map_err(|e| e.to_string());
+        let known = std::sync::Arc::new(crate::known_version::KnownVersion::new(0));
+        let writer = Writer::spawn(connect, known).expect("writer");
         (path, writer)
     }
 

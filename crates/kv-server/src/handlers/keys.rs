@@ -23,6 +23,7 @@ use crate::http::{etag, header_precondition, json_object, not_modified};
 use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::versions::{MinVersion, answered_at};
 
 /// The `{key}` path parameter of every `/<key>` route, for the OpenAPI document.
 #[derive(utoipa::IntoParams)]
@@ -45,16 +46,30 @@ pub(crate) fn readable_key(req: &HttpRequest, key: String) -> Result<String, Api
     Ok(key)
 }
 
-/// The live key, or its 404. An expired row is deleted before answering (lazy expiry) and,
-/// when this request is the one that deleted it, counted in `kv_keys_expired_lazily_total`.
-/// Returns the key, what is stored under it, and the time it was read at.
+/// What a point read of a key found.
+struct Found {
+    key: String,
+    stored: StoredValue,
+    /// The time it was read at.
+    now: i64,
+}
+
+/// The live key, or its 404: from a read replica when one can answer at the request's
+/// `Kv-Min-Version` ([`MinVersion`]), else from the primary. An expired row is deleted before
+/// answering (lazy expiry) and, when this request is the one that deleted it, counted in
+/// `kv_keys_expired_lazily_total`.
 async fn lookup(
+    req: &HttpRequest,
     state: &AppState,
     metrics: &Metrics,
     key: String,
-) -> Result<(String, StoredValue, i64), ApiError> {
+) -> Result<Found, ApiError> {
     let now = now_ms();
-    let found = state.read_key(now, key.clone()).await?;
+    let read = state
+        .read_key(now, key.clone(), MinVersion::of(req))
+        .await?;
+    let found = read.value;
+    answered_at(req, read.version);
     if let Lookup::Expired = found {
         let purging = key.clone();
         if state
@@ -64,7 +79,11 @@ async fn lookup(
             metrics.lazily_expired.inc();
         }
     }
-    Ok((key, found.live()?, now))
+    Ok(Found {
+        key,
+        stored: found.live()?,
+        now,
+    })
 }
 
 #[utoipa::path(get, path = "/{key}", tag = "keys", operation_id = "get_key",
@@ -81,16 +100,20 @@ pub async fn get(
     metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(req, key)?;
-    let (key, stored, now) = lookup(state, metrics, key).await?;
+    let Found { key, stored, now } = lookup(req, state, metrics, key).await?;
     if not_modified(req.headers(), stored.version)? {
         return Ok(HttpResponse::NotModified()
             .insert_header(etag(stored.version))
             .finish());
     }
     let version = stored.version;
-    let body = if stored.is_string() {
-        key_json(&key, &stored, now)?
-    } else {
+    if stored.is_string() {
+        return Ok(HttpResponse::Ok()
+            .insert_header(etag(version))
+            .content_type(ContentType::json())
+            .body(key_json(&key, &stored, now)?));
+    }
+    let body = {
         // A collection: its members, a page at a time (`?cursor=`).
         let after = collection_cursor(req)?;
         let max_response_bytes = state.max_response_bytes;
@@ -101,6 +124,8 @@ pub async fn get(
             })
             .await?
     };
+    // The members came from the primary, which may be newer than the row's read.
+    answered_at(req, state.store.known_version());
     Ok(HttpResponse::Ok()
         .insert_header(etag(version))
         .content_type(ContentType::json())
@@ -132,9 +157,9 @@ pub async fn head(
     metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(req, key)?;
-    let (_, stored, _) = lookup(state, metrics, key).await?;
+    let found = lookup(req, state, metrics, key).await?;
     Ok(HttpResponse::Ok()
-        .insert_header(etag(stored.version))
+        .insert_header(etag(found.stored.version))
         .finish())
 }
 

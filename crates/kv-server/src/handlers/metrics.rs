@@ -8,7 +8,7 @@ use crate::metrics::{CONTENT_TYPE, Metrics, scrape};
 use crate::state::AppState;
 
 /// Prometheus text: requests by route template and status, latency, keys, expired keys (lazily
-/// and by sweeps), pool.
+/// and by sweeps), pool, read replicas.
 #[utoipa::path(get, path = "/_metrics", tag = "server", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text exposition format (see docs/OPERATIONS.md)",
         content_type = "text/plain; version=0.0.4", body = String)))]
@@ -20,6 +20,7 @@ pub async fn metrics(
     scrape::count_swept(&state, &metrics).await;
     metrics.observe_pool(state.store.pool());
     metrics.observe_feed(&state.feed);
+    metrics.observe_replicas(&state.store);
     let body = metrics
         .render()
         .map_err(|e| StoreError::Internal(format!("rendering metrics failed: {e}")))?;

@@ -25,6 +25,39 @@ pub struct HealthView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     code: Option<&'static str>,
+    /// The read replicas (`--read-replica`), when there are any. A replica's trouble never
+    /// makes the server unavailable: the primary answers its reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replicas: Option<Vec<ReplicaHealth>>,
+}
+
+/// A read replica in `/_health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplicaHealth {
+    /// Its URL, password redacted.
+    url: String,
+    /// `ok` (in rotation), `lagging` (further behind than --replica-max-lag-ms) or `down`
+    /// (unreachable, failing, or not a standby of this primary).
+    #[schema(value_type = String, example = "ok")]
+    state: &'static str,
+    /// How far behind it was when last seen, in milliseconds: how long this server had known
+    /// of a newer store version.
+    lag_ms: u64,
+}
+
+fn replicas(state: &AppState) -> Option<Vec<ReplicaHealth>> {
+    if !state.store.has_replicas() {
+        return None;
+    }
+    let list = state.store.replica_status().into_iter();
+    Some(
+        list.map(|replica| ReplicaHealth {
+            url: replica.url,
+            state: replica.state.name(),
+            lag_ms: u64::try_from(replica.lag.as_millis()).unwrap_or(u64::MAX),
+        })
+        .collect(),
+    )
 }
 
 /// The process is up; the database is not touched.
@@ -36,6 +69,7 @@ pub async fn live() -> HttpResponse {
         database: None,
         error: None,
         code: None,
+        replicas: None,
     })
 }
 
@@ -64,6 +98,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
             database: Some(database),
             error: None,
             code: None,
+            replicas: replicas(&state),
         }),
         Some(error) => {
             log::warn!("readiness check failed: {error}");
@@ -74,6 +109,7 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
                     database: Some(database),
                     error: Some(error),
                     code: Some("database_unavailable"),
+                    replicas: replicas(&state),
                 })
         }
     }

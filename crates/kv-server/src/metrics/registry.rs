@@ -2,12 +2,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use kv_core::StorePool;
+use kv_core::{Store, StorePool};
 
 use super::key_counts::KeyCounts;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The content type of the text format.
@@ -42,6 +42,9 @@ pub struct Metrics {
     pub(crate) key_counts: KeyCounts,
     watchers: IntGauge,
     watch_events: IntCounter,
+    replica_reads: IntCounterVec,
+    replica_fallbacks: IntCounterVec,
+    replica_lag: GaugeVec,
 }
 
 impl Metrics {
@@ -149,6 +152,32 @@ impl Metrics {
         )?;
         registry.register(Box::new(watchers.clone()))?;
         registry.register(Box::new(watch_events.clone()))?;
+        let replica_reads = IntCounterVec::new(
+            Opts::new(
+                "kv_replica_reads_total",
+                "Reads a read replica served, by replica (its URL, password redacted).",
+            ),
+            &["replica"],
+        )?;
+        let replica_fallbacks = IntCounterVec::new(
+            Opts::new(
+                "kv_replica_fallbacks_total",
+                "Reads the primary answered instead of a read replica, by reason (ahead, behind, \
+                 lagging, error, none_in_rotation).",
+            ),
+            &["reason"],
+        )?;
+        let replica_lag = GaugeVec::new(
+            Opts::new(
+                "kv_replica_lag_seconds",
+                "How far behind each read replica was when last seen: how long this server had \
+                 known of a newer store version.",
+            ),
+            &["replica"],
+        )?;
+        registry.register(Box::new(replica_reads.clone()))?;
+        registry.register(Box::new(replica_fallbacks.clone()))?;
+        registry.register(Box::new(replica_lag.clone()))?;
         registry.register(Box::new(start_time))?;
         registry.register(Box::new(build_info))?;
         Ok(Metrics {
@@ -169,6 +198,9 @@ impl Metrics {
             key_counts: KeyCounts::new(key_count_interval),
             watchers,
             watch_events,
+            replica_reads,
+            replica_fallbacks,
+            replica_lag,
         })
     }
 
@@ -190,6 +222,23 @@ impl Metrics {
             .set(i64::try_from(feed.watchers()).unwrap_or(i64::MAX));
         self.watch_events
             .inc_by(feed.sent().saturating_sub(self.watch_events.get()));
+    }
+
+    /// Reads the read replicas' counts and lags into their metrics (nothing without replicas).
+    pub fn observe_replicas(&self, store: &Store) {
+        for replica in store.replica_status() {
+            let reads = self
+                .replica_reads
+                .with_label_values(&[replica.url.as_str()]);
+            reads.inc_by(replica.reads.saturating_sub(reads.get()));
+            self.replica_lag
+                .with_label_values(&[replica.url.as_str()])
+                .set(replica.lag.as_secs_f64());
+        }
+        for (why, count) in store.replica_fallbacks() {
+            let counted = self.replica_fallbacks.with_label_values(&[why.name()]);
+            counted.inc_by(count.saturating_sub(counted.get()));
+        }
     }
 
     /// Every metric in the text format.

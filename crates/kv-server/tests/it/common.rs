@@ -87,6 +87,13 @@ impl TestDatabase {
         self.postgres.is_some()
     }
 
+    /// The URL of this (PostgreSQL) database on the cluster whose admin URL is `admin_url`: a
+    /// hot standby of the cluster it was made on has it too.
+    pub fn url_on(&self, admin_url: &str) -> String {
+        let (_, name) = self.postgres.as_ref().expect("a PostgreSQL test database");
+        with_database(admin_url, name)
+    }
+
     /// A temp dir that lives as long as the database (the SQLite file is in it).
     pub fn dir(&self) -> &Path {
         self._dir.path()
@@ -116,7 +123,7 @@ pub fn postgres_admin_url(var: &str) -> String {
 }
 
 /// Runs one statement on the cluster's admin database.
-fn admin_sql(admin_url: &str, sql: &str) -> Result<(), String> {
+pub fn admin_sql(admin_url: &str, sql: &str) -> Result<(), String> {
     use diesel::Connection;
     use diesel::connection::SimpleConnection;
     let mut conn = diesel::PgConnection::establish(admin_url).map_err(|e| e.to_string())?;
@@ -696,4 +703,47 @@ pub fn assert_no_orphan_members(db: &TestDatabase) {
         kv_core::collections::garbage_queued(&mut conn).expect("queued") == 0
             && kv_core::collections::orphan_members(&mut conn).expect("orphans") == 0
     });
+}
+
+/// Stops a test cluster (by its stop/start wrapper, see scripts/lib/postgres.sh), and starts it
+/// again when dropped (even if the test fails).
+pub struct StoppedCluster {
+    ctl: String,
+    running: bool,
+}
+
+impl StoppedCluster {
+    pub fn stop(ctl: String) -> StoppedCluster {
+        pg_ctl(&ctl, "stop");
+        StoppedCluster {
+            ctl,
+            running: false,
+        }
+    }
+
+    pub fn start(&mut self) {
+        pg_ctl(&self.ctl, "start");
+        self.running = true;
+    }
+}
+
+impl Drop for StoppedCluster {
+    fn drop(&mut self) {
+        if !self.running {
+            pg_ctl(&self.ctl, "start");
+        }
+    }
+}
+
+pub fn pg_ctl(ctl: &str, action: &str) {
+    let out = Command::new(ctl)
+        .args([action, "-m", "fast"])
+        .output()
+        .expect("run the cluster's ctl");
+    assert!(
+        out.status.success(),
+        "{ctl} {action} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

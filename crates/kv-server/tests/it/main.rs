@@ -21,6 +21,7 @@ mod operations;
 mod postgres_scale_out;
 mod postgres_tls;
 mod races;
+mod read_replicas;
 mod scopes;
 mod scripting;
 mod seed_api;

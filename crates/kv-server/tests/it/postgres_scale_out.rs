@@ -12,7 +12,7 @@ use std::thread;
 use std::time::Duration;
 
 use crate::common::{
-    Resp, Server, Sweeper, TestDatabase, postgres_admin_url, sweep_once, wait_until,
+    Resp, Server, StoppedCluster, Sweeper, TestDatabase, postgres_admin_url, sweep_once, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -379,48 +379,6 @@ fn two_sweepers_delete_each_expired_key_once_and_no_live_key() {
     assert_eq!(
         servers[1].get("/_keys?prefix=exp:").expect(200)["keys"],
         json!([])
-    );
-}
-
-/// Stops the outage cluster, and starts it again when dropped (even if the test fails).
-struct StoppedCluster {
-    ctl: String,
-    running: bool,
-}
-
-impl StoppedCluster {
-    fn stop(ctl: String) -> StoppedCluster {
-        pg_ctl(&ctl, "stop");
-        StoppedCluster {
-            ctl,
-            running: false,
-        }
-    }
-
-    fn start(&mut self) {
-        pg_ctl(&self.ctl, "start");
-        self.running = true;
-    }
-}
-
-impl Drop for StoppedCluster {
-    fn drop(&mut self) {
-        if !self.running {
-            pg_ctl(&self.ctl, "start");
-        }
-    }
-}
-
-fn pg_ctl(ctl: &str, action: &str) {
-    let out = Command::new(ctl)
-        .args([action, "-m", "fast"])
-        .output()
-        .expect("run the cluster's ctl");
-    assert!(
-        out.status.success(),
-        "{ctl} {action} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     );
 }
 

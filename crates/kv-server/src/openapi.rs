@@ -17,7 +17,10 @@ use crate::handlers::{collection, keys, metrics, server, transfer, typed};
         title = "kvstore",
         description = "A key-value store over HTTP + JSON: values are any JSON, keys expire \
                        (TTL), writes can be conditional (versions, ETags) and grouped in \
-                       transactions.",
+                       transactions. Every response that reads or writes data carries \
+                       `Kv-Version` (the store version it reflects); a request may send \
+                       `Kv-Min-Version` to be answered from data at that version or newer \
+                       (read replicas; not a positive integer: 400).",
         license(name = "MIT")
     ),
     paths(

@@ -54,7 +54,8 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::CONTENT_TYPE,
             header::HeaderName::from_static(crate::idempotency::IDEMPOTENCY_KEY),
             header::HeaderName::from_static(crate::upstash::ENCODING),
-            header::HeaderName::from_static(crate::upstash::SYNC_TOKEN),
+            header::HeaderName::from_static(crate::versions::SYNC_TOKEN),
+            crate::versions::KV_MIN_VERSION,
         ])
         .allowed_headers(crate::upstash::TELEMETRY_HEADERS.map(header::HeaderName::from_static))
         .expose_headers([
@@ -63,7 +64,8 @@ pub fn middleware(origins: &[String]) -> Condition<Cors> {
             header::WWW_AUTHENTICATE,
             header::ALLOW,
             header::HeaderName::from_static(crate::idempotency::REPLAYED),
-            header::HeaderName::from_static(crate::upstash::SYNC_TOKEN),
+            header::HeaderName::from_static(crate::versions::SYNC_TOKEN),
+            crate::versions::KV_VERSION,
         ])
         .max_age(PREFLIGHT_MAX_AGE_SECS);
     if origins.iter().any(|o| o == "*") {

@@ -45,6 +45,9 @@ pub fn log_configuration(config: &Config, addrs: &[SocketAddr], workers: usize) 
         max_watchers = config.max_watchers,
         watch_progress_s = config.watch_progress,
         active_expiry = config.active_expiry,
+        read_replicas = config.read_replicas.len(),
+        replica_wait_ms = config.replica_wait_ms,
+        replica_max_lag_ms = config.replica_max_lag_ms,
         log_format:% = config.log_format;
         "kv-server listening on {listen}"
     );

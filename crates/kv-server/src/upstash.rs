@@ -23,8 +23,6 @@ use crate::peer;
 use crate::state::AppState;
 use crate::versions::{MinVersion, answered_at};
 
-/// The response header the SDKs read after every request; it changes on every response.
-pub const SYNC_TOKEN: &str = "upstash-sync-token";
 /// The request header that asks for base64 strings in results.
 pub const ENCODING: &str = "upstash-encoding";
 /// What the SDKs send about themselves with every request (@upstash/redis by default,

@@ -17,7 +17,10 @@ use actix_web::{Error, HttpMessage, HttpRequest, ResponseError, web};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::upstash::SYNC_TOKEN;
+
+/// Upstash's name for the same: the SDKs read it after every response and send it back with
+/// the next request (`readYourWrites`).
+pub const SYNC_TOKEN: &str = "upstash-sync-token";
 
 /// The store version a response reflects.
 pub const KV_VERSION: HeaderName = HeaderName::from_static("kv-version");

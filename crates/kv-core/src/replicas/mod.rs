@@ -8,8 +8,8 @@
 //! - a read that asks for nothing is answered by a replica at most the bound behind
 //!   ([`KnownVersion::lag`]), else by the primary;
 //! - a replica that fails a read, lags past the bound or stops being a standby of this
-//!   primary is taken out of rotation; the monitor ([`monitor`]) checks every replica each
-//!   [`monitor::CHECK_EVERY`] and takes it back once it has caught up.
+//!   primary is taken out of rotation; the monitor (`monitor.rs`) checks every replica each
+//!   second and takes it back once it has caught up.
 //!
 //! A replica's trouble is never an error to a client: the primary answers instead, and the
 //! reason is counted ([`Fallback`]).

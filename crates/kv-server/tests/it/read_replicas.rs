@@ -341,4 +341,18 @@ fn a_hot_standby_serves_reads_never_older_than_asked_or_than_the_bound() {
         "{}",
         servers[0].log()
     );
+
+    // Last (it ends the standby's life as one): promoted, it is no standby of this primary any
+    // more, and is taken out of rotation with the reason logged; reads go on.
+    admin_sql(&standby_admin, "SELECT pg_promote()").expect("promote");
+    wait_for_state(&servers[1], "down", Duration::from_secs(10));
+    assert_eq!(
+        get_at(&servers[1], "/paused", None).expect(200)["value"],
+        "after"
+    );
+    assert!(
+        servers[1].log().contains("not a hot standby"),
+        "{}",
+        servers[1].log()
+    );
 }

@@ -70,15 +70,17 @@ fn carries_version(path: &str) -> bool {
     }
 }
 
-/// `Kv-Min-Version`, else `upstash-sync-token` (which @upstash/redis sends empty before its
-/// first response: empty is absent). Anything but a positive integer is 400.
+/// `Kv-Min-Version`, else `upstash-sync-token`. Anything but a positive integer is 400, except
+/// that @upstash/redis sends back whatever token it was given, so in `upstash-sync-token` an
+/// empty value (before its first response) and `0` (what a store that was never written to
+/// reports) ask for nothing.
 fn min_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     for name in [&KV_MIN_VERSION, &HeaderName::from_static(SYNC_TOKEN)] {
         let Some(value) = headers.get(name) else {
             continue;
         };
         let text = value.to_str().unwrap_or("\u{0}").trim();
-        if text.is_empty() && name != KV_MIN_VERSION {
+        if name != KV_MIN_VERSION && (text.is_empty() || text == "0") {
             continue;
         }
         return match text.parse::<i64>() {
@@ -187,6 +189,7 @@ mod tests {
         assert_eq!(asked(&[("kv-min-version", "42")]).ok(), Some(Some(42)));
         assert_eq!(asked(&[("upstash-sync-token", "7")]).ok(), Some(Some(7)));
         assert_eq!(asked(&[("upstash-sync-token", "")]).ok(), Some(None));
+        assert_eq!(asked(&[("upstash-sync-token", "0")]).ok(), Some(None));
         for bad in ["0", "-3", "+5", "abc", "", "1.5", "99999999999999999999"] {
             assert!(asked(&[("kv-min-version", bad)]).is_err(), "{bad:?}");
         }

@@ -252,33 +252,14 @@ impl Replicas {
         });
         match replica.reader.get(now, key.to_owned(), at_least).await {
             Ok(PointAnswer::At { found, version }) => {
-                self.known.observe(version);
-                let lag = self.known.lag(version);
-                replica.set_lag(lag);
-                if min_version.is_none() && lag > self.max_lag {
-                    replica.set_state(
-                        ReplicaState::Lagging,
-                        &format!("{} ms behind", lag.as_millis()),
-                    );
-                    return Err(self.fell_back(Fallback::Lagging));
-                }
-                replica.reads.fetch_add(1, Ordering::Relaxed);
+                self.served(replica, version, min_version)?;
                 Ok(Versioned {
                     value: found,
                     version,
                 })
             }
             Ok(PointAnswer::Behind { .. }) => Err(self.fell_back(Fallback::Behind)),
-            Err(err) => {
-                if err.is_connection_fault() {
-                    replica.set_state(ReplicaState::Down, &err.to_string());
-                }
-                log::debug!(
-                    "read replica {} failed a read: {err}",
-                    replica.url.redacted()
-                );
-                Err(self.fell_back(Fallback::Error))
-            }
+            Err(err) => Err(self.failed(replica, &err)),
         }
     }
 
@@ -313,23 +294,11 @@ impl Replicas {
                 }
             });
             match read {
+                Ok((_, Some(Err(err)))) if is_database_fault(&err) => {
+                    return Err(self.failed(replica, &err));
+                }
                 Ok((version, Some(answer))) => {
-                    self.known.observe(version);
-                    let lag = self.known.lag(version);
-                    replica.set_lag(lag);
-                    if let Err(err) = &answer
-                        && is_database_fault(err)
-                    {
-                        return Err(self.fell_back(Fallback::Error));
-                    }
-                    if min_version.is_none() && lag > self.max_lag {
-                        replica.set_state(
-                            ReplicaState::Lagging,
-                            &format!("{} ms behind", lag.as_millis()),
-                        );
-                        return Err(self.fell_back(Fallback::Lagging));
-                    }
-                    replica.reads.fetch_add(1, Ordering::Relaxed);
+                    self.served(replica, version, min_version)?;
                     return Ok(answer.map(|value| Versioned { value, version }));
                 }
                 Ok((_, None)) if Instant::now() < until => {
@@ -340,16 +309,43 @@ impl Replicas {
                 Err(err) => {
                     if err.is_connection_fault() {
                         conn.mark_lost();
-                        replica.set_state(ReplicaState::Down, &err.to_string());
                     }
-                    log::debug!(
-                        "read replica {} failed a read: {err}",
-                        replica.url.redacted()
-                    );
-                    return Err(self.fell_back(Fallback::Error));
+                    return Err(self.failed(replica, &err));
                 }
             }
         }
+    }
+
+    /// `replica` answered a read from its snapshot at `version`: learns the version and the
+    /// replica's lag, and counts the read, unless the read asked for no version and the
+    /// replica is further behind than the bound (then out of rotation, and the primary
+    /// answers).
+    fn served(
+        &self,
+        replica: &Replica,
+        version: i64,
+        min_version: Option<i64>,
+    ) -> Result<(), Fallback> {
+        self.known.observe(version);
+        let lag = self.known.lag(version);
+        replica.set_lag(lag);
+        if min_version.is_none() && lag > self.max_lag {
+            let why = format!("{} ms behind", lag.as_millis());
+            replica.set_state(ReplicaState::Lagging, &why);
+            return Err(self.fell_back(Fallback::Lagging));
+        }
+        replica.reads.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `replica` failed a read: out of rotation if it cannot be reached; the primary answers.
+    fn failed(&self, replica: &Replica, err: &StoreError) -> Fallback {
+        if err.is_connection_fault() {
+            replica.set_state(ReplicaState::Down, &err.to_string());
+        }
+        let url = replica.url.redacted();
+        log::debug!("read replica {url} failed a read: {err}");
+        self.fell_back(Fallback::Error)
     }
 
     /// The replica in rotation next in turn, or why there is none to ask.

@@ -16,14 +16,10 @@
 //! lex bound is the member followed by byte 1, the next string, since members hold no zero
 //! byte), so every range is `[from, to)` and every count is `below(to) - below(from)`.
 
-use std::marker::PhantomData;
-
-use diesel::backend::Backend;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{BigInt, Double, HasSqlType, Text, Untyped};
+use diesel::sql_types::{BigInt, Double, Text};
 
+use crate::backend::statement::{Bind, statement};
 use crate::backend::{DbConnection, with_conn};
 use crate::error::StoreError;
 use crate::schema::{kv_zset, kv_zset_block};
@@ -102,66 +98,7 @@ struct Count {
     n: i64,
 }
 
-/// A bind value of a [`Statement`].
-#[derive(Debug, Clone)]
-enum Bind<'a> {
-    Int(i64),
-    Float(f64),
-    Text(&'a str),
-}
-
-/// A fixed statement (`?` placeholders) with its binds. Its marker type `Q` gives it a static
-/// query id, so diesel prepares it once per connection and keeps it (a `sql_query` is prepared
-/// anew on every call): each SQL text below has a marker of its own.
-struct Statement<'a, Q> {
-    sql: &'static str,
-    binds: Vec<Bind<'a>>,
-    marker: PhantomData<Q>,
-}
-
-fn statement<'a, Q>(sql: &'static str, binds: Vec<Bind<'a>>) -> Statement<'a, Q> {
-    Statement {
-        sql,
-        binds,
-        marker: PhantomData,
-    }
-}
-
-impl<Q: 'static> QueryId for Statement<'_, Q> {
-    type QueryId = Q;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<DB, Q> QueryFragment<DB> for Statement<'_, Q>
-where
-    DB: Backend,
-    i64: ToSql<BigInt, DB>,
-    f64: ToSql<Double, DB>,
-    str: ToSql<Text, DB>,
-    DB: HasSqlType<BigInt> + HasSqlType<Double> + HasSqlType<Text>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let mut pieces = self.sql.split('?');
-        out.push_sql(pieces.next().unwrap_or_default());
-        for (piece, bind) in pieces.zip(&self.binds) {
-            match bind {
-                Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
-                Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
-                Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
-            }
-            out.push_sql(piece);
-        }
-        Ok(())
-    }
-}
-
-impl<Q> Query for Statement<'_, Q> {
-    type SqlType = Untyped;
-}
-
-impl<Q, Conn> RunQueryDsl<Conn> for Statement<'_, Q> {}
-
-/// The markers of the statements (see [`Statement`]).
+/// The markers of the statements (see `backend::statement`).
 mod marker {
     pub struct BlockOf;
     pub struct BlockBefore;

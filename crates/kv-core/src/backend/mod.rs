@@ -8,6 +8,7 @@
 pub(crate) mod connection;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+pub(crate) mod statement;
 
 pub(crate) use connection::with_conn;
 pub use connection::{Backend, DbConnection};

@@ -7,8 +7,9 @@
 
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 
+use super::statement::{Bind, statement};
 use crate::clock;
 use crate::model::{Change, KeyValue, StoredValue};
 use crate::schema::{kv_meta, kv_store};
@@ -119,16 +120,16 @@ struct StartRow {
 /// in a new statement, under the lock. Removals of expired rows move the counter too (each
 /// records an `expired` event, see [`crate::changes`]).
 pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<BatchStart> {
-    let found = diesel::sql_query(
+    let found = statement::<marker::StartBatch>(
         "WITH counter AS MATERIALIZED ( \
            SELECT m.version AS locked, (SELECT version FROM kv_meta WHERE id = 1) AS seen \
            FROM kv_meta AS m WHERE m.id = 1 FOR UPDATE OF m), \
          found AS MATERIALIZED ( \
            SELECT key, value, version, created_at, updated_at, expires_at, kind, coll, length \
-           FROM kv_store WHERE key = ANY($1)) \
+           FROM kv_store WHERE key = ANY(?)) \
          SELECT counter.locked, counter.seen, found.* FROM counter LEFT JOIN found ON true",
+        vec![Bind::Texts(keys.to_vec())],
     )
-    .bind::<Array<Text>, _>(keys)
     .load::<StartRow>(c)?;
     let Some(first) = found.first() else {
         return Err(diesel::result::Error::NotFound);
@@ -159,6 +160,20 @@ pub(crate) fn start_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<Ba
     Ok(BatchStart { version, rows })
 }
 
+/// The start of a batch that holds no lock while its requests run, in one statement outside
+/// any transaction: the counter and the rows of `keys`, from one snapshot. Its write
+/// ([`write_batch_if_at`]) then writes only if nothing moved the counter meanwhile.
+pub(crate) fn read_batch(c: &mut PgConnection, keys: &[&str]) -> QueryResult<BatchStart> {
+    let found: Vec<(i64, Option<KeyValue>)> = kv_meta::table
+        .left_join(kv_store::table.on(kv_store::key.eq_any(keys)))
+        .filter(kv_meta::id.eq(1))
+        .select((kv_meta::version, Option::<KeyValue>::as_select()))
+        .load(c)?;
+    let version = found.first().map_or(0, |(version, _)| *version);
+    let rows = found.into_iter().filter_map(|(_, row)| row).collect();
+    Ok(BatchStart { version, rows })
+}
+
 /// Locks the version counter row until the transaction commits and returns the last version
 /// handed out: a write transaction outside a batch takes it first (see [`find`]).
 pub(crate) fn lock_version_counter(c: &mut PgConnection) -> QueryResult<i64> {
@@ -177,9 +192,6 @@ pub(super) fn next_version(c: &mut PgConnection) -> QueryResult<i64> {
         .get_result(c)
 }
 
-/// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
-/// keys, deletes the rows of `removes`, appends `log` to the change log and sets the version
-/// counter to `version`. No key is in both `puts` and `removes`.
 /// The channel a committed write notifies (its payload: the version), which servers' change
 /// feeds LISTEN on. PostgreSQL delivers it at commit, never for a rollback.
 pub const CHANGES_CHANNEL: &str = "kv_changes";
@@ -187,13 +199,18 @@ pub const CHANGES_CHANNEL: &str = "kv_changes";
 /// Tells listening servers that `version` changed the log (delivered when the transaction
 /// commits).
 pub(crate) fn notify_changes(c: &mut PgConnection, version: i64) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_notify($1, $2::text)")
-        .bind::<Text, _>(CHANGES_CHANNEL)
-        .bind::<BigInt, _>(version)
-        .execute(c)
-        .map(|_| ())
+    statement::<marker::Notify>(
+        "SELECT pg_notify(?, ?::text)",
+        vec![Bind::Text(CHANGES_CHANNEL), Bind::Int(version)],
+    )
+    .execute(c)
+    .map(|_| ())
 }
 
+/// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
+/// keys, deletes the rows of `removes`, appends `log` to the change log and sets the version
+/// counter to `version`, inside the batch's transaction, which holds the counter. No key is in
+/// both `puts` and `removes`.
 pub(crate) fn write_batch(
     c: &mut PgConnection,
     puts: &[KeyValue],
@@ -201,39 +218,104 @@ pub(crate) fn write_batch(
     log: &[Change],
     version: i64,
 ) -> QueryResult<()> {
-    let changed = |f: fn(&Change) -> i64| log.iter().map(f).collect::<Vec<i64>>();
-    let column = |f: fn(&KeyValue) -> i64| puts.iter().map(f).collect::<Vec<i64>>();
-    diesel::sql_query(
+    let mut binds = batch_binds(puts, removes, log);
+    binds.extend([Bind::Int(version), Bind::Int(version)]);
+    statement::<marker::WriteBatch>(
         "WITH put AS ( \
            INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at) \
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], \
-                                $5::bigint[], $6::bigint[]) \
+           SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
+                                ?::bigint[], ?::bigint[]) \
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
              created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
              expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL), \
-         removed AS (DELETE FROM kv_store WHERE key = ANY($7::text[])), \
+         removed AS (DELETE FROM kv_store WHERE key = ANY(?::text[])), \
          logged AS ( \
            INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \
-           SELECT * FROM unnest($9::bigint[], $10::bigint[], $11::text[], $12::text[], \
-                                $13::text[], $14::bigint[], $15::bigint[])) \
-         UPDATE kv_meta SET version = $8 \
-         FROM (SELECT pg_notify('kv_changes', $8::text)) AS notified WHERE id = 1",
+           SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], \
+                                ?::text[], ?::bigint[], ?::bigint[])) \
+         UPDATE kv_meta SET version = ? \
+         FROM (SELECT pg_notify('kv_changes', ?::text)) AS notified WHERE id = 1",
+        binds,
     )
-    .bind::<Array<Text>, _>(puts.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(puts.iter().map(|r| r.value.as_str()).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(column(|r| r.version))
-    .bind::<Array<BigInt>, _>(column(|r| r.created_at))
-    .bind::<Array<BigInt>, _>(column(|r| r.updated_at))
-    .bind::<Array<Nullable<BigInt>>, _>(puts.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(removes)
-    .bind::<BigInt, _>(version)
-    .bind::<Array<BigInt>, _>(changed(|r| r.version))
-    .bind::<Array<BigInt>, _>(changed(|r| r.seq))
-    .bind::<Array<Text>, _>(log.iter().map(|r| r.key.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(log.iter().map(|r| r.op.as_str()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(log.iter().map(|r| r.value.as_deref()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<BigInt>>, _>(log.iter().map(|r| r.expires_at).collect::<Vec<_>>())
-    .bind::<Array<BigInt>, _>(changed(|r| r.at_ms))
     .execute(c)
     .map(|_| ())
+}
+
+/// What [`write_batch_if_at`] did.
+#[derive(QueryableByName)]
+struct Written {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A whole write batch that held no lock while its requests ran (see [`read_batch`]), in one
+/// statement, which is its own transaction: what [`write_batch`] writes, only if the counter
+/// is still at `read_at`, the version the batch read its rows at. The counter row is locked
+/// first (waiting for a writer that holds it), so versions still commit in the order they are
+/// handed out. Returns whether it wrote: `false` when another writer moved the counter since
+/// (every write of live data moves it), and then nothing was written.
+pub(crate) fn write_batch_if_at(
+    c: &mut PgConnection,
+    puts: &[KeyValue],
+    removes: &[&str],
+    log: &[Change],
+    read_at: i64,
+    version: i64,
+) -> QueryResult<bool> {
+    let mut binds = vec![Bind::Int(version), Bind::Int(read_at)];
+    binds.extend(batch_binds(puts, removes, log));
+    let written = statement::<marker::WriteBatchIfAt>(
+        "WITH counter AS ( \
+           UPDATE kv_meta SET version = ? WHERE id = 1 AND version = ? RETURNING version), \
+         put AS ( \
+           INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at) \
+           SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
+                                ?::bigint[], ?::bigint[]) \
+           WHERE EXISTS (SELECT 1 FROM counter) \
+           ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
+             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL), \
+         removed AS ( \
+           DELETE FROM kv_store WHERE key = ANY(?::text[]) AND EXISTS (SELECT 1 FROM counter)), \
+         logged AS ( \
+           INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \
+           SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], \
+                                ?::text[], ?::bigint[], ?::bigint[]) \
+           WHERE EXISTS (SELECT 1 FROM counter)) \
+         SELECT count(*)::bigint AS n FROM counter, \
+           LATERAL (SELECT pg_notify('kv_changes', counter.version::text)) AS notified",
+        binds,
+    )
+    .get_result::<Written>(c)?;
+    Ok(written.n > 0)
+}
+
+/// The binds of a batch's rows, removals and changes, in the order both batch writes take them.
+fn batch_binds<'a>(puts: &'a [KeyValue], removes: &[&'a str], log: &'a [Change]) -> Vec<Bind<'a>> {
+    let changed = |f: fn(&Change) -> i64| Bind::Ints(log.iter().map(f).collect());
+    let column = |f: fn(&KeyValue) -> i64| Bind::Ints(puts.iter().map(f).collect());
+    vec![
+        Bind::Texts(puts.iter().map(|r| r.key.as_str()).collect()),
+        Bind::Texts(puts.iter().map(|r| r.value.as_str()).collect()),
+        column(|r| r.version),
+        column(|r| r.created_at),
+        column(|r| r.updated_at),
+        Bind::MaybeInts(puts.iter().map(|r| r.expires_at).collect()),
+        Bind::Texts(removes.to_vec()),
+        changed(|r| r.version),
+        changed(|r| r.seq),
+        Bind::Texts(log.iter().map(|r| r.key.as_str()).collect()),
+        Bind::Texts(log.iter().map(|r| r.op.as_str()).collect()),
+        Bind::MaybeTexts(log.iter().map(|r| r.value.as_deref()).collect()),
+        Bind::MaybeInts(log.iter().map(|r| r.expires_at).collect()),
+        changed(|r| r.at_ms),
+    ]
+}
+
+/// The markers of the batch statements (see [`super::statement`]).
+mod marker {
+    pub struct StartBatch;
+    pub struct WriteBatch;
+    pub struct WriteBatchIfAt;
+    pub struct Notify;
 }

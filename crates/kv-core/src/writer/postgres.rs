@@ -1,14 +1,24 @@
-//! Group commit for PostgreSQL (see [`super`]). A batch costs the same four round trips
+//! Group commit for PostgreSQL (see [`super`]). A batch costs the same two round trips
 //! whatever its size:
 //!
 //! 1. **Discovery** (no round trip): every request runs once against an empty [`Stage`] that
 //!    notes the keys it asks for ([`crate::stage`]).
-//! 2. `BEGIN`; then one statement locks the version counter row and reads the rows of every
-//!    key of the batch ([`postgres::start_batch`]).
+//! 2. One statement, outside any transaction, reads the version counter and the rows of every
+//!    key of the batch, in one snapshot ([`postgres::read_batch`]).
 //! 3. Every request runs against those rows in memory, in order, each seeing the ones before
 //!    it; one that fails leaves nothing behind.
-//! 4. One statement writes back what changed and sets the counter ([`postgres::write_batch`]);
-//!    `COMMIT`; then the requests are answered.
+//! 4. One statement, a transaction of its own, locks the counter row, and only if the counter
+//!    is still where step 2 read it, writes back what changed and sets the counter
+//!    ([`postgres::write_batch_if_at`]); then the requests are answered. Every write of live
+//!    data moves the counter, so an unmoved counter means the rows read in step 2 are still
+//!    the latest: the batch is as if it had held the lock throughout. If another writer moved
+//!    it (another server, the sweeper), nothing was written and the batch runs again; after a
+//!    second lost race, under the counter, as below ([`UNLOCKED_TRIES`]).
+//!
+//! Under the counter (a batch with `Idempotency-Key`s, whose records are one statement more,
+//! or one that lost twice) a batch takes four round trips: `BEGIN`; one statement locks the
+//! counter row and reads the rows ([`postgres::start_batch`]); the requests run; one statement
+//! writes back what changed and sets the counter ([`postgres::write_batch`]); `COMMIT`.
 //!
 //! Every PostgreSQL write transaction locks the counter row first, so it is the database's
 //! write lock (as `BEGIN IMMEDIATE` is SQLite's): batches from all servers on the database
@@ -42,6 +52,11 @@ const MAX_BATCH: usize = 1024;
 /// this wait for the next batch (a single request with more keys, a `/_tx` of up to 1,000
 /// ops, still runs).
 const MAX_BATCH_KEYS: usize = 4096;
+
+/// A batch tries this many times without holding the counter while its requests run (see
+/// [`run_unlocked`]) before it runs under the counter, which always gets through: a second
+/// lost race means another writer is busy, and waiting for it is cheaper than a third read.
+const UNLOCKED_TRIES: usize = 2;
 
 /// A batch that failed on a passing fault (a serialization failure, a deadlock with a
 /// statement outside kvstore) runs again this many times before its requests get the error.
@@ -245,6 +260,10 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
     plan
 }
 
+/// What a batch that ran left to do: the indexes of its requests that need a transaction of
+/// their own, and the store's version after it (none for an empty batch).
+type Ran = (Vec<usize>, Option<i64>);
+
 /// Runs `batch` against the staged rows of `keys` (and the idempotency records of
 /// `record_keys`, one statement more each way when there are any) in one transaction and
 /// commits it, again from the start after a passing fault. Returns the indexes of the
@@ -255,12 +274,21 @@ fn run_batch(
     batch: &mut [Box<dyn Job>],
     keys: &[String],
     record_keys: &[String],
-) -> Result<(Vec<usize>, Option<i64>), StoreError> {
+) -> Result<Ran, StoreError> {
     if batch.is_empty() {
         return Ok((Vec::new(), None));
     }
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let record_keys: Vec<&str> = record_keys.iter().map(String::as_str).collect();
+    // Without idempotency records (whose write is a statement of its own), first without
+    // holding the counter while the requests run; after a lost race, under the counter.
+    if record_keys.is_empty() {
+        for _ in 0..UNLOCKED_TRIES {
+            if let Some(ran) = run_unlocked(conn, batch, &keys)? {
+                return Ok(ran);
+            }
+        }
+    }
     let mut attempt = 0;
     loop {
         let result = backend::write_transaction(conn, |conn| {
@@ -296,6 +324,48 @@ fn run_batch(
             Err(err) if err.is_retryable() && attempt < MAX_BATCH_RETRIES => attempt += 1,
             other => return other,
         }
+    }
+}
+
+/// Runs `batch` without holding the version counter while its requests run: one statement
+/// reads the counter and the rows (no transaction), the requests run against them in memory,
+/// and one statement, a transaction of its own, writes what changed only if the counter has
+/// not moved since ([`postgres::write_batch_if_at`]): two round trips where a batch under the
+/// counter takes four, and the counter is held only by the write and its commit. `None`: the
+/// counter moved (another server wrote), nothing was written, and the batch must run again.
+fn run_unlocked(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    keys: &[&str],
+) -> Result<Option<Ran>, StoreError> {
+    let start = postgres::read_batch(pg(conn)?, keys)?;
+    let mut stage = Stage::over(keys, start.rows);
+    let mut versions = BatchVersions::from(start.version);
+    let mut alone = Vec::new();
+    for (index, job) in batch.iter_mut().enumerate() {
+        job.run(conn, &mut versions, InBatch::Staged(&mut stage));
+        if stage.needs_own_transaction() {
+            alone.push(index);
+        }
+    }
+    if let Some(err) = stage.take_database_error() {
+        return Err(err);
+    }
+    if !stage.new_records().is_empty() {
+        return Ok(None); // not planned for: run under the counter, which writes them
+    }
+    let (puts, removes) = stage.changes();
+    if puts.is_empty() && removes.is_empty() && versions.last() == start.version {
+        return Ok(Some((alone, Some(start.version))));
+    }
+    let log = stage.change_log();
+    let (read_at, version) = (start.version, versions.last());
+    match postgres::write_batch_if_at(pg(conn)?, &puts, &removes, log, read_at, version) {
+        Ok(wrote) => Ok(wrote.then_some((alone, Some(version)))),
+        Err(err) => match StoreError::from(err) {
+            err if err.is_retryable() => Ok(None),
+            err => Err(err),
+        },
     }
 }
 

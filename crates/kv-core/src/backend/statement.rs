@@ -1,0 +1,97 @@
+//! Fixed SQL statements that each connection prepares once and keeps. diesel prepares a
+//! `sql_query` anew on every call (it marks itself unsafe to cache), which on PostgreSQL means
+//! the server parses and plans it again each time; a [`Statement`] has a static query id
+//! instead (its marker type `Q`, one per SQL text), so diesel's statement cache keeps it.
+
+use std::marker::PhantomData;
+
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Untyped};
+use diesel::sqlite::Sqlite;
+
+/// A bind value of a [`Statement`]. The arrays are PostgreSQL's only.
+#[derive(Debug, Clone)]
+pub(crate) enum Bind<'a> {
+    Int(i64),
+    Float(f64),
+    Text(&'a str),
+    Ints(Vec<i64>),
+    MaybeInts(Vec<Option<i64>>),
+    Texts(Vec<&'a str>),
+    MaybeTexts(Vec<Option<&'a str>>),
+}
+
+/// A fixed statement with `?` placeholders (written as `$n` on PostgreSQL) and its binds, in
+/// order.
+pub(crate) struct Statement<'a, Q> {
+    sql: &'static str,
+    binds: Vec<Bind<'a>>,
+    marker: PhantomData<Q>,
+}
+
+/// The statement `sql` with `binds`; `Q` is its marker (one type per SQL text).
+pub(crate) fn statement<'a, Q>(sql: &'static str, binds: Vec<Bind<'a>>) -> Statement<'a, Q> {
+    Statement {
+        sql,
+        binds,
+        marker: PhantomData,
+    }
+}
+
+impl<Q: 'static> QueryId for Statement<'_, Q> {
+    type QueryId = Q;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<Q> QueryFragment<Pg> for Statement<'_, Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let mut pieces = self.sql.split('?');
+        out.push_sql(pieces.next().unwrap_or_default());
+        for (piece, bind) in pieces.zip(&self.binds) {
+            match bind {
+                Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
+                Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
+                Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
+                Bind::Ints(v) => out.push_bind_param::<Array<BigInt>, Vec<i64>>(v)?,
+                Bind::MaybeInts(v) => {
+                    out.push_bind_param::<Array<Nullable<BigInt>>, Vec<Option<i64>>>(v)?
+                }
+                Bind::Texts(v) => out.push_bind_param::<Array<Text>, Vec<&str>>(v)?,
+                Bind::MaybeTexts(v) => {
+                    out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<&str>>>(v)?
+                }
+            }
+            out.push_sql(piece);
+        }
+        Ok(())
+    }
+}
+
+impl<Q> QueryFragment<Sqlite> for Statement<'_, Q> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        let mut pieces = self.sql.split('?');
+        out.push_sql(pieces.next().unwrap_or_default());
+        for (piece, bind) in pieces.zip(&self.binds) {
+            match bind {
+                Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
+                Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
+                Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
+                _ => {
+                    return Err(diesel::result::Error::QueryBuilderError(
+                        "array binds are PostgreSQL's".into(),
+                    ));
+                }
+            }
+            out.push_sql(piece);
+        }
+        Ok(())
+    }
+}
+
+impl<Q> Query for Statement<'_, Q> {
+    type SqlType = Untyped;
+}
+
+impl<Q, Conn> RunQueryDsl<Conn> for Statement<'_, Q> {}

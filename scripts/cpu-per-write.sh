@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# Where a write's CPU goes on PostgreSQL (issue #30): the CPU time each process spends per SET
+# through kv-server (wrk, 32 connections) and per upsert through pgbench (16 clients, the
+# anchor of scripts/bench.sh), both against one throwaway cluster (fsync and synchronous_commit
+# on) on this machine, read from /proc (utime + stime of every thread, before and after).
+#
+#   scripts/cpu-per-write.sh [--duration 5] [--keys 10000]
+#
+# Prints requests per second and microseconds of CPU per request for: kv-server (by thread
+# group), PostgreSQL (every backend, the WAL writer and the rest), and the load generator
+# (wrk or pgbench). On a 2-core machine the sum says how close a run is to using both cores.
+# Stops only what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=5 KEYS=10000
+while [ $# -gt 0 ]; do
+  case $1 in
+    --duration) DURATION=$2; shift 2 ;;
+    --keys) KEYS=$2; shift 2 ;;
+    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  esac
+done
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
+cargo build --release -q -p kv-server
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() {
+  [ -n "$SERVER" ] && { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; }
+  pg_cleanup
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+# shellcheck source=lib/postgres.sh
+source scripts/lib/postgres.sh
+pg_setup
+DB_URL=$(pg_start_database cpu)
+POSTMASTER=$(head -n 1 "$PG_WORKDIR/cpu/data/postmaster.pid")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$PORT" \
+  --database-url "$DB_URL" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/_health/live" >/dev/null && break; sleep 0.1; done
+python3 - "http://127.0.0.1:$PORT" "$KEYS" <<'PY'
+import json, sys, urllib.request
+base, count = sys.argv[1], int(sys.argv[2])
+value = {"name": "Emeka", "role": "Engineer", "skills": ["Python", "Django"]}
+for start in range(0, count, 1000):
+    ops = [{"op": "set", "key": f"bench:{i}", "value": value} for i in range(start, min(start + 1000, count))]
+    urllib.request.urlopen(urllib.request.Request(base + "/_tx", data=json.dumps({"ops": ops}).encode(), method="POST")).read()
+PY
+"$PG_BINDIR/psql" -q "$DB_URL" <<SQL
+CREATE TABLE kv_bench (LIKE kv_store INCLUDING ALL);
+INSERT INTO kv_bench SELECT key, value, version, created_at, updated_at, expires_at FROM kv_store;
+VACUUM ANALYZE kv_bench;
+SQL
+cat >"$WORK/upsert.sql" <<SQL
+\\set k random(0, $KEYS - 1)
+INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
+  VALUES ('bench' || chr(58) || :k, '{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}', 1, 0, 0,
+          (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000)
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
+    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
+SQL
+
+ticks() { # pids...: the CPU ticks (utime + stime) of every thread of them
+  local total=0 pid
+  for pid in "$@"; do
+    [ -r "/proc/$pid/stat" ] || continue
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+postgres_pids() { echo "$POSTMASTER" $(pgrep -P "$POSTMASTER" || true); }
+HZ=$(getconf CLK_TCK)
+report() { # name requests kv_ticks pg_ticks load_ticks
+  python3 - "$@" "$HZ" "$DURATION" <<'PY'
+import sys
+name, n, kv, pg, load, hz, duration = sys.argv[1], int(sys.argv[2]), *map(int, sys.argv[3:6]), int(sys.argv[6]), float(sys.argv[7])
+us = lambda t: t / hz * 1e6 / max(n, 1)
+print(f"{name:8} {n / duration:9.0f}/s   kv-server {us(kv):6.1f} µs   PostgreSQL {us(pg):6.1f} µs   "
+      f"load generator {us(load):6.1f} µs   all {us(kv + pg + load):6.1f} µs per request")
+PY
+}
+
+# kv-server's SET (the seed's body with "ttl": 3600), 32 connections.
+export KV_KEYS=$KEYS KV_BENCH_DIR="$PWD/scripts/bench"
+kv0=$(ticks "$SERVER"); pg0=$(ticks $(postgres_pids))
+wrk -t2 -c32 -d"${DURATION}s" -s scripts/bench/set.lua "http://127.0.0.1:$PORT/" >"$WORK/wrk.out" &
+WRK=$!
+sleep "$((DURATION - 1))"
+wrk_ticks=$(ticks "$WRK")
+wait "$WRK"
+kv1=$(ticks "$SERVER"); pg1=$(ticks $(postgres_pids))
+requests=$(awk '/requests in/ { print $1 }' "$WORK/wrk.out")
+# wrk's own ticks are read a second before it ends: scaled to the whole run.
+wrk_ticks=$((wrk_ticks * DURATION / (DURATION - 1)))
+report "SET" "$requests" "$((kv1 - kv0))" "$((pg1 - pg0))" "$wrk_ticks"
+
+# pgbench's upsert, 16 clients (kv-server's pool size), prepared statements.
+pg0=$(ticks $(postgres_pids))
+"$PG_BINDIR/pgbench" -n -M prepared -c 16 -j 2 -T "$DURATION" -f "$WORK/upsert.sql" "$DB_URL" >"$WORK/pgbench.out" 2>&1 &
+PGB=$!
+sleep "$((DURATION - 1))"
+pgb_ticks=$(ticks "$PGB")
+pgb_ticks=$((pgb_ticks * DURATION / (DURATION - 1)))
+pg_mid=$(ticks $(postgres_pids))
+wait "$PGB"
+pg1=$(ticks $(postgres_pids))
+txns=$(awk '/number of transactions actually processed/ { print $NF }' "$WORK/pgbench.out")
+txns=${txns%%/*}
+# pgbench's backends exit with it: their ticks are those read a second before the end, scaled.
+pg_ticks=$(( (pg_mid - pg0) * DURATION / (DURATION - 1) ))
+[ "$((pg1 - pg0))" -gt "$pg_ticks" ] && pg_ticks=$((pg1 - pg0))
+report "pgbench" "$txns" 0 "$pg_ticks" "$pgb_ticks"

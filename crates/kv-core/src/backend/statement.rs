@@ -5,10 +5,12 @@
 
 use std::marker::PhantomData;
 
+use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Double, Nullable, Text, Untyped};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Array, BigInt, Double, HasSqlType, Nullable, Text, Untyped};
 use diesel::sqlite::Sqlite;
 
 /// A bind value of a [`Statement`]. The arrays are PostgreSQL's only.
@@ -46,31 +48,44 @@ impl<Q: 'static> QueryId for Statement<'_, Q> {
 }
 
 impl<Q> QueryFragment<Pg> for Statement<'_, Q> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let mut pieces = self.sql.split('?');
-        out.push_sql(pieces.next().unwrap_or_default());
-        for (piece, bind) in pieces.zip(&self.binds) {
-            match bind {
-                Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
-                Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
-                Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
-                Bind::Ints(v) => out.push_bind_param::<Array<BigInt>, Vec<i64>>(v)?,
-                Bind::MaybeInts(v) => {
-                    out.push_bind_param::<Array<Nullable<BigInt>>, Vec<Option<i64>>>(v)?
-                }
-                Bind::Texts(v) => out.push_bind_param::<Array<Text>, Vec<&str>>(v)?,
-                Bind::MaybeTexts(v) => {
-                    out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<&str>>>(v)?
-                }
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.walk(out, |bind, out| match bind {
+            Bind::Ints(v) => out.push_bind_param::<Array<BigInt>, Vec<i64>>(v),
+            Bind::MaybeInts(v) => {
+                out.push_bind_param::<Array<Nullable<BigInt>>, Vec<Option<i64>>>(v)
             }
-            out.push_sql(piece);
-        }
-        Ok(())
+            Bind::Texts(v) => out.push_bind_param::<Array<Text>, Vec<&str>>(v),
+            Bind::MaybeTexts(v) => {
+                out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<&str>>>(v)
+            }
+            Bind::Int(_) | Bind::Float(_) | Bind::Text(_) => Ok(()),
+        })
     }
 }
 
 impl<Q> QueryFragment<Sqlite> for Statement<'_, Q> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+    fn walk_ast<'b>(&'b self, out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.walk(out, |_, _| {
+            Err(diesel::result::Error::QueryBuilderError(
+                "array binds are PostgreSQL's".into(),
+            ))
+        })
+    }
+}
+
+impl<Q> Statement<'_, Q> {
+    /// Writes the SQL with its binds in place of the `?`s; `array` pushes an array bind.
+    fn walk<'b, DB>(
+        &'b self,
+        mut out: AstPass<'_, 'b, DB>,
+        array: impl Fn(&'b Bind<'_>, &mut AstPass<'_, 'b, DB>) -> QueryResult<()>,
+    ) -> QueryResult<()>
+    where
+        DB: Backend + HasSqlType<BigInt> + HasSqlType<Double> + HasSqlType<Text>,
+        i64: ToSql<BigInt, DB>,
+        f64: ToSql<Double, DB>,
+        str: ToSql<Text, DB>,
+    {
         let mut pieces = self.sql.split('?');
         out.push_sql(pieces.next().unwrap_or_default());
         for (piece, bind) in pieces.zip(&self.binds) {
@@ -78,11 +93,7 @@ impl<Q> QueryFragment<Sqlite> for Statement<'_, Q> {
                 Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
                 Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
                 Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
-                _ => {
-                    return Err(diesel::result::Error::QueryBuilderError(
-                        "array binds are PostgreSQL's".into(),
-                    ));
-                }
+                arrays => array(arrays, &mut out)?,
             }
             out.push_sql(piece);
         }

@@ -300,18 +300,7 @@ fn run_batch(
             let mut stage = Stage::over(&keys, start.rows).with_records(&record_keys, records);
             let mut versions = BatchVersions::from(start.version);
             let first = versions.last();
-            let mut alone = Vec::new();
-            for (index, job) in batch.iter_mut().enumerate() {
-                job.run(conn, &mut versions, InBatch::Staged(&mut stage));
-                if stage.needs_own_transaction() {
-                    alone.push(index);
-                }
-            }
-            // A row read on its own failed: the transaction is aborted, whatever the requests
-            // made of it.
-            if let Some(err) = stage.take_database_error() {
-                return Err(err);
-            }
+            let alone = run_requests(conn, batch, &mut stage, &mut versions)?;
             let (puts, removes) = stage.changes();
             if !puts.is_empty() || !removes.is_empty() || versions.last() != first {
                 let log = stage.change_log();
@@ -341,16 +330,7 @@ fn run_unlocked(
     let start = postgres::read_batch(pg(conn)?, keys)?;
     let mut stage = Stage::over(keys, start.rows);
     let mut versions = BatchVersions::from(start.version);
-    let mut alone = Vec::new();
-    for (index, job) in batch.iter_mut().enumerate() {
-        job.run(conn, &mut versions, InBatch::Staged(&mut stage));
-        if stage.needs_own_transaction() {
-            alone.push(index);
-        }
-    }
-    if let Some(err) = stage.take_database_error() {
-        return Err(err);
-    }
+    let alone = run_requests(conn, batch, &mut stage, &mut versions)?;
     if !stage.new_records().is_empty() {
         return Ok(None); // not planned for: run under the counter, which writes them
     }
@@ -366,6 +346,29 @@ fn run_unlocked(
             err if err.is_retryable() => Ok(None),
             err => Err(err),
         },
+    }
+}
+
+/// Runs the requests of `batch` in order against `stage`, taking versions from `versions`.
+/// Returns the indexes of those that asked for a transaction of their own (they wrote
+/// nothing here); an error if a row read on its own failed (the batch cannot stand, whatever
+/// the requests made of it).
+fn run_requests(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn Job>],
+    stage: &mut Stage,
+    versions: &mut BatchVersions,
+) -> Result<Vec<usize>, StoreError> {
+    let mut alone = Vec::new();
+    for (index, job) in batch.iter_mut().enumerate() {
+        job.run(conn, versions, InBatch::Staged(&mut *stage));
+        if stage.needs_own_transaction() {
+            alone.push(index);
+        }
+    }
+    match stage.take_database_error() {
+        Some(err) => Err(err),
+        None => Ok(alone),
     }
 }
 

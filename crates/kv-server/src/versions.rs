@@ -88,7 +88,12 @@ fn min_version(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
                 Ok(Some(version))
             }
             _ => Err(ApiError::BadRequest(format!(
-                "{name} must be a positive integer (a Kv-Version this server sent), not {text:?}"
+                "{} must be a positive integer (a Kv-Version this server sent), not {text:?}",
+                if *name == KV_MIN_VERSION {
+                    "Kv-Min-Version"
+                } else {
+                    SYNC_TOKEN
+                }
             ))),
         };
     }

@@ -4,10 +4,10 @@
 //! `upstash-sync-token: V`) to be answered only from data at version V or newer.
 //!
 //! A handler that knows the exact version of its answer (a point read, which reads it in the
-//! same statement as the row, perhaps on a replica) says so with [`answered_at`], whether it
-//! answers the row or an error (a 404); every other data response gets the newest version the
-//! server knows of once the handler is done, which is at least what the handler read or wrote
-//! ([`kv_core::known_version`]).
+//! same statement as the row, perhaps on a replica) sets `Kv-Version` itself, or, when it
+//! answers an error (a 404), says so with [`answered_at`]; every other data response gets the
+//! newest version the server knows of once the handler is done, which is at least what the
+//! handler read or wrote ([`kv_core::known_version`]).
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -121,31 +121,36 @@ pub async fn middleware(
             return Ok(response.map_into_right_body());
         }
     };
-    req.extensions_mut().insert(MinVersion(asked));
+    if asked.is_some() {
+        req.extensions_mut().insert(MinVersion(asked));
+    }
     let mut response = next.call(req).await?;
     add_version(&mut response);
     Ok(response.map_into_left_body())
 }
 
-/// Sets `Kv-Version` to the version the handler answered at, else to the newest the server
-/// knows of, and on `/_upstash` the sync token to it.
+/// Sets `Kv-Version`, unless the handler did, to the version it answered at ([`answered_at`]),
+/// else to the newest the server knows of; and on `/_upstash` the sync token to it.
 fn add_version<B>(response: &mut ServiceResponse<B>) {
-    let request = response.request();
-    let answered = request.extensions().get::<AnsweredAt>().map(|at| at.0);
-    let version = answered.or_else(|| {
-        request
-            .app_data::<web::Data<AppState>>()
-            .map(|state| state.store.known_version())
-    });
-    let Some(version) = version else { return };
-    let upstash = request.path().starts_with("/_upstash");
-    let headers = response.headers_mut();
-    headers.insert(KV_VERSION, HeaderValue::from(version));
-    if upstash {
-        headers.insert(
-            HeaderName::from_static(SYNC_TOKEN),
-            HeaderValue::from(version),
-        );
+    if !response.headers().contains_key(KV_VERSION) {
+        let request = response.request();
+        let answered = request.extensions().get::<AnsweredAt>().map(|at| at.0);
+        let version = answered.or_else(|| {
+            request
+                .app_data::<web::Data<AppState>>()
+                .map(|state| state.store.known_version())
+        });
+        let Some(version) = version else { return };
+        response
+            .headers_mut()
+            .insert(KV_VERSION, HeaderValue::from(version));
+    }
+    if response.request().path().starts_with("/_upstash")
+        && let Some(version) = response.headers().get(KV_VERSION).cloned()
+    {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(SYNC_TOKEN), version);
     }
 }
 

@@ -23,7 +23,7 @@ use crate::http::{etag, header_precondition, json_object, not_modified};
 use crate::idempotency;
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use crate::versions::{MinVersion, answered_at};
+use crate::versions::{KV_VERSION, MinVersion, answered_at};
 
 /// The `{key}` path parameter of every `/<key>` route, for the OpenAPI document.
 #[derive(utoipa::IntoParams)]
@@ -52,6 +52,8 @@ struct Found {
     stored: StoredValue,
     /// The time it was read at.
     now: i64,
+    /// The store version the read reflects (`Kv-Version`).
+    version: i64,
 }
 
 /// The live key, or its 404: from a read replica when one can answer at the request's
@@ -68,8 +70,7 @@ async fn lookup(
     let read = state
         .read_key(now, key.clone(), MinVersion::of(req))
         .await?;
-    let found = read.value;
-    answered_at(req, read.version);
+    let (found, version) = (read.value, read.version);
     if let Lookup::Expired = found {
         let purging = key.clone();
         if state
@@ -79,10 +80,12 @@ async fn lookup(
             metrics.lazily_expired.inc();
         }
     }
+    let stored = found.live().inspect_err(|_| answered_at(req, version))?;
     Ok(Found {
         key,
-        stored: found.live()?,
+        stored,
         now,
+        version,
     })
 }
 
@@ -100,16 +103,23 @@ pub async fn get(
     metrics: &Metrics,
 ) -> Result<HttpResponse, ApiError> {
     let key = readable_key(req, key)?;
-    let Found { key, stored, now } = lookup(req, state, metrics, key).await?;
+    let Found {
+        key,
+        stored,
+        now,
+        version: read_at,
+    } = lookup(req, state, metrics, key).await?;
     if not_modified(req.headers(), stored.version)? {
         return Ok(HttpResponse::NotModified()
             .insert_header(etag(stored.version))
+            .insert_header((KV_VERSION, read_at))
             .finish());
     }
     let version = stored.version;
     if stored.is_string() {
         return Ok(HttpResponse::Ok()
             .insert_header(etag(version))
+            .insert_header((KV_VERSION, read_at))
             .content_type(ContentType::json())
             .body(key_json(&key, &stored, now)?));
     }
@@ -125,9 +135,9 @@ pub async fn get(
             .await?
     };
     // The members came from the primary, which may be newer than the row's read.
-    answered_at(req, state.store.known_version());
     Ok(HttpResponse::Ok()
         .insert_header(etag(version))
+        .insert_header((KV_VERSION, state.store.known_version()))
         .content_type(ContentType::json())
         .body(body))
 }
@@ -160,6 +170,7 @@ pub async fn head(
     let found = lookup(req, state, metrics, key).await?;
     Ok(HttpResponse::Ok()
         .insert_header(etag(found.stored.version))
+        .insert_header((KV_VERSION, found.version))
         .finish())
 }
 

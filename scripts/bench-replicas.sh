@@ -52,17 +52,15 @@ STANDBY_ADMIN=$(pg_start_standby standby primary hot_standby=on)
 DB_URL=${PRIMARY_ADMIN%/postgres}/kv
 REPLICA_URL=${STANDBY_ADMIN%/postgres}/kv
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 start_server() { # port [args...]: starts one kv-server and waits until it answers
   local port=$1
   shift
   RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$port" \
     --database-url "$DB_URL" "$@" >>"$WORK/server.log" 2>&1 &
   SERVERS+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/_health/live" >/dev/null && return; sleep 0.1; done
-  echo "kv-server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1
+  wait_up "http://127.0.0.1:$port" "$WORK/server.log"
 }
 PORTS=()
 for n in 0 1 2 3; do PORTS+=("$(free_port)"); done
@@ -74,19 +72,7 @@ PRIMARY="http://127.0.0.1:${PORTS[0]}" PRIMARY2="http://127.0.0.1:${PORTS[1]}"
 STANDBY="http://127.0.0.1:${PORTS[2]}" STANDBY2="http://127.0.0.1:${PORTS[3]}"
 
 echo "loading $KEYS keys..." >&2
-LOADED=$(python3 - "$PRIMARY" "$KEYS" <<'PY'
-import json, sys, urllib.request
-base, count = sys.argv[1], int(sys.argv[2])
-value = {"name": "Emeka", "role": "Engineer", "skills": ["Python", "Django"]}
-for start in range(0, count, 1000):
-    ops = [{"op": "set", "key": f"bench:{i}", "value": value}
-           for i in range(start, min(start + 1000, count))]
-    req = urllib.request.Request(base + "/_tx", data=json.dumps({"ops": ops}).encode(), method="POST")
-    with urllib.request.urlopen(req) as resp:
-        version = resp.headers["Kv-Version"]
-print(version)
-PY
-)
+LOADED=$(load_keys "$PRIMARY" "bench:" "$KEYS")
 for base in "$STANDBY" "$STANDBY2"; do
   for _ in $(seq 100); do
     curl -sf "$base/_health" | grep -q '"state":"ok"' && break

@@ -53,7 +53,9 @@ if [ "$DATABASE" = postgres ]; then
 else
   DB_URL=$WORK/kv.sqlite3
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
+PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$PORT" \
   --database-url "$DB_URL" >"$WORK/server.log" 2>&1 &

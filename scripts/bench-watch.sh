@@ -67,9 +67,8 @@ if [ "$DATABASE" = postgres ]; then
 else
   DB_URL=$WORK/kv.sqlite3
 fi
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 start_server() { # port: starts one kv-server and waits until it answers
   RUST_LOG=warn target/release/kv-server --bind "127.0.0.1:$1" --database-url "$DB_URL" \
     --max-watchers $((WATCHERS + 100)) >>"$WORK/server.log" 2>&1 &

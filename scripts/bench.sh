@@ -66,9 +66,8 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; e
 cargo build --release -q -p kv-server -p kv-sweeper
 
 WORK=$(mktemp -d)
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 SERVERS=()
 cleanup() {
   local pid
@@ -89,28 +88,15 @@ start_server() { # port: starts one kv-server and waits until it answers
   RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$1" --database-url "$DB_URL" \
     --pool-size "$POOL_SIZE" >>"$WORK/server.log" 2>&1 &
   SERVERS+=($!)
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/_health/live" >/dev/null && return; sleep 0.1; done
-  echo "kv-server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1
+  wait_up "http://127.0.0.1:$1" "$WORK/server.log"
 }
 PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 start_server "$PORT"
 SERVER=${SERVERS[0]}
 
-load_keys() { # prefix count body-extra
-  python3 - "$BASE" "$1" "$2" "$3" <<'PY'
-import json, sys, urllib.request
-base, prefix, count, extra = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-value = {"name": "Emeka", "role": "Engineer", "skills": ["Python", "Django"]}
-for start in range(0, count, 1000):
-    ops = [dict({"op": "set", "key": f"{prefix}{i}", "value": value}, **extra)
-           for i in range(start, min(start + 1000, count))]
-    req = urllib.request.Request(base + "/_tx", data=json.dumps({"ops": ops}).encode(), method="POST")
-    urllib.request.urlopen(req).read()
-PY
-}
 echo "loading $KEYS keys..." >&2
-load_keys "bench:" "$KEYS" '{}'
+load_keys "$BASE" "bench:" "$KEYS" >/dev/null
 
 export KV_KEYS=$KEYS KV_BENCH_DIR="$PWD/scripts/bench"
 to_ms() { # wrk latency like 1.23ms / 850.00us / 1.20s -> ms
@@ -212,7 +198,7 @@ fi
 
 if [ "$SWEEP" = 1 ]; then
   echo "loading $KEYS keys that expire at once, then sweeping them while the mix runs..." >&2
-  load_keys "expired:" "$KEYS" '{"ttl_ms": 1}'
+  load_keys "$BASE" "expired:" "$KEYS" '{"ttl_ms": 1}' >/dev/null
   sleep 1
   # The mix starts with the sweep and runs for SWEEP_MIX; the sweep should outlast it, so
   # every request measured competes with the sweeper.

@@ -35,19 +35,14 @@ source scripts/lib/postgres.sh
 pg_setup
 DB_URL=$(pg_start_database cpu)
 POSTMASTER=$(head -n 1 "$PG_WORKDIR/cpu/data/postmaster.pid")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
+PORT=$(free_port)
 RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$PORT" \
   --database-url "$DB_URL" >"$WORK/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/_health/live" >/dev/null && break; sleep 0.1; done
-python3 - "http://127.0.0.1:$PORT" "$KEYS" <<'PY'
-import json, sys, urllib.request
-base, count = sys.argv[1], int(sys.argv[2])
-value = {"name": "Emeka", "role": "Engineer", "skills": ["Python", "Django"]}
-for start in range(0, count, 1000):
-    ops = [{"op": "set", "key": f"bench:{i}", "value": value} for i in range(start, min(start + 1000, count))]
-    urllib.request.urlopen(urllib.request.Request(base + "/_tx", data=json.dumps({"ops": ops}).encode(), method="POST")).read()
-PY
+wait_up "http://127.0.0.1:$PORT" "$WORK/server.log"
+load_keys "http://127.0.0.1:$PORT" "bench:" "$KEYS" >/dev/null
 "$PG_BINDIR/psql" -q "$DB_URL" <<SQL
 CREATE TABLE kv_bench (LIKE kv_store INCLUDING ALL);
 INSERT INTO kv_bench SELECT key, value, version, created_at, updated_at, expires_at FROM kv_store;

@@ -305,9 +305,13 @@ impl Feed {
         Ok(feed)
     }
 
-    /// A write committed here: read the log now.
+    /// A write committed here: read the log now. Without watchers the feed has nothing to
+    /// deliver, so the write does not wake its thread (a registration pokes it, below, and
+    /// it polls every `POLL_EVERY` anyway).
     pub fn poke(&self) {
-        let _ = self.shared.poke.try_send(());
+        if self.watchers() > 0 {
+            let _ = self.shared.poke.try_send(());
+        }
     }
 
     /// Shutdown: every watcher ends at once (long polls answer, streams close).

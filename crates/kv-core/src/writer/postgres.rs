@@ -13,7 +13,8 @@
 //!    data moves the counter, so an unmoved counter means the rows read in step 2 are still
 //!    the latest: the batch is as if it had held the lock throughout. If another writer moved
 //!    it (another server, the sweeper), nothing was written and the batch runs again; after a
-//!    second lost race, under the counter, as below ([`UNLOCKED_TRIES`]).
+//!    lost race, under the counter, as below, and so do the batches of the next moment
+//!    ([`UNDER_COUNTER_AFTER_LOST_RACE`]).
 //!
 //! Under the counter (a batch with `Idempotency-Key`s, whose records are one statement more,
 //! or one that lost twice) a batch takes four round trips: `BEGIN`; one statement locks the
@@ -53,10 +54,12 @@ const MAX_BATCH: usize = 1024;
 /// ops, still runs).
 const MAX_BATCH_KEYS: usize = 4096;
 
-/// A batch tries this many times without holding the counter while its requests run (see
-/// [`run_unlocked`]) before it runs under the counter, which always gets through: a second
-/// lost race means another writer is busy, and waiting for it is cheaper than a third read.
-const UNLOCKED_TRIES: usize = 2;
+/// After a batch lost its race without the counter (see [`run_unlocked`]: another writer, a
+/// server on the same database or the sweeper, wrote between its read and its write), batches
+/// run under the counter for this long: while another writer is busy, each race lost costs a
+/// read, a run and a write that come to nothing, and the counter makes the writers take turns
+/// instead (measured with two servers in docs/BENCHMARKS.md).
+const UNDER_COUNTER_AFTER_LOST_RACE: Duration = Duration::from_secs(1);
 
 /// A batch that failed on a passing fault (a serialization failure, a deadlock with a
 /// statement outside kvstore) runs again this many times before its requests get the error.
@@ -102,6 +105,7 @@ fn serve<C>(
     // Requests a batch left for the next one (it had read enough keys).
     let mut waiting: VecDeque<Box<dyn Job>> = VecDeque::new();
     let mut last_batch = 0;
+    let mut races = Races::default();
     loop {
         let first = match waiting.pop_front() {
             Some(job) => job,
@@ -143,7 +147,7 @@ fn serve<C>(
         let plan = plan(c, batch);
         waiting.extend(plan.later);
         let mut staged = plan.staged;
-        let ran = run_batch(c, &mut staged, &plan.keys, &plan.record_keys);
+        let ran = run_batch(c, &mut staged, &plan.keys, &plan.record_keys, &mut races);
         if let Ok((_, Some(version))) = &ran {
             shared.known.observe(*version);
         }
@@ -260,6 +264,23 @@ fn plan(conn: &mut DbConnection, batch: Vec<Box<dyn Job>>) -> Plan {
     plan
 }
 
+/// Whether batches try without the counter first (see [`UNDER_COUNTER_AFTER_LOST_RACE`]).
+#[derive(Debug, Default)]
+struct Races {
+    under_counter_until: Option<Instant>,
+}
+
+impl Races {
+    fn unlocked(&self) -> bool {
+        self.under_counter_until
+            .is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn lost(&mut self) {
+        self.under_counter_until = Some(Instant::now() + UNDER_COUNTER_AFTER_LOST_RACE);
+    }
+}
+
 /// What a batch that ran left to do: the indexes of its requests that need a transaction of
 /// their own, and the store's version after it (none for an empty batch).
 type Ran = (Vec<usize>, Option<i64>);
@@ -274,6 +295,7 @@ fn run_batch(
     batch: &mut [Box<dyn Job>],
     keys: &[String],
     record_keys: &[String],
+    races: &mut Races,
 ) -> Result<Ran, StoreError> {
     if batch.is_empty() {
         return Ok((Vec::new(), None));
@@ -282,11 +304,10 @@ fn run_batch(
     let record_keys: Vec<&str> = record_keys.iter().map(String::as_str).collect();
     // Without idempotency records (whose write is a statement of its own), first without
     // holding the counter while the requests run; after a lost race, under the counter.
-    if record_keys.is_empty() {
-        for _ in 0..UNLOCKED_TRIES {
-            if let Some(ran) = run_unlocked(conn, batch, &keys)? {
-                return Ok(ran);
-            }
+    if record_keys.is_empty() && races.unlocked() {
+        match run_unlocked(conn, batch, &keys)? {
+            Some(ran) => return Ok(ran),
+            None => races.lost(),
         }
     }
     let mut attempt = 0;

@@ -12,12 +12,12 @@
 //!    ([`postgres::write_batch_if_at`]); then the requests are answered. Every write of live
 //!    data moves the counter, so an unmoved counter means the rows read in step 2 are still
 //!    the latest: the batch is as if it had held the lock throughout. If another writer moved
-//!    it (another server, the sweeper), nothing was written and the batch runs again; after a
-//!    lost race, under the counter, as below, and so do the batches of the next moment
+//!    it (another server, the sweeper), nothing was written and the batch runs again, under
+//!    the counter, as below, and so do the batches of the next second
 //!    ([`UNDER_COUNTER_AFTER_LOST_RACE`]).
 //!
 //! Under the counter (a batch with `Idempotency-Key`s, whose records are one statement more,
-//! or one that lost twice) a batch takes four round trips: `BEGIN`; one statement locks the
+//! or one after a lost race) a batch takes four round trips: `BEGIN`; one statement locks the
 //! counter row and reads the rows ([`postgres::start_batch`]); the requests run; one statement
 //! writes back what changed and sets the counter ([`postgres::write_batch`]); `COMMIT`.
 //!

@@ -127,7 +127,6 @@ INSERT INTO kv_bench SELECT 'bench:' || i, '{"name":"Emeka","role":"Engineer","s
   i, 0, 0, NULL FROM generate_series(0, $KEYS - 1) AS i;
 VACUUM ANALYZE kv_bench;
 SQL
-  VALUE='{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}'
   mkdir -p "$WORK/pgbench"
   cat >"$WORK/pgbench/select.sql" <<SQL
 \\set k random(0, $KEYS - 1)
@@ -137,15 +136,7 @@ SQL
 \\set k random(0, 1000000000)
 SELECT value, version, expires_at FROM kv_bench WHERE key = 'missing' || chr(58) || :k;
 SQL
-  # As kv-server's SET with the seed's body, which has "ttl": 3600: a new expiry every time.
-  cat >"$WORK/pgbench/upsert.sql" <<SQL
-\\set k random(0, $KEYS - 1)
-INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
-  VALUES ('bench' || chr(58) || :k, '$VALUE', 1, 0, 0,
-          (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000)
-  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
-    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
-SQL
+  pgbench_upsert_sql "$KEYS" >"$WORK/pgbench/upsert.sql"
   cat >"$WORK/pgbench/incr.sql" <<SQL
 \\set k random(0, 99)
 INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)

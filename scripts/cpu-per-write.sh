@@ -121,14 +121,7 @@ CREATE TABLE kv_bench (LIKE kv_store INCLUDING ALL);
 INSERT INTO kv_bench SELECT key, value, version, created_at, updated_at, expires_at FROM kv_store;
 VACUUM ANALYZE kv_bench;
 SQL
-cat >"$WORK/upsert.sql" <<SQL
-\\set k random(0, $KEYS - 1)
-INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
-  VALUES ('bench' || chr(58) || :k, '{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}', 1, 0, 0,
-          (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000)
-  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
-    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
-SQL
+pgbench_upsert_sql "$KEYS" >"$WORK/upsert.sql"
 
 ticks() { # pids...: the CPU ticks (utime + stime) of every thread of them
   local total=0 pid

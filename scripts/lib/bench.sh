@@ -6,6 +6,9 @@
 #                                        # sets PREFIX0 … PREFIX(N-1) to the seed's value through
 #                                        # /_tx, 1,000 a transaction (EXTRA: JSON merged into each
 #                                        # op, e.g. '{"ttl_ms": 1}'); prints the last Kv-Version
+#   pgbench_upsert_sql N > FILE          # pgbench's anchor for SET: a one-row upsert of a random
+#                                        # bench:0 … bench:(N-1) into kv_bench (shaped like
+#                                        # kv_store), the seed's value and a new expiry each time
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -30,4 +33,16 @@ for start in range(0, count, 1000):
         version = resp.headers["Kv-Version"]
 print(version)
 PY
+}
+
+pgbench_upsert_sql() {
+  # As kv-server's SET with the seed's body, which has "ttl": 3600: a new expiry every time.
+  cat <<SQL
+\\set k random(0, $1 - 1)
+INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
+  VALUES ('bench' || chr(58) || :k, '{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}', 1, 0, 0,
+          (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000)
+  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
+    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
+SQL
 }

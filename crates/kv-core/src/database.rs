@@ -187,10 +187,10 @@ impl Store {
         backend::sync_clock(conn)
     }
 
-    /// The earliest expiry of any row (expired or not), if a row has one: when the expiry
-    /// timer next has work.
-    pub fn next_expiry(conn: &mut DbConnection) -> Result<Option<i64>, StoreError> {
-        Ok(backend::next_expiry(conn)?)
+    /// When the expiry timer next has work: the earliest time a row is due to be looked at
+    /// (at or before the earliest expiry, see [`Tx::remove_expired`]), if a row has one.
+    pub fn next_due(conn: &mut DbConnection) -> Result<Option<i64>, StoreError> {
+        Ok(backend::next_due(conn)?)
     }
 
     /// How many migrations [`Store::open`] applied.

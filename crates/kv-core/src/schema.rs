@@ -11,6 +11,7 @@ diesel::table! {
         kind -> Text,
         coll -> Nullable<BigInt>,
         length -> Nullable<BigInt>,
+        sweep_at -> Nullable<BigInt>,
     }
 }
 

@@ -67,11 +67,11 @@ pub fn spawn(state: web::Data<AppState>, retention: Retention, active_expiry: bo
     });
 }
 
-/// Removes one batch of rows past their expiry and grace, if the earliest expiry is due.
-/// Returns how many went.
+/// Removes one batch of rows past their expiry and grace, if a row is due. Returns how many
+/// rows were due (removed, or filed again under an expiry that moved on).
 async fn remove_expired(state: &AppState) -> usize {
     let now = now_ms();
-    let due = match state.db(Store::next_expiry).await {
+    let due = match state.db(Store::next_due).await {
         Ok(next) => next.is_some_and(|at| at + GRACE_MS <= now),
         Err(err) => {
             log::debug!("the expiry timer cannot read the earliest expiry: {err}");
@@ -85,7 +85,7 @@ async fn remove_expired(state: &AppState) -> usize {
         .write(now, move |tx| tx.remove_expired(BATCH, now - GRACE_MS))
         .await
     {
-        Ok(removed) => removed,
+        Ok(sweep) => sweep.due,
         Err(err) => {
             log::warn!("the expiry timer cannot remove expired keys: {err}");
             0

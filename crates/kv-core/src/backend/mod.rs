@@ -9,9 +9,12 @@ pub(crate) mod connection;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
 pub(crate) mod statement;
+mod sweep_index;
 
 pub(crate) use connection::with_conn;
 pub use connection::{Backend, DbConnection};
+pub use sweep_index::next_due;
+pub(crate) use sweep_index::{due_rows, insert_rows, put_row, refile};
 
 use std::fmt;
 use std::str::FromStr;
@@ -454,35 +457,6 @@ pub(crate) fn rows_of(conn: &mut DbConnection, keys: &[&str]) -> QueryResult<Vec
         .load(c))
 }
 
-/// Copies `rows` into an empty table (or over rows of the same keys) in one multi-row
-/// statement per call; the caller's transaction holds the write lock.
-pub(crate) fn insert_rows(conn: &mut DbConnection, rows: &[KeyValue]) -> QueryResult<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    match conn {
-        DbConnection::Sqlite(c) => diesel::replace_into(kv_store::table)
-            .values(rows)
-            .execute(c),
-        DbConnection::Postgres(c) => diesel::insert_into(kv_store::table)
-            .values(rows)
-            .on_conflict(kv_store::key)
-            .do_update()
-            .set((
-                kv_store::value.eq(diesel::upsert::excluded(kv_store::value)),
-                kv_store::version.eq(diesel::upsert::excluded(kv_store::version)),
-                kv_store::created_at.eq(diesel::upsert::excluded(kv_store::created_at)),
-                kv_store::updated_at.eq(diesel::upsert::excluded(kv_store::updated_at)),
-                kv_store::expires_at.eq(diesel::upsert::excluded(kv_store::expires_at)),
-                kv_store::kind.eq(diesel::upsert::excluded(kv_store::kind)),
-                kv_store::coll.eq(diesel::upsert::excluded(kv_store::coll)),
-                kv_store::length.eq(diesel::upsert::excluded(kv_store::length)),
-            ))
-            .execute(c),
-    }
-    .map(|_| ())
-}
-
 /// Sets the store-wide version counter to at least `version`, inside a write transaction.
 pub(crate) fn raise_version(conn: &mut DbConnection, version: i64) -> QueryResult<()> {
     with_conn!(conn, c => diesel::update(kv_meta::table.find(1).filter(kv_meta::version.lt(version)))
@@ -534,24 +508,6 @@ pub(crate) fn current_version(conn: &mut DbConnection) -> QueryResult<i64> {
         .get_result(c))
 }
 
-/// Writes `row` over whatever row holds its key (the caller holds the key's lock). On SQLite
-/// one `REPLACE`, whose prepared statement diesel caches (an `UPDATE` it prepares anew each
-/// time); on PostgreSQL an `UPDATE` or `INSERT`.
-pub(crate) fn put_row(
-    conn: &mut DbConnection,
-    row: &KeyValue,
-    replaces_row: bool,
-) -> QueryResult<()> {
-    match conn {
-        DbConnection::Sqlite(c) => diesel::replace_into(kv_store::table).values(row).execute(c),
-        DbConnection::Postgres(c) if replaces_row => diesel::update(kv_store::table.find(&row.key))
-            .set(row)
-            .execute(c),
-        DbConnection::Postgres(c) => diesel::insert_into(kv_store::table).values(row).execute(c),
-    }
-    .map(|_| ())
-}
-
 /// Reads a row inside a write transaction, which holds the database's write lock: SQLite's
 /// `BEGIN IMMEDIATE`, or on PostgreSQL the version counter row that every write transaction
 /// locks first (see [`postgres::find`]). Concurrent writers of one key (on any server) take
@@ -578,26 +534,6 @@ pub(crate) fn swept_keys(conn: &mut DbConnection) -> QueryResult<i64> {
         .find(1)
         .select(kv_sweeps::deleted_keys)
         .get_result(c))
-}
-
-/// Up to `limit` keys whose rows are expired at `now`, soonest expired first, inside a write
-/// transaction (which removes them). On PostgreSQL the rows are locked, and rows another
-/// transaction has locked are passed by (`SKIP LOCKED`), so servers sweeping together never
-/// wait on each other's rows or remove one twice.
-pub(crate) fn expired_keys(
-    conn: &mut DbConnection,
-    now: i64,
-    limit: i64,
-) -> QueryResult<Vec<String>> {
-    let due = kv_store::table
-        .filter(kv_store::expires_at.le(now))
-        .order(kv_store::expires_at.asc())
-        .limit(limit)
-        .select(kv_store::key);
-    match conn {
-        DbConnection::Sqlite(c) => due.load(c),
-        DbConnection::Postgres(c) => due.for_update().skip_locked().load(c),
-    }
 }
 
 /// On PostgreSQL, notifies the servers' change feeds that `version` committed (at commit);
@@ -635,16 +571,6 @@ pub fn changes_notified(conn: &mut DbConnection) -> QueryResult<bool> {
             Ok(notified)
         }
     }
-}
-
-/// The earliest expiry of any row (expired or not), if a row has one: when the server's expiry
-/// timer next has work.
-pub fn next_expiry(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
-    // The filter lets both databases answer from the partial index on expires_at.
-    with_conn!(conn, c => kv_store::table
-        .filter(kv_store::expires_at.is_not_null())
-        .select(diesel::dsl::min(kv_store::expires_at))
-        .get_result(c))
 }
 
 #[cfg(test)]

@@ -208,7 +208,7 @@ pub(crate) fn notify_changes(c: &mut PgConnection, version: i64) -> QueryResult<
 }
 
 /// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
-/// keys, deletes the rows of `removes`, appends `log` to the change log and sets the version
+/// keys (their `sweep_at` kept as [`super::put_row`] keeps it), deletes the rows of `removes`, appends `log` to the change log and sets the version
 /// counter to `version`, inside the batch's transaction, which holds the counter. No key is in
 /// both `puts` and `removes`.
 pub(crate) fn write_batch(
@@ -222,12 +222,14 @@ pub(crate) fn write_batch(
     binds.extend([Bind::Int(version), Bind::Int(version)]);
     statement::<marker::WriteBatch>(
         "WITH put AS ( \
-           INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at) \
-           SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
-                                ?::bigint[], ?::bigint[]) \
+           INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at, \
+                                 sweep_at) \
+           SELECT *, e FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
+                                   ?::bigint[], ?::bigint[]) AS r(k, v, n, c, u, e) \
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
              created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL), \
+             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL, \
+             sweep_at = LEAST(kv_store.sweep_at, EXCLUDED.expires_at)), \
          removed AS (DELETE FROM kv_store WHERE key = ANY(?::text[])), \
          logged AS ( \
            INSERT INTO kv_changes (version, seq, key, op, value, expires_at, at_ms) \
@@ -268,13 +270,15 @@ pub(crate) fn write_batch_if_at(
         "WITH counter AS ( \
            UPDATE kv_meta SET version = ? WHERE id = 1 AND version = ? RETURNING version), \
          put AS ( \
-           INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at) \
-           SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
-                                ?::bigint[], ?::bigint[]) \
+           INSERT INTO kv_store (key, value, version, created_at, updated_at, expires_at, \
+                                 sweep_at) \
+           SELECT *, e FROM unnest(?::text[], ?::text[], ?::bigint[], ?::bigint[], \
+                                   ?::bigint[], ?::bigint[]) AS r(k, v, n, c, u, e) \
            WHERE EXISTS (SELECT 1 FROM counter) \
            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = EXCLUDED.version, \
              created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at, \
-             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL), \
+             expires_at = EXCLUDED.expires_at, kind = 'string', coll = NULL, length = NULL, \
+             sweep_at = LEAST(kv_store.sweep_at, EXCLUDED.expires_at)), \
          removed AS ( \
            DELETE FROM kv_store WHERE key = ANY(?::text[]) AND EXISTS (SELECT 1 FROM counter)), \
          logged AS ( \

@@ -17,6 +17,7 @@ use diesel::sqlite::Sqlite;
 #[derive(Debug, Clone)]
 pub(crate) enum Bind<'a> {
     Int(i64),
+    MaybeInt(Option<i64>),
     Float(f64),
     Text(&'a str),
     Ints(Vec<i64>),
@@ -58,7 +59,7 @@ impl<Q> QueryFragment<Pg> for Statement<'_, Q> {
             Bind::MaybeTexts(v) => {
                 out.push_bind_param::<Array<Nullable<Text>>, Vec<Option<&str>>>(v)
             }
-            Bind::Int(_) | Bind::Float(_) | Bind::Text(_) => Ok(()),
+            Bind::Int(_) | Bind::MaybeInt(_) | Bind::Float(_) | Bind::Text(_) => Ok(()),
         })
     }
 }
@@ -83,6 +84,7 @@ impl<Q> Statement<'_, Q> {
     where
         DB: Backend + HasSqlType<BigInt> + HasSqlType<Double> + HasSqlType<Text>,
         i64: ToSql<BigInt, DB>,
+        Option<i64>: ToSql<Nullable<BigInt>, DB>,
         f64: ToSql<Double, DB>,
         str: ToSql<Text, DB>,
     {
@@ -91,6 +93,7 @@ impl<Q> Statement<'_, Q> {
         for (piece, bind) in pieces.zip(&self.binds) {
             match bind {
                 Bind::Int(n) => out.push_bind_param::<BigInt, i64>(n)?,
+                Bind::MaybeInt(n) => out.push_bind_param::<Nullable<BigInt>, Option<i64>>(n)?,
                 Bind::Float(x) => out.push_bind_param::<Double, f64>(x)?,
                 Bind::Text(t) => out.push_bind_param::<Text, str>(t)?,
                 arrays => array(arrays, &mut out)?,

@@ -369,17 +369,32 @@ impl Tx<'_> {
         Ok(expired)
     }
 
-    /// Removes up to `limit` rows expired at `expired_by` (at most the transaction's now: the
-    /// server's expiry timer leaves a moment of grace, kv-sweeper none), recording an
-    /// `expired` change for each under one version, and counts them as swept. On PostgreSQL
-    /// rows another transaction has locked are passed by. A transaction of its own: returns
-    /// how many rows went.
-    pub fn remove_expired(&mut self, limit: i64, expired_by: i64) -> Result<usize, StoreError> {
+    /// Looks at up to `limit` rows due at `expired_by` (at most the transaction's now: the
+    /// server's expiry timer leaves a moment of grace, kv-sweeper none), soonest first:
+    /// removes the expired ones, recording an `expired` change for each under one version,
+    /// and counts them as swept; files the others, whose expiry moved on after they were
+    /// filed, again under their expiry (see `backend::sweep_index`). On PostgreSQL rows
+    /// another transaction has locked are passed by. A transaction of its own.
+    pub fn remove_expired(
+        &mut self,
+        limit: i64,
+        expired_by: i64,
+    ) -> Result<ExpirySweep, StoreError> {
         self.needs_own_transaction()?;
         let expired_by = expired_by.min(self.now);
-        let keys = backend::expired_keys(self.conn, expired_by, limit)?;
+        let due = backend::due_rows(self.conn, expired_by, limit)?;
+        let (expired, moved_on): (Vec<_>, Vec<_>) = due
+            .iter()
+            .partition(|(_, expires_at)| crate::expiry::is_expired(*expires_at, expired_by));
+        let moved_on: Vec<&str> = moved_on.iter().map(|(key, _)| key.as_str()).collect();
+        backend::refile(self.conn, &moved_on)?;
+        let mut sweep = ExpirySweep {
+            due: due.len(),
+            removed: 0,
+        };
+        let keys: Vec<String> = expired.into_iter().map(|(key, _)| key.clone()).collect();
         if keys.is_empty() {
-            return Ok(0);
+            return Ok(sweep);
         }
         let log = keys
             .iter()
@@ -394,7 +409,8 @@ impl Tx<'_> {
         )
         .execute(c))?;
         backend::count_swept(self.conn, removed)?;
-        Ok(removed)
+        sweep.removed = removed;
+        Ok(sweep)
     }
 
     /// The live row of `key`, if any.
@@ -868,6 +884,15 @@ pub fn stats(conn: &mut DbConnection, now: i64) -> Result<Stats, StoreError> {
     })
 }
 
+/// What one [`Tx::remove_expired`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpirySweep {
+    /// Rows found due: fewer than asked for means none are left.
+    pub due: usize,
+    /// Expired rows removed.
+    pub removed: usize,
+}
+
 /// Expired keys deleted by sweeps ([`sweep_expired`]) so far: every sweeper's, since the
 /// database was created (or migrated to count them).
 pub fn swept_keys(conn: &mut DbConnection) -> Result<i64, StoreError> {
@@ -892,11 +917,11 @@ pub fn sweep_expired(
     let mut total = 0u64;
     loop {
         let started = std::time::Instant::now();
-        let deleted = write(conn, now, |tx| {
+        let sweep = write(conn, now, |tx| {
             tx.remove_expired(i64::from(batch_size), now)
         })?;
-        total += deleted as u64;
-        if deleted < batch_size as usize || stop() {
+        total += sweep.removed as u64;
+        if sweep.due < batch_size as usize || stop() {
             return Ok(total);
         }
         let pause = started.elapsed().max(std::time::Duration::from_millis(5));

@@ -48,6 +48,71 @@ fn once_deletes_expired_keys_only_and_reports_the_count() {
     server.get("/temp0").expect_error(404, "not_found");
 }
 
+/// A sweep finds a row by when it is due, which a write moves to an earlier expiry but never
+/// to a later one (a row found due whose expiry moved on is filed again): every way of moving
+/// an expiry (SET, PATCH, a transaction, a hash's EXPIRE) sweeps the right keys.
+#[test]
+fn expiries_moved_earlier_are_swept_and_those_moved_later_or_removed_are_kept() {
+    let db = TestDatabase::new();
+    let server = Server::start_with(&db.url, &["--active-expiry", "false"], &[]);
+    let (long, short) = (r#""ttl": 300"#, r#""ttl_ms": 20"#);
+    // "sooner-*" get an earlier expiry and go; "later-*" get a later one and stay.
+    for (name, first, then) in [("sooner", long, short), ("later", short, long)] {
+        let set = format!("/{name}-set");
+        server
+            .post(&set, &format!(r#"{{"value": 1, {first}}}"#))
+            .expect(201);
+        server
+            .post(&set, &format!(r#"{{"value": 2, {then}}}"#))
+            .expect(200);
+        let patch = format!("/{name}-patch");
+        server
+            .post(&patch, &format!(r#"{{"value": 1, {first}}}"#))
+            .expect(201);
+        server.patch(&patch, &format!("{{{then}}}")).expect(200);
+        for ttl in [first, then] {
+            let op = format!(r#"{{"op": "set", "key": "{name}-tx", "value": 1, {ttl}}}"#);
+            server
+                .post("/_tx", &format!(r#"{{"ops": [{op}]}}"#))
+                .expect(200);
+        }
+    }
+    let upstash = |commands: &str| server.post("/_upstash/pipeline", commands).expect(200);
+    upstash(
+        r#"[["hset", "sooner-hash", "f", "v"], ["expire", "sooner-hash", 300], ["pexpire", "sooner-hash", 20]]"#,
+    );
+    upstash(
+        r#"[["hset", "later-hash", "f", "v"], ["pexpire", "later-hash", 20], ["expire", "later-hash", 300]]"#,
+    );
+    // A first expiry, then none.
+    server
+        .post("/persisted", r#"{"value": 1, "ttl_ms": 20}"#)
+        .expect(201);
+    server.patch("/persisted", r#"{"ttl": null}"#).expect(200);
+    thread::sleep(Duration::from_millis(40));
+
+    // One row a batch: the sweep goes on past batches whose rows were all filed again.
+    let out = stdout_of(&sweep_once(&db.url, &["--batch-size", "1"]));
+    assert!(
+        out.contains("Successfully deleted 4 expired keys."),
+        "{out}"
+    );
+    for kind in ["set", "patch", "tx"] {
+        server
+            .get(&format!("/sooner-{kind}"))
+            .expect_error(404, "not_found");
+        server.get(&format!("/later-{kind}")).expect(200);
+    }
+    server.get("/persisted").expect(200);
+    let stats = server.get("/_stats").expect(200);
+    assert_eq!(
+        (stats["keys"].as_i64(), stats["expiring"].as_i64()),
+        (Some(5), Some(4)),
+        "{stats}"
+    );
+    assert!(stdout_of(&sweep_once(&db.url, &[])).contains("Successfully deleted 0 expired keys."));
+}
+
 #[test]
 fn once_creates_and_migrates_a_fresh_database_so_either_binary_may_start_first() {
     let db = TestDatabase::new();

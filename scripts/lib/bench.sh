@@ -36,13 +36,16 @@ PY
 }
 
 pgbench_upsert_sql() {
-  # As kv-server's SET with the seed's body, which has "ttl": 3600: a new expiry every time.
+  # As kv-server's SET with the seed's body, which has "ttl": 3600: a new expiry every time,
+  # and sweep_at kept as kv-server keeps it (lowered to an earlier expiry, else left alone).
   cat <<SQL
 \\set k random(0, $1 - 1)
-INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at)
+INSERT INTO kv_bench (key, value, version, created_at, updated_at, expires_at, sweep_at)
   VALUES ('bench' || chr(58) || :k, '{"name":"Emeka","role":"Engineer","skills":["Python","Django"]}', 1, 0, 0,
+          (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000,
           (extract(epoch FROM clock_timestamp()) * 1000)::bigint + 3600000)
   ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, version = kv_bench.version + 1,
-    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at;
+    updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at,
+    sweep_at = LEAST(kv_bench.sweep_at, EXCLUDED.expires_at);
 SQL
 }

@@ -3,10 +3,11 @@
 //! collections whose key is gone, in bounded batches, and trims the change log to its
 //! retention.
 //!
-//! A timer looks at the earliest expiry every [`TICK`]; once a row is [`GRACE`] past its
-//! expiry it removes expired rows in batches of [`BATCH`] through the writer (each batch a
-//! transaction of its own, one version and one `expired` event per key; on PostgreSQL rows
-//! another server is removing are passed by, so servers share the work). The grace lets a
+//! A timer looks every [`TICK`] at the earliest time a row is due (at or before its expiry,
+//! see `Tx::remove_expired`); once that is [`GRACE`] past, it removes expired rows in batches
+//! of [`BATCH`] through the writer (each batch a transaction of its own, one version and one
+//! `expired` event per key; a due row whose expiry moved on is filed again under it; on
+//! PostgreSQL rows another server is removing are passed by, so servers share the work). The grace lets a
 //! `GET` right at the expiry still answer "expired" rather than "not found".
 
 use std::time::Duration;

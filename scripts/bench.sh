@@ -84,9 +84,13 @@ if [ "$DATABASE" = postgres ]; then
 else
   DB_URL=$WORK/kv.sqlite3
 fi
+# --sweep: the server's own expiry timer is off, or it would remove the expired keys (250 ms
+# after their expiry, while they load) before kv-sweeper runs.
+ACTIVE_EXPIRY=true
+[ "$SWEEP" = 1 ] && ACTIVE_EXPIRY=false
 start_server() { # port: starts one kv-server and waits until it answers
   RUST_LOG=warn "${KV_BENCH_SERVER:-target/release/kv-server}" --bind "127.0.0.1:$1" --database-url "$DB_URL" \
-    --pool-size "$POOL_SIZE" >>"$WORK/server.log" 2>&1 &
+    --pool-size "$POOL_SIZE" --active-expiry "$ACTIVE_EXPIRY" >>"$WORK/server.log" 2>&1 &
   SERVERS+=($!)
   wait_up "http://127.0.0.1:$1" "$WORK/server.log"
 }

@@ -208,9 +208,9 @@ pub(crate) fn notify_changes(c: &mut PgConnection, version: i64) -> QueryResult<
 }
 
 /// The end of a write batch, in one statement: writes `puts` over whatever rows hold their
-/// keys (their `sweep_at` kept as [`super::put_row`] keeps it), deletes the rows of `removes`, appends `log` to the change log and sets the version
-/// counter to `version`, inside the batch's transaction, which holds the counter. No key is in
-/// both `puts` and `removes`.
+/// keys (their `sweep_at` kept as `put_row` keeps it), deletes the rows of `removes`, appends
+/// `log` to the change log and sets the version counter to `version`, inside the batch's
+/// transaction, which holds the counter. No key is in both `puts` and `removes`.
 pub(crate) fn write_batch(
     c: &mut PgConnection,
     puts: &[KeyValue],

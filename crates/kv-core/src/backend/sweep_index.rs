@@ -14,7 +14,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 
-use super::DbConnection;
+use super::connection::DbConnection;
 use super::connection::with_conn;
 use super::statement::{Bind, statement};
 use crate::model::KeyValue;

@@ -573,6 +573,16 @@ pub fn changes_notified(conn: &mut DbConnection) -> QueryResult<bool> {
     }
 }
 
+/// The URL of a SQLite file `kv.sqlite3` in `dir`, for tests.
+#[cfg(test)]
+pub(crate) fn sqlite_url_in(dir: &std::path::Path) -> DatabaseUrl {
+    dir.join("kv.sqlite3")
+        .display()
+        .to_string()
+        .parse()
+        .expect("url")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

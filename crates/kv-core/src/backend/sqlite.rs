@@ -308,7 +308,7 @@ impl diesel::query_builder::Query for BumpSqliteVersion {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{ConnectionOptions, DatabaseUrl, connect, with_conn};
+    use crate::backend::{ConnectionOptions, connect, sqlite_url_in, with_conn};
 
     fn execute(conn: &mut DbConnection, sql: &str) {
         with_conn!(conn, c => c.batch_execute(sql)).expect(sql);
@@ -317,13 +317,7 @@ mod tests {
     #[test]
     fn a_restarted_log_starts_over_at_the_next_write_once_no_reader_reads_from_it() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url: DatabaseUrl = dir
-            .path()
-            .join("kv.sqlite3")
-            .display()
-            .to_string()
-            .parse()
-            .expect("url");
+        let url = sqlite_url_in(dir.path());
         let options = ConnectionOptions {
             busy_timeout: Duration::from_millis(4321),
             ..Default::default()

@@ -181,7 +181,7 @@ pub fn next_due(conn: &mut DbConnection) -> QueryResult<Option<i64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::{ConnectionOptions, DatabaseUrl, connect, run_migrations};
+    use crate::backend::{ConnectionOptions, connect, run_migrations, sqlite_url_in};
 
     fn sweep_at(conn: &mut DbConnection, key: &str) -> Option<i64> {
         with_conn!(conn, c => kv_store::table
@@ -194,13 +194,7 @@ mod tests {
     #[test]
     fn sweep_at_follows_an_expiry_down_never_up_and_is_filed_again_when_due() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url: DatabaseUrl = dir
-            .path()
-            .join("kv.sqlite3")
-            .display()
-            .to_string()
-            .parse()
-            .expect("url");
+        let url = sqlite_url_in(dir.path());
         let mut conn = connect(&url, &ConnectionOptions::default()).expect("connect");
         run_migrations(&mut conn).expect("migrations");
         let row = |expires_at| KeyValue::string("k", "1".into(), 1, 0, 0, expires_at);

@@ -6,7 +6,7 @@
 
 use diesel::prelude::*;
 
-use crate::backend::{self, DbConnection, with_conn};
+use crate::backend::{self, DbConnection, Replaces, with_conn};
 use crate::changes::{self, Change};
 use crate::collections;
 use crate::error::StoreError;
@@ -48,13 +48,13 @@ impl Rows<'_> {
         &mut self,
         conn: &mut DbConnection,
         row: &KeyValue,
-        replaces_row: bool,
+        replaces: Replaces,
     ) -> Result<(), StoreError> {
         match self {
             // A batch writes string rows only (its statement knows no collection columns).
             Rows::Staged(stage) if !row.is_string() => return Err(stage.own_transaction()),
             Rows::Staged(stage) => stage.put(row.clone()),
-            Rows::Direct => backend::put_row(conn, row, replaces_row)?,
+            Rows::Direct => backend::put_row(conn, row, replaces)?,
         }
         Ok(())
     }

@@ -14,7 +14,7 @@ mod sweep_index;
 pub(crate) use connection::with_conn;
 pub use connection::{Backend, DbConnection};
 pub use sweep_index::next_due;
-pub(crate) use sweep_index::{due_rows, insert_rows, put_row, refile};
+pub(crate) use sweep_index::{Replaces, due_rows, insert_rows, put_row, refile};
 
 use std::fmt;
 use std::str::FromStr;

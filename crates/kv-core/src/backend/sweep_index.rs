@@ -25,24 +25,62 @@ diesel::define_sql_function! {
     fn least(a: Nullable<BigInt>, b: Nullable<BigInt>) -> Nullable<BigInt>;
 }
 
+/// The row a write replaces, as far as writing over it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replaces {
+    /// No row holds the key.
+    Nothing,
+    /// A row (live or expired) with this expiry; `None` when it has none, or when the caller
+    /// does not know it.
+    Row { expires_at: Option<i64> },
+}
+
+impl Replaces {
+    /// What writing over `row` (the key's row as read, if any) replaces.
+    pub(crate) fn row(row: Option<&KeyValue>) -> Replaces {
+        match row {
+            None => Replaces::Nothing,
+            Some(row) => Replaces::Row {
+                expires_at: row.expires_at,
+            },
+        }
+    }
+
+    /// Whether a row with `expires_at` written over this one may need a lower `sweep_at`: not
+    /// when the replaced row had an expiry at or before the new one (its `sweep_at` is at or
+    /// before that expiry already).
+    fn may_lower_sweep_at(self, expires_at: Option<i64>) -> bool {
+        match (self, expires_at) {
+            (_, None) => false,
+            (
+                Replaces::Row {
+                    expires_at: Some(old),
+                },
+                Some(new),
+            ) => new < old,
+            _ => true,
+        }
+    }
+}
+
 /// Writes `row` over whatever row holds its key (the caller holds the key's lock): an `INSERT`
-/// when there is none (`replaces_row` false), else an `UPDATE` that leaves `sweep_at` alone
-/// unless the new expiry is earlier (see the module's documentation). On SQLite the key and
-/// `sweep_at` stay out of the `UPDATE`'s columns, as SQLite rewrites the index entries of
-/// every column named there, and a second statement lowers `sweep_at` only when it must.
+/// when there is none, else an `UPDATE` that leaves `sweep_at` alone unless the new expiry is
+/// earlier (see the module's documentation). On SQLite the key and `sweep_at` stay out of the
+/// `UPDATE`'s columns, as SQLite rewrites the index entries of every column named there, and a
+/// second statement lowers `sweep_at` when it may have to.
 pub(crate) fn put_row(
     conn: &mut DbConnection,
     row: &KeyValue,
-    replaces_row: bool,
+    replaces: Replaces,
 ) -> QueryResult<()> {
-    if !replaces_row {
+    if replaces == Replaces::Nothing {
         with_conn!(conn, c => diesel::insert_into(kv_store::table)
             .values((row, kv_store::sweep_at.eq(row.expires_at)))
             .execute(c))?;
         return Ok(());
     }
     let DbConnection::Postgres(c) = conn else {
-        return update_sqlite_row(conn, row);
+        return update_sqlite_row(conn, row, replaces.may_lower_sweep_at(row.expires_at));
     };
     diesel::update(kv_store::table.find(&row.key))
         .set((
@@ -60,8 +98,13 @@ pub(crate) fn put_row(
     Ok(())
 }
 
-/// [`put_row`]'s `UPDATE` on SQLite, in two statements that the connection prepares once.
-fn update_sqlite_row(conn: &mut DbConnection, row: &KeyValue) -> QueryResult<()> {
+/// [`put_row`]'s `UPDATE` on SQLite, in one or (`lower_sweep_at`) two statements that the
+/// connection prepares once.
+fn update_sqlite_row(
+    conn: &mut DbConnection,
+    row: &KeyValue,
+    lower_sweep_at: bool,
+) -> QueryResult<()> {
     with_conn!(conn, c => {
         statement::<marker::UpdateRow>(
             "UPDATE kv_store SET value = ?, version = ?, created_at = ?, updated_at = ?, \
@@ -80,7 +123,7 @@ fn update_sqlite_row(conn: &mut DbConnection, row: &KeyValue) -> QueryResult<()>
         )
         .execute(c)
     })?;
-    if let Some(expires_at) = row.expires_at {
+    if let (true, Some(expires_at)) = (lower_sweep_at, row.expires_at) {
         with_conn!(conn, c => statement::<marker::LowerSweepAt>(
             "UPDATE kv_store SET sweep_at = ? \
              WHERE key = ? AND (sweep_at IS NULL OR sweep_at > ?)",
@@ -198,46 +241,46 @@ mod tests {
         let mut conn = connect(&url, &ConnectionOptions::default()).expect("connect");
         run_migrations(&mut conn).expect("migrations");
         let row = |expires_at| KeyValue::string("k", "1".into(), 1, 0, 0, expires_at);
-        let put = |conn: &mut DbConnection, expires_at, replaces_row| {
-            put_row(conn, &row(expires_at), replaces_row).expect("put");
+        // Writes over the row as it stands, or over one whose expiry is not known.
+        let put = |conn: &mut DbConnection, expires_at, replaces| {
+            put_row(conn, &row(expires_at), replaces).expect("put");
             sweep_at(conn, "k")
         };
+        let over = |expires_at| Replaces::Row { expires_at };
+        let unknown = over(None);
 
+        let new = put(&mut conn, Some(1_000), Replaces::Nothing);
+        assert_eq!(new, Some(1_000), "a new row: its expiry");
+        let later = put(&mut conn, Some(5_000), over(Some(1_000)));
+        assert_eq!(later, Some(1_000), "a later expiry: left alone");
+        let later = put(&mut conn, Some(6_000), unknown);
         assert_eq!(
-            put(&mut conn, Some(1_000), false),
+            later,
             Some(1_000),
-            "a new row: its expiry"
+            "a later expiry over an unknown one: left alone"
         );
+        let earlier = put(&mut conn, Some(500), over(Some(6_000)));
+        assert_eq!(earlier, Some(500), "an earlier expiry: followed");
+        let earlier = put(&mut conn, Some(400), unknown);
         assert_eq!(
-            put(&mut conn, Some(5_000), true),
-            Some(1_000),
-            "later: left alone"
+            earlier,
+            Some(400),
+            "an earlier expiry over an unknown one: followed"
         );
+        let none = put(&mut conn, None, over(Some(400)));
+        assert_eq!(none, Some(400), "no expiry: left alone");
+        assert_eq!(next_due(&mut conn).expect("next"), Some(400));
+        assert_eq!(due_rows(&mut conn, 399, 10).expect("due"), vec![]);
         assert_eq!(
-            put(&mut conn, Some(500), true),
-            Some(500),
-            "earlier: follows it"
-        );
-        assert_eq!(
-            put(&mut conn, None, true),
-            Some(500),
-            "no expiry: left alone"
-        );
-        assert_eq!(next_due(&mut conn).expect("next"), Some(500));
-        assert_eq!(due_rows(&mut conn, 499, 10).expect("due"), vec![]);
-        assert_eq!(
-            due_rows(&mut conn, 500, 10).expect("due"),
+            due_rows(&mut conn, 400, 10).expect("due"),
             vec![("k".to_owned(), None)]
         );
         refile(&mut conn, &["k"]).expect("refile");
         assert_eq!(sweep_at(&mut conn, "k"), None, "filed under no expiry");
         assert_eq!(next_due(&mut conn).expect("next"), None);
-        assert_eq!(
-            put(&mut conn, Some(9_000), true),
-            Some(9_000),
-            "a first expiry again"
-        );
-        put(&mut conn, Some(20_000), true);
+        let first = put(&mut conn, Some(9_000), over(None));
+        assert_eq!(first, Some(9_000), "a first expiry again");
+        put(&mut conn, Some(20_000), over(Some(9_000)));
         refile(&mut conn, &["k"]).expect("refile");
         assert_eq!(
             sweep_at(&mut conn, "k"),

@@ -3,6 +3,7 @@
 //! of members to remove once a collection's key is gone.
 
 use super::{Lookup, Tx};
+use crate::backend::Replaces;
 use crate::changes::ChangeOp;
 use crate::collections;
 use crate::error::StoreError;
@@ -84,7 +85,15 @@ impl Tx<'_> {
         row.version = self.write_version()?;
         row.updated_at = self.now;
         row.length = Some(length);
-        self.put(&row, stored)?;
+        // Its expiry is the stored row's.
+        let replaces = if stored {
+            Replaces::Row {
+                expires_at: row.expires_at,
+            }
+        } else {
+            Replaces::Nothing
+        };
+        self.put(&row, replaces)?;
         self.record_collection(&row, command)
     }
 
@@ -104,16 +113,16 @@ impl Tx<'_> {
 
     /// The row of `to` made ready to be replaced: an expired one recorded as such, a
     /// collection's members queued for removal. Whether a row is there.
-    fn clear_destination(&mut self, to: &str) -> Result<bool, StoreError> {
+    fn clear_destination(&mut self, to: &str) -> Result<Replaces, StoreError> {
         validate_writable_key(to)?;
         let row = self.locked_row(to)?;
-        let exists = row.is_some();
+        let replaces = Replaces::row(row.as_ref());
         let coll = row.as_ref().and_then(|r| r.coll);
         if let Lookup::Expired = self.lookup(row) {
             self.record(ChangeOp::Expired, to, None)?;
         }
         self.discard_members(coll)?;
-        Ok(exists)
+        Ok(replaces)
     }
 
     /// RENAME: the key `from` (a string, or a collection with its members) and its expiry

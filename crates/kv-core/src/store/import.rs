@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Lookup, Tx};
 use crate::args::{ImportLine, ImportMode, Members};
-use crate::backend;
+use crate::backend::{self, Replaces};
 use crate::changes::{self, ChangeOp};
 use crate::collections;
 use crate::error::StoreError;
@@ -87,7 +87,7 @@ impl Tx<'_> {
             return Ok(false);
         };
         let row = self.locked_row(&line.key)?;
-        let exists = row.is_some();
+        let replaces = Replaces::row(row.as_ref());
         let found_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
@@ -100,7 +100,7 @@ impl Tx<'_> {
             }
             _ => {}
         }
-        if exists && live.is_none() {
+        if replaces != Replaces::Nothing && live.is_none() {
             self.record(ChangeOp::Expired, &line.key, None)?;
         }
         self.discard_members(found_coll)?;
@@ -125,7 +125,7 @@ impl Tx<'_> {
             coll: Some(coll),
             length: Some(members.len() as i64),
         };
-        self.put(&row, exists)?;
+        self.put(&row, replaces)?;
         self.record_collection(&row, "import")?;
         Ok(true)
     }

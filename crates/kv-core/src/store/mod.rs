@@ -7,7 +7,7 @@ mod import;
 use diesel::prelude::*;
 
 use crate::args::{IncrArgs, ScanArgs, ScanPage, SetArgs, SetExpiry, counter_value};
-use crate::backend::{self, DbConnection, with_conn};
+use crate::backend::{self, DbConnection, Replaces, with_conn};
 use crate::changes::{self, Change, ChangeOp};
 use crate::collections;
 use crate::error::StoreError;
@@ -315,8 +315,8 @@ impl Tx<'_> {
     }
 
     /// Writes `row`, inserting or replacing whatever row (live or expired) held the key.
-    fn put(&mut self, row: &KeyValue, replaces_row: bool) -> Result<(), StoreError> {
-        self.rows.put(self.conn, row, replaces_row)
+    fn put(&mut self, row: &KeyValue, replaces: Replaces) -> Result<(), StoreError> {
+        self.rows.put(self.conn, row, replaces)
     }
 
     fn remove(&mut self, key: &str) -> Result<(), StoreError> {
@@ -427,14 +427,14 @@ impl Tx<'_> {
     pub fn set(&mut self, key: &str, args: &SetArgs) -> Result<SetOutcome, StoreError> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
-        let exists = row.is_some();
+        let replaces = Replaces::row(row.as_ref());
         let found_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
             Lookup::Missing | Lookup::Expired => None,
         };
         args.precondition.check(live.as_ref().map(|r| r.version))?;
-        if exists && live.is_none() {
+        if replaces != Replaces::Nothing && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
         }
         // A SET replaces whatever the key held, a collection too (as in Redis).
@@ -452,7 +452,7 @@ impl Tx<'_> {
                 SetExpiry::At(at) => Some(at),
             },
         );
-        self.put(&row, exists)?;
+        self.put(&row, replaces)?;
         self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(SetOutcome {
             created: live.is_none(),
@@ -506,10 +506,11 @@ impl Tx<'_> {
             _ => None,
         })?;
         let mut row = found.live()?;
+        let replaces = Replaces::row(Some(&row));
         row.version = self.write_version()?;
         row.updated_at = self.now;
         row.expires_at = expires_at;
-        self.put(&row, true)?;
+        self.put(&row, replaces)?;
         self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(row)
     }
@@ -524,7 +525,7 @@ impl Tx<'_> {
     ) -> Result<KeyValue, StoreError> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
-        let exists = row.is_some();
+        let replaces = Replaces::row(row.as_ref());
         let expired_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
@@ -536,7 +537,7 @@ impl Tx<'_> {
         }
         let current = live.as_ref().map(|r| counter_value(&r.value)).transpose()?;
         let next = args.apply(current.unwrap_or(0))?;
-        if exists && live.is_none() {
+        if replaces != Replaces::Nothing && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
             self.discard_members(expired_coll)?;
         }
@@ -551,7 +552,7 @@ impl Tx<'_> {
                 None => args.expires_at_if_created,
             },
         );
-        self.put(&row, exists)?;
+        self.put(&row, replaces)?;
         self.record(ChangeOp::Set, key, Some(&row))?;
         Ok(row)
     }

@@ -50,7 +50,7 @@ fn once_deletes_expired_keys_only_and_reports_the_count() {
 
 /// A sweep finds a row by when it is due, which a write moves to an earlier expiry but never
 /// to a later one (a row found due whose expiry moved on is filed again): every way of moving
-/// an expiry (SET, PATCH, a transaction, a hash's EXPIRE) sweeps the right keys.
+/// an expiry (SET, PATCH, a transaction, a hash's EXPIRE, RENAME) sweeps the right keys.
 #[test]
 fn expiries_moved_earlier_are_swept_and_those_moved_later_or_removed_are_kept() {
     let db = TestDatabase::new();
@@ -84,6 +84,10 @@ fn expiries_moved_earlier_are_swept_and_those_moved_later_or_removed_are_kept() 
     upstash(
         r#"[["hset", "later-hash", "f", "v"], ["pexpire", "later-hash", 20], ["expire", "later-hash", 300]]"#,
     );
+    // RENAME of a key with an earlier expiry over one with a later one.
+    upstash(
+        r#"[["set", "src", "1", "px", 20], ["set", "sooner-rename", "1", "ex", 300], ["rename", "src", "sooner-rename"]]"#,
+    );
     // A first expiry, then none.
     server
         .post("/persisted", r#"{"value": 1, "ttl_ms": 20}"#)
@@ -94,9 +98,10 @@ fn expiries_moved_earlier_are_swept_and_those_moved_later_or_removed_are_kept() 
     // One row a batch: the sweep goes on past batches whose rows were all filed again.
     let out = stdout_of(&sweep_once(&db.url, &["--batch-size", "1"]));
     assert!(
-        out.contains("Successfully deleted 4 expired keys."),
+        out.contains("Successfully deleted 5 expired keys."),
         "{out}"
     );
+    server.get("/sooner-rename").expect_error(404, "not_found");
     for kind in ["set", "patch", "tx"] {
         server
             .get(&format!("/sooner-{kind}"))

@@ -14,8 +14,7 @@
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 
-use super::connection::DbConnection;
-use super::connection::with_conn;
+use super::connection::{DbConnection, with_conn};
 use super::statement::{Bind, statement};
 use crate::model::KeyValue;
 use crate::schema::kv_store;
@@ -79,9 +78,23 @@ pub(crate) fn put_row(
             .execute(c))?;
         return Ok(());
     }
-    let DbConnection::Postgres(c) = conn else {
-        return update_sqlite_row(conn, row, replaces.may_lower_sweep_at(row.expires_at));
+    let updated = match conn {
+        DbConnection::Sqlite(_) => {
+            update_sqlite_row(conn, row, replaces.may_lower_sweep_at(row.expires_at))?
+        }
+        DbConnection::Postgres(c) => update_postgres_row(c, row)?,
     };
+    if updated != 1 {
+        return Err(diesel::result::Error::QueryBuilderError(
+            format!("the row of {:?} to write over is not there", row.key).into(),
+        ));
+    }
+    Ok(())
+}
+
+/// [`put_row`]'s `UPDATE` on PostgreSQL: `sweep_at` keeps its value unless the new expiry is
+/// earlier, and the update is HOT when it does. Returns how many rows it updated.
+fn update_postgres_row(c: &mut diesel::PgConnection, row: &KeyValue) -> QueryResult<usize> {
     diesel::update(kv_store::table.find(&row.key))
         .set((
             kv_store::value.eq(&row.value),
@@ -94,18 +107,17 @@ pub(crate) fn put_row(
             kv_store::length.eq(row.length),
             kv_store::sweep_at.eq(least(kv_store::sweep_at, row.expires_at)),
         ))
-        .execute(c)?;
-    Ok(())
+        .execute(c)
 }
 
 /// [`put_row`]'s `UPDATE` on SQLite, in one or (`lower_sweep_at`) two statements that the
-/// connection prepares once.
+/// connection prepares once. Returns how many rows it updated.
 fn update_sqlite_row(
     conn: &mut DbConnection,
     row: &KeyValue,
     lower_sweep_at: bool,
-) -> QueryResult<()> {
-    with_conn!(conn, c => {
+) -> QueryResult<usize> {
+    let updated = with_conn!(conn, c => {
         statement::<marker::UpdateRow>(
             "UPDATE kv_store SET value = ?, version = ?, created_at = ?, updated_at = ?, \
              expires_at = ?, kind = ?, coll = ?, length = ? WHERE key = ?",
@@ -131,7 +143,7 @@ fn update_sqlite_row(
         )
         .execute(c))?;
     }
-    Ok(())
+    Ok(updated)
 }
 
 /// The markers of the statements above (see [`super::statement`]).

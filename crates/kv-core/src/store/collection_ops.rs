@@ -85,15 +85,8 @@ impl Tx<'_> {
         row.version = self.write_version()?;
         row.updated_at = self.now;
         row.length = Some(length);
-        // Its expiry is the stored row's.
-        let replaces = if stored {
-            Replaces::Row {
-                expires_at: row.expires_at,
-            }
-        } else {
-            Replaces::Nothing
-        };
-        self.put(&row, replaces)?;
+        // The stored row had the same expiry.
+        self.put(&row, Replaces::row(stored.then_some(&row)))?;
         self.record_collection(&row, command)
     }
 
@@ -112,7 +105,7 @@ impl Tx<'_> {
     }
 
     /// The row of `to` made ready to be replaced: an expired one recorded as such, a
-    /// collection's members queued for removal. Whether a row is there.
+    /// collection's members queued for removal. What a write of `to` replaces.
     fn clear_destination(&mut self, to: &str) -> Result<Replaces, StoreError> {
         validate_writable_key(to)?;
         let row = self.locked_row(to)?;

@@ -88,6 +88,7 @@ impl Tx<'_> {
         };
         let row = self.locked_row(&line.key)?;
         let replaces = Replaces::row(row.as_ref());
+        let exists = row.is_some();
         let found_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
@@ -100,7 +101,7 @@ impl Tx<'_> {
             }
             _ => {}
         }
-        if replaces != Replaces::Nothing && live.is_none() {
+        if exists && live.is_none() {
             self.record(ChangeOp::Expired, &line.key, None)?;
         }
         self.discard_members(found_coll)?;

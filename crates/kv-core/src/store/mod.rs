@@ -428,13 +428,14 @@ impl Tx<'_> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
         let replaces = Replaces::row(row.as_ref());
+        let exists = row.is_some();
         let found_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
             Lookup::Missing | Lookup::Expired => None,
         };
         args.precondition.check(live.as_ref().map(|r| r.version))?;
-        if replaces != Replaces::Nothing && live.is_none() {
+        if exists && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
         }
         // A SET replaces whatever the key held, a collection too (as in Redis).
@@ -526,6 +527,7 @@ impl Tx<'_> {
         validate_writable_key(key)?;
         let row = self.locked_row(key)?;
         let replaces = Replaces::row(row.as_ref());
+        let exists = row.is_some();
         let expired_coll = row.as_ref().and_then(|r| r.coll);
         let live = match self.lookup(row) {
             Lookup::Live(row) => Some(row),
@@ -537,7 +539,7 @@ impl Tx<'_> {
         }
         let current = live.as_ref().map(|r| counter_value(&r.value)).transpose()?;
         let next = args.apply(current.unwrap_or(0))?;
-        if replaces != Replaces::Nothing && live.is_none() {
+        if exists && live.is_none() {
             self.record(ChangeOp::Expired, key, None)?;
             self.discard_members(expired_coll)?;
         }

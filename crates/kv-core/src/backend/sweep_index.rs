@@ -306,5 +306,12 @@ mod tests {
             Some(7),
             "a copied row: its expiry"
         );
+
+        let gone = KeyValue::string("gone", "1".into(), 1, 0, 0, None);
+        let written = put_row(&mut conn, &gone, Replaces::Row { expires_at: None });
+        assert!(
+            written.is_err(),
+            "writing over a row that is not there fails loudly"
+        );
     }
 }

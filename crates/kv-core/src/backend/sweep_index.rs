@@ -45,19 +45,16 @@ impl Replaces {
         }
     }
 
-    /// Whether a row with `expires_at` written over this one may need a lower `sweep_at`: not
-    /// when the replaced row had an expiry at or before the new one (its `sweep_at` is at or
-    /// before that expiry already).
-    fn may_lower_sweep_at(self, expires_at: Option<i64>) -> bool {
-        match (self, expires_at) {
-            (_, None) => false,
-            (
-                Replaces::Row {
-                    expires_at: Some(old),
-                },
-                Some(new),
-            ) => new < old,
-            _ => true,
+    /// The expiry `sweep_at` may have to be lowered to when a row with `expires_at` is written
+    /// over this one: none when the replaced row had an expiry at or before the new one (its
+    /// `sweep_at` is at or before that expiry already).
+    fn may_lower_sweep_at_to(self, expires_at: Option<i64>) -> Option<i64> {
+        let new = expires_at?;
+        match self {
+            Replaces::Row {
+                expires_at: Some(old),
+            } if new >= old => None,
+            _ => Some(new),
         }
     }
 }
@@ -80,7 +77,7 @@ pub(crate) fn put_row(
     }
     let updated = match conn {
         DbConnection::Sqlite(_) => {
-            update_sqlite_row(conn, row, replaces.may_lower_sweep_at(row.expires_at))?
+            update_sqlite_row(conn, row, replaces.may_lower_sweep_at_to(row.expires_at))?
         }
         DbConnection::Postgres(c) => update_postgres_row(c, row)?,
     };
@@ -110,12 +107,12 @@ fn update_postgres_row(c: &mut diesel::PgConnection, row: &KeyValue) -> QueryRes
         .execute(c)
 }
 
-/// [`put_row`]'s `UPDATE` on SQLite, in one or (`lower_sweep_at`) two statements that the
+/// [`put_row`]'s `UPDATE` on SQLite, in one or (`lower_sweep_at_to`) two statements that the
 /// connection prepares once. Returns how many rows it updated.
 fn update_sqlite_row(
     conn: &mut DbConnection,
     row: &KeyValue,
-    lower_sweep_at: bool,
+    lower_sweep_at_to: Option<i64>,
 ) -> QueryResult<usize> {
     let updated = with_conn!(conn, c => {
         statement::<marker::UpdateRow>(
@@ -135,7 +132,7 @@ fn update_sqlite_row(
         )
         .execute(c)
     })?;
-    if let (true, Some(expires_at)) = (lower_sweep_at, row.expires_at) {
+    if let Some(expires_at) = lower_sweep_at_to {
         with_conn!(conn, c => statement::<marker::LowerSweepAt>(
             "UPDATE kv_store SET sweep_at = ? \
              WHERE key = ? AND (sweep_at IS NULL OR sweep_at > ?)",

@@ -383,16 +383,16 @@ impl Tx<'_> {
         self.needs_own_transaction()?;
         let expired_by = expired_by.min(self.now);
         let due = backend::due_rows(self.conn, expired_by, limit)?;
-        let (expired, moved_on): (Vec<_>, Vec<_>) = due
-            .iter()
-            .partition(|(_, expires_at)| crate::expiry::is_expired(*expires_at, expired_by));
-        let moved_on: Vec<&str> = moved_on.iter().map(|(key, _)| key.as_str()).collect();
-        backend::refile(self.conn, &moved_on)?;
         let mut sweep = ExpirySweep {
             due: due.len(),
             removed: 0,
         };
-        let keys: Vec<String> = expired.into_iter().map(|(key, _)| key.clone()).collect();
+        let (expired, moved_on): (Vec<_>, Vec<_>) = due
+            .into_iter()
+            .partition(|(_, expires_at)| crate::expiry::is_expired(*expires_at, expired_by));
+        let moved_on: Vec<&str> = moved_on.iter().map(|(key, _)| key.as_str()).collect();
+        backend::refile(self.conn, &moved_on)?;
+        let keys: Vec<String> = expired.into_iter().map(|(key, _)| key).collect();
         if keys.is_empty() {
             return Ok(sweep);
         }
